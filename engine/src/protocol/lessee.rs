@@ -1,0 +1,190 @@
+//! The lessee side of the protocol: a shadow instance of an actor on a shard
+//! that lent its idle core.
+//!
+//! A lessee runs what its lessor delivers, in delivery order. `Block` and
+//! `Revoke` travel on the same FIFO channel as deliveries, so the lessee queues
+//! them behind the deliveries that preceded them: when one reaches the head of
+//! the mailbox, everything delivered before it has run, and the lessee answers
+//! with its whole state. That is the entire argument for invariant 1 on the
+//! lessee side.
+
+use std::collections::VecDeque;
+
+use super::{Effects, Epoch, LeaseId, PartialState, Routable, ShardId, Wire};
+
+enum Entry<M> {
+    Run(M),
+    Block(Epoch),
+    Revoke,
+}
+
+/// A lessee instance of one actor on one shard.
+pub struct Lessee<M, S: PartialState> {
+    lease: LeaseId,
+    lessor: ShardId,
+    state: S,
+    mailbox: VecDeque<Entry<M>>,
+    epoch: Epoch,
+    release_requested: bool,
+    finished: bool,
+}
+
+impl<M: Routable, S: PartialState> Lessee<M, S> {
+    /// Accept a lease: the new lessee starts at the identity state `state`
+    /// and answers `Granted`.
+    pub fn accept(lease: LeaseId, lessor: ShardId, state: S, fx: &mut impl Effects<M, S>) -> Self {
+        fx.send(lessor, Wire::Granted { lease });
+        Lessee {
+            lease,
+            lessor,
+            state,
+            mailbox: VecDeque::new(),
+            epoch: 0,
+            release_requested: false,
+            finished: false,
+        }
+    }
+
+    /// Refuse a lease request without creating a lessee.
+    pub fn refuse(lease: LeaseId, lessor: ShardId, fx: &mut impl Effects<M, S>) {
+        fx.send(lessor, Wire::Refused { lease });
+    }
+
+    pub fn lease(&self) -> LeaseId {
+        self.lease
+    }
+
+    pub fn lessor(&self) -> ShardId {
+        self.lessor
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// True once the lessee answered a `Revoke`: the driver drops it.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Whether a `step` would do anything.
+    pub fn has_work(&self) -> bool {
+        !self.mailbox.is_empty()
+    }
+
+    /// Data messages waiting to run.
+    pub fn backlog(&self) -> usize {
+        self.mailbox.len()
+    }
+
+    /// A message from the lessor arrived (in channel order).
+    pub fn on_wire(&mut self, wire: Wire<M, S::Part>) {
+        debug_assert!(!self.finished, "message for a released lessee");
+        debug_assert_eq!(wire.lease(), self.lease);
+        match wire {
+            Wire::Assign {
+                parts: _,
+                state,
+                epoch,
+                ..
+            } => {
+                // Assign only carries partitions no queued delivery touches
+                // (the lessor holds their messages until this is sent), so it
+                // applies at once.
+                if let Some(part) = state {
+                    self.state.absorb(part);
+                }
+                self.epoch = epoch;
+            }
+            Wire::Deliver { msg, .. } => self.mailbox.push_back(Entry::Run(msg)),
+            Wire::Block { barrier, .. } => self.mailbox.push_back(Entry::Block(barrier)),
+            Wire::Revoke { .. } => self.mailbox.push_back(Entry::Revoke),
+            other => debug_assert!(
+                false,
+                "lessor-bound message sent to a lessee: {:?}",
+                other.lease()
+            ),
+        }
+    }
+
+    /// Run at most one data message; answer any `Block`/`Revoke` that reaches
+    /// the head of the mailbox on the way. Returns true if a message ran.
+    pub fn step(&mut self, fx: &mut impl Effects<M, S>) -> bool {
+        while let Some(entry) = self.mailbox.pop_front() {
+            match entry {
+                Entry::Run(msg) => {
+                    fx.run(&mut self.state, msg);
+                    self.answer_markers(fx);
+                    return true;
+                }
+                Entry::Block(barrier) => self.consolidate(barrier, fx),
+                Entry::Revoke => {
+                    self.release(fx);
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
+    /// Answer markers now at the head, so a lessee whose last delivery just
+    /// ran does not wait for another step to answer its lessor.
+    fn answer_markers(&mut self, fx: &mut impl Effects<M, S>) {
+        loop {
+            match self.mailbox.front() {
+                Some(Entry::Block(barrier)) => {
+                    let barrier = *barrier;
+                    self.mailbox.pop_front();
+                    self.consolidate(barrier, fx);
+                }
+                Some(Entry::Revoke) => {
+                    self.mailbox.pop_front();
+                    self.release(fx);
+                    return;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn consolidate(&mut self, barrier: Epoch, fx: &mut impl Effects<M, S>) {
+        let state = self.state.take_all();
+        fx.send(
+            self.lessor,
+            Wire::Consolidate {
+                lease: self.lease,
+                barrier,
+                state,
+            },
+        );
+    }
+
+    fn release(&mut self, fx: &mut impl Effects<M, S>) {
+        debug_assert!(
+            self.mailbox.is_empty(),
+            "revoke must be the last thing delivered"
+        );
+        let state = self.state.take_all();
+        fx.send(
+            self.lessor,
+            Wire::Released {
+                lease: self.lease,
+                state,
+            },
+        );
+        self.finished = true;
+    }
+
+    /// The lessee's shard wants its core back; the lessor answers with a
+    /// `Revoke` (or ignores a duplicate). Idempotent.
+    pub fn request_release(&mut self, fx: &mut impl Effects<M, S>) {
+        if !self.release_requested && !self.finished {
+            self.release_requested = true;
+            fx.send(self.lessor, Wire::ReleaseRequest { lease: self.lease });
+        }
+    }
+}

@@ -1,0 +1,751 @@
+//! The lessor side of the protocol: the home instance of an actor, and its
+//! sequencer.
+//!
+//! Every message for the actor enters at the lessor, which either runs it
+//! (local mailbox) or forwards it to a lessee. That makes the lessor's arrival
+//! order *the* order of the actor, and makes the only cross-shard ordering
+//! fact the protocol needs the FIFO order of one channel.
+//!
+//! # Barriers and epochs
+//! Barriers are numbered per application: barrier `b` closes epoch `b - 1`.
+//! Every data message carries the epoch its sender was in, and the critical
+//! message of barrier `b` on an edge carries how many data messages its sender
+//! emitted on that edge during epoch `b - 1`. Upstream operators may run on
+//! several shards at once, so a critical may overtake data sent before it on
+//! another channel; the counts tell the lessor when the cut is complete:
+//! barrier `b` is *aligned* when every input edge has delivered its critical
+//! and as many epoch-`b - 1` messages as that critical announced. Messages of
+//! later epochs are held until the barrier is done.
+//!
+//! # Modes
+//! - Runnable: route each message to the lessor's mailbox or a lessee.
+//! - Blocked (barrier aligned): send `Block` to every active lessee, wait until
+//!   all answered (`Consolidate`, or `Released` for a revoke in flight), the
+//!   local mailbox drained and no pre-barrier message is held.
+//! - Critical: run the barrier's critical messages alone on the consolidated
+//!   state (synchronously, inside the call that completed the wait), then
+//!   hand partitions back (`Keyed`) and resume: Runnable.
+//!
+//! # Keyed partitions
+//! Each of the 64 partitions is owned by the lessor (`own`) or by exactly one
+//! lessee (`slot.parts`). A partition whose state is not where its next
+//! message would run is in `transit` (hand-off queued behind earlier local
+//! messages, revoke in flight, or consolidating); messages for it are held,
+//! and so is every later message of the same partition (per-key FIFO).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::{
+    EdgeId, Effects, Epoch, LeaseId, PartialState, PartitionSet, Routable, ShardId, Strategy, Wire,
+    PARTITIONS,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Lease requested, not yet granted.
+    Pending,
+    Active,
+    /// `Revoke` sent, `Released` not yet received.
+    Revoking,
+}
+
+#[derive(Debug)]
+struct Slot {
+    lease: LeaseId,
+    shard: ShardId,
+    phase: Phase,
+    /// Partitions this lessee owns (`Keyed`), including ones whose hand-off is
+    /// still queued in the lessor's mailbox.
+    parts: PartitionSet,
+    handoff_queued: bool,
+    /// Revoke as soon as the protocol allows (API, or the lessee asked).
+    release_wanted: bool,
+}
+
+enum Local<M> {
+    Run(M),
+    /// Send the queued partitions of this lease to its lessee: queued behind
+    /// every local message that touches them.
+    Handoff(LeaseId),
+}
+
+struct Blocked {
+    barrier: Epoch,
+    awaiting: Vec<LeaseId>,
+}
+
+/// What the lessor is doing, for stats and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LessorMode {
+    Runnable,
+    /// Some criticals of the next barrier arrived; not all, or not all the
+    /// data before them.
+    Aligning,
+    Blocked,
+}
+
+/// Counters of protocol activity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LessorStats {
+    pub leases_granted: u64,
+    pub leases_refused: u64,
+    pub revokes: u64,
+    pub barriers: u64,
+    pub run_local: u64,
+    pub forwarded: u64,
+}
+
+/// The part of a lessor that outlives deactivation.
+pub struct Dormant<S> {
+    pub state: S,
+    epoch: Epoch,
+    arrived: BTreeMap<(Epoch, EdgeId), u64>,
+    next_lease: u32,
+    stats: LessorStats,
+}
+
+/// The home instance of one actor.
+pub struct Lessor<M, S: PartialState> {
+    home: ShardId,
+    strategy: Strategy,
+    inputs: u16,
+    state: S,
+    epoch: Epoch,
+    blocked: Option<Blocked>,
+    mailbox: VecDeque<Local<M>>,
+    held: VecDeque<M>,
+    /// Partitions of held messages of the current epoch (`Keyed`).
+    held_parts: PartitionSet,
+    /// Data messages received per (epoch, edge), for barrier alignment.
+    arrived: BTreeMap<(Epoch, EdgeId), u64>,
+    /// Critical messages received per barrier, indexed by edge.
+    criticals: BTreeMap<Epoch, Vec<Option<M>>>,
+    slots: Vec<Slot>,
+    own: PartitionSet,
+    transit: PartitionSet,
+    next_lease: u32,
+    rr: usize,
+    stats: LessorStats,
+}
+
+impl<M: Routable, S: PartialState> Lessor<M, S> {
+    pub fn new(home: ShardId, strategy: Strategy, inputs: u16, state: S) -> Self {
+        Self::from_dormant(
+            home,
+            strategy,
+            inputs,
+            Dormant {
+                state,
+                epoch: 0,
+                arrived: BTreeMap::new(),
+                next_lease: 0,
+                stats: LessorStats::default(),
+            },
+        )
+    }
+
+    /// Reactivate an actor from what deactivation kept.
+    pub fn from_dormant(home: ShardId, strategy: Strategy, inputs: u16, d: Dormant<S>) -> Self {
+        assert!(inputs > 0, "an actor has at least one input edge");
+        Lessor {
+            home,
+            strategy,
+            inputs,
+            state: d.state,
+            epoch: d.epoch,
+            blocked: None,
+            mailbox: VecDeque::new(),
+            held: VecDeque::new(),
+            held_parts: PartitionSet::EMPTY,
+            arrived: d.arrived,
+            criticals: BTreeMap::new(),
+            slots: Vec::new(),
+            own: PartitionSet::ALL,
+            transit: PartitionSet::EMPTY,
+            next_lease: d.next_lease,
+            rr: 0,
+            stats: d.stats,
+        }
+    }
+
+    /// Deactivate. Only an idle lessor may (see [`Lessor::is_idle`]): no
+    /// lessee, no lease in flight, nothing queued, held, or half-aligned.
+    pub fn into_dormant(self) -> Result<Dormant<S>, Self> {
+        if !self.is_idle() {
+            return Err(self);
+        }
+        Ok(Dormant {
+            state: self.state,
+            epoch: self.epoch,
+            arrived: self.arrived,
+            next_lease: self.next_lease,
+            stats: self.stats,
+        })
+    }
+
+    pub fn home(&self) -> ShardId {
+        self.home
+    }
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+    pub fn stats(&self) -> LessorStats {
+        self.stats
+    }
+
+    pub fn mode(&self) -> LessorMode {
+        if self.blocked.is_some() {
+            LessorMode::Blocked
+        } else if !self.criticals.is_empty() {
+            LessorMode::Aligning
+        } else {
+            LessorMode::Runnable
+        }
+    }
+
+    /// Lessees granted and not yet released (pending ones excluded).
+    pub fn lessee_count(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.phase != Phase::Pending)
+            .count()
+    }
+
+    /// Shards that hold or were asked for a lessee of this actor.
+    pub fn lessee_shards(&self) -> impl Iterator<Item = (LeaseId, ShardId)> + '_ {
+        self.slots.iter().map(|s| (s.lease, s.shard))
+    }
+
+    /// Whether a `step` would do anything.
+    pub fn has_work(&self) -> bool {
+        !self.mailbox.is_empty()
+    }
+
+    /// Messages queued to run here plus messages held.
+    pub fn backlog(&self) -> usize {
+        self.mailbox.len() + self.held.len()
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.blocked.is_none()
+            && self.mailbox.is_empty()
+            && self.held.is_empty()
+            && self.slots.is_empty()
+            && self.criticals.is_empty()
+    }
+
+    // ------------------------------------------------------------------
+    // Inputs
+    // ------------------------------------------------------------------
+
+    /// A message for the actor arrived from upstream (or from ingress).
+    pub fn on_input(&mut self, msg: M, fx: &mut impl Effects<M, S>) {
+        let edge = msg.edge();
+        debug_assert!(edge < self.inputs, "edge {edge} of {} inputs", self.inputs);
+        if let Some(mark) = msg.critical() {
+            debug_assert_eq!(
+                mark.barrier,
+                msg.epoch() + 1,
+                "a critical closes its own epoch"
+            );
+            debug_assert!(
+                mark.barrier > self.epoch,
+                "barrier {} already done",
+                mark.barrier
+            );
+            let inputs = self.inputs as usize;
+            let per_edge = self
+                .criticals
+                .entry(mark.barrier)
+                .or_insert_with(|| (0..inputs).map(|_| None).collect());
+            debug_assert!(
+                per_edge[edge as usize].is_none(),
+                "two criticals of one barrier on edge {edge}"
+            );
+            per_edge[edge as usize] = Some(msg);
+            self.try_block(fx);
+            return;
+        }
+        let epoch = msg.epoch();
+        debug_assert!(
+            epoch >= self.epoch,
+            "message of epoch {epoch} after barrier {}",
+            self.epoch
+        );
+        *self.arrived.entry((epoch, edge)).or_default() += 1;
+        if self.must_hold(&msg) {
+            if epoch <= self.epoch {
+                self.held_parts = self.held_parts.union(self.part_of(&msg));
+            }
+            self.held.push_back(msg);
+        } else {
+            self.route(msg, fx);
+        }
+        if epoch == self.epoch && !self.criticals.is_empty() {
+            self.try_block(fx);
+        }
+    }
+
+    /// A protocol message from a lessee's shard arrived.
+    pub fn on_wire(&mut self, wire: Wire<M, S::Part>, fx: &mut impl Effects<M, S>) {
+        match wire {
+            Wire::Granted { lease } => self.on_granted(lease, fx),
+            Wire::Refused { lease } => {
+                if let Some(i) = self.slot_index(lease) {
+                    debug_assert_eq!(self.slots[i].phase, Phase::Pending);
+                    self.slots.remove(i);
+                    self.stats.leases_refused += 1;
+                }
+            }
+            Wire::Consolidate {
+                lease,
+                barrier,
+                state,
+            } => {
+                let Some(i) = self.slot_index(lease) else {
+                    debug_assert!(false, "consolidate from unknown lease {lease:?}");
+                    return;
+                };
+                debug_assert_eq!(self.blocked.as_ref().map(|b| b.barrier), Some(barrier));
+                self.state.absorb(state);
+                let parts = std::mem::take(&mut self.slots[i].parts);
+                self.come_home(parts);
+                self.stop_awaiting(lease);
+                self.rescan_held(fx);
+                self.try_critical(fx);
+            }
+            Wire::Released { lease, state } => {
+                let Some(i) = self.slot_index(lease) else {
+                    debug_assert!(false, "released from unknown lease {lease:?}");
+                    return;
+                };
+                debug_assert_eq!(self.slots[i].phase, Phase::Revoking);
+                self.state.absorb(state);
+                let slot = self.slots.remove(i);
+                self.come_home(slot.parts);
+                self.stats.revokes += 1;
+                self.stop_awaiting(lease);
+                self.rescan_held(fx);
+                self.try_critical(fx);
+            }
+            Wire::ReleaseRequest { lease } => {
+                if let Some(i) = self.slot_index(lease) {
+                    self.slots[i].release_wanted = true;
+                    self.revoke_if_possible(i, fx);
+                }
+            }
+            other => debug_assert!(
+                false,
+                "lessee-bound message at a lessor: {:?}",
+                other.lease()
+            ),
+        }
+    }
+
+    /// Ask `shard` to host a lessee. Returns the lease, or `None` when the
+    /// actor cannot lease there now (sequential, blocked, home shard, or a
+    /// lessee already there).
+    pub fn request_lease(
+        &mut self,
+        shard: ShardId,
+        fx: &mut impl Effects<M, S>,
+    ) -> Option<LeaseId> {
+        if self.strategy == Strategy::Sequential
+            || self.blocked.is_some()
+            || shard == self.home
+            || self.slots.iter().any(|s| s.shard == shard)
+        {
+            return None;
+        }
+        let lease = LeaseId(self.next_lease);
+        self.next_lease += 1;
+        self.slots.push(Slot {
+            lease,
+            shard,
+            phase: Phase::Pending,
+            parts: PartitionSet::EMPTY,
+            handoff_queued: false,
+            release_wanted: false,
+        });
+        fx.send(
+            shard,
+            Wire::LeaseRequest {
+                lease,
+                lessor: self.home,
+                strategy: self.strategy,
+            },
+        );
+        Some(lease)
+    }
+
+    /// Revoke a lease: at once when the protocol allows, else as soon as it
+    /// does (pending grant, or after the barrier in progress). Returns false
+    /// for an unknown lease.
+    pub fn revoke(&mut self, lease: LeaseId, fx: &mut impl Effects<M, S>) -> bool {
+        let Some(i) = self.slot_index(lease) else {
+            return false;
+        };
+        self.slots[i].release_wanted = true;
+        self.revoke_if_possible(i, fx);
+        true
+    }
+
+    /// Run at most one local message (or hand-off). Returns true if a data
+    /// message ran. Critical messages run inside this call when the local
+    /// mailbox drains during a barrier.
+    pub fn step(&mut self, fx: &mut impl Effects<M, S>) -> bool {
+        let ran = match self.mailbox.pop_front() {
+            Some(Local::Run(msg)) => {
+                fx.run(&mut self.state, msg);
+                true
+            }
+            Some(Local::Handoff(lease)) => {
+                self.handoff(lease, fx);
+                false
+            }
+            None => false,
+        };
+        if self.blocked.is_some() {
+            self.try_critical(fx);
+        }
+        ran
+    }
+
+    // ------------------------------------------------------------------
+    // Routing
+    // ------------------------------------------------------------------
+
+    fn part_of(&self, msg: &M) -> PartitionSet {
+        match self.strategy {
+            Strategy::Keyed => PartitionSet::single(PartitionSet::partition_of(msg.key_hash())),
+            _ => PartitionSet::EMPTY,
+        }
+    }
+
+    fn must_hold(&self, msg: &M) -> bool {
+        if msg.epoch() > self.epoch {
+            return true;
+        }
+        debug_assert!(
+            self.blocked.is_none(),
+            "pre-barrier message after the barrier aligned"
+        );
+        let p = self.part_of(msg);
+        p.intersects(self.transit) || p.intersects(self.held_parts)
+    }
+
+    fn route(&mut self, msg: M, fx: &mut impl Effects<M, S>) {
+        debug_assert!(msg.epoch() == self.epoch);
+        let target = match self.strategy {
+            // While blocked only pre-barrier stragglers route, and every
+            // lessee is consolidating: they run here.
+            _ if self.blocked.is_some() => {
+                debug_assert!(self.part_of(&msg).minus(self.own).is_empty());
+                None
+            }
+            Strategy::Sequential => None,
+            Strategy::Keyed => {
+                let p = PartitionSet::partition_of(msg.key_hash());
+                if self.own.contains(p) {
+                    None
+                } else {
+                    let slot = self.slots.iter().find(|s| s.parts.contains(p));
+                    debug_assert!(
+                        slot.is_some_and(|s| s.phase == Phase::Active && !s.handoff_queued),
+                        "partition {p} routed while not owned by an active lessee"
+                    );
+                    slot.map(|s| (s.lease, s.shard))
+                }
+            }
+            Strategy::Mergeable => {
+                let active: usize = self.slots.iter().filter(|s| Self::takes_work(s)).count();
+                self.rr = self.rr.wrapping_add(1);
+                match self.rr % (active + 1) {
+                    0 => None,
+                    k => self
+                        .slots
+                        .iter()
+                        .filter(|s| Self::takes_work(s))
+                        .nth(k - 1)
+                        .map(|s| (s.lease, s.shard)),
+                }
+            }
+        };
+        match target {
+            None => {
+                self.stats.run_local += 1;
+                self.mailbox.push_back(Local::Run(msg));
+            }
+            Some((lease, shard)) => {
+                self.stats.forwarded += 1;
+                fx.send(shard, Wire::Deliver { lease, msg });
+            }
+        }
+    }
+
+    fn takes_work(s: &Slot) -> bool {
+        s.phase == Phase::Active && !s.release_wanted
+    }
+
+    /// Route held messages that may run now, in arrival order; a message stays
+    /// held if its epoch is later, its partition is in transit, or an earlier
+    /// held message of the current epoch has its partition.
+    fn rescan_held(&mut self, fx: &mut impl Effects<M, S>) {
+        if self.held.is_empty() {
+            return;
+        }
+        let mut keep = VecDeque::with_capacity(self.held.len());
+        let mut still = PartitionSet::EMPTY;
+        let held = std::mem::take(&mut self.held);
+        for msg in held {
+            let later = msg.epoch() > self.epoch;
+            let p = self.part_of(&msg);
+            if later || p.intersects(self.transit) || p.intersects(still) {
+                if !later {
+                    still = still.union(p);
+                }
+                keep.push_back(msg);
+            } else {
+                self.route(msg, fx);
+            }
+        }
+        self.held = keep;
+        self.held_parts = still;
+    }
+
+    // ------------------------------------------------------------------
+    // Leases
+    // ------------------------------------------------------------------
+
+    fn slot_index(&self, lease: LeaseId) -> Option<usize> {
+        self.slots.iter().position(|s| s.lease == lease)
+    }
+
+    fn on_granted(&mut self, lease: LeaseId, fx: &mut impl Effects<M, S>) {
+        let Some(i) = self.slot_index(lease) else {
+            debug_assert!(false, "grant for unknown lease {lease:?}");
+            return;
+        };
+        debug_assert_eq!(self.slots[i].phase, Phase::Pending);
+        self.slots[i].phase = Phase::Active;
+        self.stats.leases_granted += 1;
+        if self.slots[i].release_wanted {
+            self.revoke_if_possible(i, fx);
+            return;
+        }
+        if self.strategy == Strategy::Keyed && self.blocked.is_none() {
+            // Give the new lessee half of what the lessor owns; the hand-off
+            // waits behind local messages that may touch those partitions.
+            let give = self.own.take_lowest(self.own.len() / 2);
+            if !give.is_empty() {
+                self.own = self.own.minus(give);
+                self.transit = self.transit.union(give);
+                let slot = &mut self.slots[i];
+                slot.parts = give;
+                slot.handoff_queued = true;
+                self.mailbox.push_back(Local::Handoff(lease));
+            }
+        }
+        // A lessee granted while blocked gets its partitions at resume.
+    }
+
+    fn handoff(&mut self, lease: LeaseId, fx: &mut impl Effects<M, S>) {
+        let Some(i) = self.slot_index(lease) else {
+            return;
+        };
+        if !self.slots[i].handoff_queued {
+            return; // cancelled by a revoke or a barrier
+        }
+        debug_assert_eq!(self.slots[i].phase, Phase::Active);
+        debug_assert!(self.blocked.is_none(), "a barrier cancels queued hand-offs");
+        let slot = &mut self.slots[i];
+        slot.handoff_queued = false;
+        let parts = slot.parts;
+        let shard = slot.shard;
+        let state = self.state.take_partitions(parts);
+        self.transit = self.transit.minus(parts);
+        fx.send(
+            shard,
+            Wire::Assign {
+                lease,
+                parts,
+                state: Some(state),
+                epoch: self.epoch,
+            },
+        );
+        self.rescan_held(fx);
+    }
+
+    /// Give a queued hand-off's partitions back to the lessor (its marker
+    /// becomes a no-op).
+    fn cancel_handoff(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        if slot.handoff_queued {
+            slot.handoff_queued = false;
+            let parts = std::mem::take(&mut slot.parts);
+            self.transit = self.transit.minus(parts);
+            self.own = self.own.union(parts);
+        }
+    }
+
+    fn revoke_if_possible(&mut self, i: usize, fx: &mut impl Effects<M, S>) {
+        if self.blocked.is_some() || self.slots[i].phase != Phase::Active {
+            return; // pending: at grant; blocked: at resume; revoking: already
+        }
+        self.cancel_handoff(i);
+        let slot = &mut self.slots[i];
+        slot.phase = Phase::Revoking;
+        let (lease, shard, parts) = (slot.lease, slot.shard, slot.parts);
+        self.transit = self.transit.union(parts);
+        fx.send(shard, Wire::Revoke { lease });
+        // Messages now held for `parts` may already be queued behind
+        // nothing: nothing to rescan until the state comes home.
+    }
+
+    fn come_home(&mut self, parts: PartitionSet) {
+        debug_assert!(!parts.intersects(self.own));
+        self.own = self.own.union(parts);
+        self.transit = self.transit.minus(parts);
+    }
+
+    fn stop_awaiting(&mut self, lease: LeaseId) {
+        if let Some(b) = self.blocked.as_mut() {
+            b.awaiting.retain(|l| *l != lease);
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Barriers
+    // ------------------------------------------------------------------
+
+    fn try_block(&mut self, fx: &mut impl Effects<M, S>) {
+        if self.blocked.is_some() {
+            return;
+        }
+        let barrier = self.epoch + 1;
+        let Some(per_edge) = self.criticals.get(&barrier) else {
+            return;
+        };
+        for (edge, c) in per_edge.iter().enumerate() {
+            let Some(c) = c else { return };
+            let sent = c.critical().map_or(0, |m| m.sent);
+            let got = self
+                .arrived
+                .get(&(self.epoch, edge as EdgeId))
+                .copied()
+                .unwrap_or(0);
+            debug_assert!(
+                got <= sent,
+                "edge {edge}: {got} messages arrived, {sent} announced"
+            );
+            if got < sent {
+                return;
+            }
+        }
+        // Aligned: block every lessee.
+        let mut awaiting = Vec::with_capacity(self.slots.len());
+        for i in 0..self.slots.len() {
+            match self.slots[i].phase {
+                Phase::Pending => {}
+                Phase::Revoking => awaiting.push(self.slots[i].lease),
+                Phase::Active => {
+                    self.cancel_handoff(i);
+                    let slot = &self.slots[i];
+                    self.transit = self.transit.union(slot.parts);
+                    awaiting.push(slot.lease);
+                    fx.send(
+                        slot.shard,
+                        Wire::Block {
+                            lease: slot.lease,
+                            barrier,
+                        },
+                    );
+                }
+            }
+        }
+        self.blocked = Some(Blocked { barrier, awaiting });
+        // Cancelled hand-offs may free held messages.
+        self.rescan_held(fx);
+        self.try_critical(fx);
+    }
+
+    fn try_critical(&mut self, fx: &mut impl Effects<M, S>) {
+        let Some(b) = self.blocked.as_ref() else {
+            return;
+        };
+        if !b.awaiting.is_empty() || !self.mailbox.is_empty() {
+            return;
+        }
+        if self.held.iter().any(|m| m.epoch() <= self.epoch) {
+            return;
+        }
+        let barrier = b.barrier;
+        if self.strategy == Strategy::Keyed {
+            debug_assert_eq!(
+                self.own,
+                PartitionSet::ALL,
+                "critical before every partition came home"
+            );
+            debug_assert!(self.transit.is_empty());
+        }
+        let msgs: Vec<M> = self
+            .criticals
+            .remove(&barrier)
+            .expect("a blocked lessor has its barrier's criticals")
+            .into_iter()
+            .map(|c| c.expect("an aligned barrier has a critical on every edge"))
+            .collect();
+        fx.run_critical(&mut self.state, barrier, msgs);
+        self.epoch = barrier;
+        self.arrived.retain(|(e, _), _| *e >= barrier);
+        self.blocked = None;
+        self.stats.barriers += 1;
+        self.resume(fx);
+        self.rescan_held(fx);
+        self.try_block(fx);
+    }
+
+    /// After a critical: hand partitions back out (`Keyed`) and carry out the
+    /// revokes that waited for the barrier.
+    fn resume(&mut self, fx: &mut impl Effects<M, S>) {
+        for i in 0..self.slots.len() {
+            if self.slots[i].phase == Phase::Active && self.slots[i].release_wanted {
+                self.revoke_if_possible(i, fx);
+            }
+        }
+        if self.strategy != Strategy::Keyed {
+            return;
+        }
+        let takers: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| Self::takes_work(&self.slots[i]))
+            .collect();
+        let share = PARTITIONS / (takers.len() as u32 + 1);
+        for i in takers {
+            // Take from the top so the lessor keeps the low partitions.
+            let avail = self.own;
+            let give = PartitionSet(avail.0 & !avail.take_lowest(avail.len() - share).0);
+            if give.is_empty() {
+                continue;
+            }
+            self.own = self.own.minus(give);
+            let state = self.state.take_partitions(give);
+            let slot = &mut self.slots[i];
+            slot.parts = give;
+            fx.send(
+                slot.shard,
+                Wire::Assign {
+                    lease: slot.lease,
+                    parts: give,
+                    state: Some(state),
+                    epoch: self.epoch,
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The dual-mode actor protocol as one sans-IO state machine.
+//!
+//! An actor has one [`Lessor`] (its home shard) and zero or more [`Lessee`]s on
+//! other shards. This module owns every rule of lease, block, consolidate,
+//! critical, resume and revoke; it owns *no* I/O and no executor. Inputs are
+//! method calls (a message arrived, a control message arrived, the driver asks
+//! to run one step); outputs go through the [`Effects`] the caller passes in
+//! (run this message on this state, send this control message to that shard).
+//! The engine drives it on glommio shards, the seeded simulation in
+//! `engine/tests/protocol_sim.rs` and the loom models drive the very same code.
+//!
+//! # Invariants (see ARCHITECTURE.md for where each is checked)
+//! 1. A critical message of barrier `b` observes the effect of every data
+//!    message of epoch `< b` and of none of epoch `>= b`.
+//! 2. Every data message is run exactly once, across lease, revoke, block and
+//!    resume.
+//! 3. `Keyed`: messages of one key run in the order the lessor received them.
+//! 4. Every `Block` is answered (by `Consolidate`, or by the `Released` of a
+//!    revoke already in flight).
+//! 5. The lessor's state after consolidation equals a sequential run.
+//!
+//! The channels between shards must be FIFO per ordered pair of shards; that is
+//! the only thing the protocol asks of the transport.
+
+mod lessee;
+mod lessor;
+mod partition;
+mod wire;
+
+pub use lessee::Lessee;
+pub use lessor::{Dormant, Lessor, LessorMode, LessorStats};
+pub use partition::{PartitionSet, PARTITIONS};
+pub use wire::Wire;
+
+/// Index of a shard (one per core by default).
+pub type ShardId = u16;
+/// Number of completed barriers of an actor; a data message carries the epoch
+/// its sender was in when it emitted it.
+pub type Epoch = u64;
+/// Index of an input edge of an operator (0..inputs).
+pub type EdgeId = u16;
+
+/// Identifies one lease of one actor: unique for the actor's lifetime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeaseId(pub u32);
+
+/// How an operator's state is split across lessor and lessees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    /// State is a map by key; each instance owns a set of hash partitions;
+    /// consolidation moves partitions home. Keeps per-key order.
+    Keyed,
+    /// Lessees start from the identity; partial states are merged by the
+    /// user's `merge`. Any message may run on any instance.
+    Mergeable,
+    /// Never leased: order-sensitive state runs on the lessor only.
+    Sequential,
+}
+
+/// The barrier mark of a critical message: the barrier it closes and how many
+/// data messages its sender emitted on this edge during the epoch it closes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CriticalMark {
+    pub barrier: Epoch,
+    pub sent: u64,
+}
+
+/// What the protocol needs to know of a message. The engine's envelope
+/// implements it from its header; tests implement it on plain structs.
+pub trait Routable {
+    /// Hash of the message key (selects the partition in `Keyed` mode).
+    fn key_hash(&self) -> u64;
+    /// The input edge of the receiving operator the message arrived on.
+    fn edge(&self) -> EdgeId;
+    /// The sender's epoch when it emitted the message.
+    fn epoch(&self) -> Epoch;
+    /// `Some` for a critical message.
+    fn critical(&self) -> Option<CriticalMark>;
+}
+
+/// The state of one actor instance, as the protocol moves it around.
+pub trait PartialState {
+    /// A piece of state in transit between instances.
+    type Part;
+    /// Remove and return the state of the given partitions (`Keyed`).
+    fn take_partitions(&mut self, parts: PartitionSet) -> Self::Part;
+    /// Remove and return everything this instance holds; the instance is left
+    /// at the identity (empty map, zero count).
+    fn take_all(&mut self) -> Self::Part;
+    /// Fold a part into this instance (`Keyed`: insert its partitions;
+    /// `Mergeable`: the user's merge).
+    fn absorb(&mut self, part: Self::Part);
+}
+
+/// The effects the protocol asks of its driver.
+pub trait Effects<M, S: PartialState> {
+    /// Run one data message on an instance's state.
+    fn run(&mut self, state: &mut S, msg: M);
+    /// Run the critical messages of `barrier` (one per input edge, in edge
+    /// order) on the consolidated state, alone.
+    fn run_critical(&mut self, state: &mut S, barrier: Epoch, msgs: Vec<M>);
+    /// Send a control or delivery message to a shard (FIFO per shard pair).
+    fn send(&mut self, to: ShardId, wire: Wire<M, S::Part>);
+}
