@@ -104,6 +104,15 @@ pub struct Dormant<S> {
     stats: LessorStats,
 }
 
+impl<S> Dormant<S> {
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+    pub fn stats(&self) -> LessorStats {
+        self.stats
+    }
+}
+
 /// The home instance of one actor.
 pub struct Lessor<M, S: PartialState> {
     home: ShardId,
@@ -170,6 +179,9 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
 
     /// Deactivate. Only an idle lessor may (see [`Lessor::is_idle`]): no
     /// lessee, no lease in flight, nothing queued, held, or half-aligned.
+    /// A busy lessor is handed back unchanged (moved, not boxed: this runs on
+    /// every idle sweep).
+    #[allow(clippy::result_large_err)]
     pub fn into_dormant(self) -> Result<Dormant<S>, Self> {
         if !self.is_idle() {
             return Err(self);

@@ -1,0 +1,338 @@
+//! Built-in applications.
+//!
+//! Each app does real per-message work (microseconds, configurable) so that
+//! scheduling and scaling have something to act on:
+//! - `wordcount`: lines -> split (stateless) -> count (`Keyed`, windowed) -> sink
+//! - `sensors`: readings -> stats (`Merged` per-sensor aggregates, windowed)
+//!   -> sink, and readings -> alerts (stateless filter) -> sink
+//! - `clicks`: clicks -> sessions (`Keyed` per user, windowed) -> sink
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use dirigo_engine::{
+    key_hash, App, AppBuilder, Barrier, BarrierKind, Context, Function, Keyed, Merge, Merged,
+    SinkReceiver,
+};
+
+/// Burn about `us` microseconds of CPU, the stand-in for a function's real
+/// work (parsing, model scoring, enrichment).
+pub fn spin_work(us: u64) {
+    if us == 0 {
+        return;
+    }
+    let until = Instant::now() + Duration::from_micros(us);
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    while Instant::now() < until {
+        for _ in 0..64 {
+            x = x.rotate_left(7).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        }
+        std::hint::black_box(x);
+    }
+}
+
+/// Outputs of the windowed operators: (window tag, name, value).
+pub type WindowRow = (u64, String, f64);
+
+// ---------------------------------------------------------------------
+// wordcount
+// ---------------------------------------------------------------------
+
+struct Split {
+    work_us: u64,
+}
+
+impl Function for Split {
+    type In = String;
+    type Out = String;
+    type State = Merged<()>;
+    fn on_message(&self, _: &mut Merged<()>, _: u64, line: String, ctx: &mut Context<'_, String>) {
+        spin_work(self.work_us);
+        for w in line.split_whitespace() {
+            ctx.emit(key_hash(w.as_bytes()), w.to_owned());
+        }
+    }
+}
+
+#[derive(Default)]
+struct WordCount {
+    word: String,
+    count: u64,
+}
+
+struct Count {
+    work_us: u64,
+}
+
+impl Function for Count {
+    type In = String;
+    type Out = WindowRow;
+    type State = Keyed<WordCount>;
+    fn on_message(
+        &self,
+        st: &mut Keyed<WordCount>,
+        key: u64,
+        word: String,
+        _: &mut Context<'_, WindowRow>,
+    ) {
+        spin_work(self.work_us);
+        let e = st.entry(key);
+        if e.word.is_empty() {
+            e.word = word;
+        }
+        e.count += 1;
+    }
+    fn on_critical(
+        &self,
+        st: &mut Keyed<WordCount>,
+        b: &Barrier,
+        _: u16,
+        ctx: &mut Context<'_, WindowRow>,
+    ) {
+        if b.kind == BarrierKind::WindowClose {
+            for (k, v) in st.drain() {
+                ctx.emit(k, (b.tag, v.word, v.count as f64));
+            }
+        }
+    }
+}
+
+/// Windowed word count; `work_us` per line (split) and per word (count).
+pub fn wordcount(name: &str, slo: Duration, work_us: u64) -> (App, SinkReceiver<WindowRow>) {
+    let mut b = AppBuilder::new(name).slo(slo);
+    let lines = b.source::<String>("lines");
+    let words = b.operator("split", Split { work_us }, &[lines]);
+    let counts = b.operator(
+        "count",
+        Count {
+            work_us: work_us / 4,
+        },
+        &[words],
+    );
+    let rx = b.sink("out", counts);
+    (b.build().expect("the built-in wordcount app is valid"), rx)
+}
+
+// ---------------------------------------------------------------------
+// sensors
+// ---------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+pub struct Reading {
+    pub sensor: u32,
+    pub value: f64,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Agg {
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Default for Agg {
+    fn default() -> Self {
+        Agg {
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+}
+
+impl Merge for Agg {
+    fn merge(&mut self, o: Agg) {
+        self.count += o.count;
+        self.sum += o.sum;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+    }
+}
+
+struct Stats {
+    work_us: u64,
+}
+
+impl Function for Stats {
+    type In = Reading;
+    type Out = WindowRow;
+    type State = Merged<HashMap<u32, Agg>>;
+    fn on_message(
+        &self,
+        st: &mut Merged<HashMap<u32, Agg>>,
+        _: u64,
+        r: Reading,
+        _: &mut Context<'_, WindowRow>,
+    ) {
+        spin_work(self.work_us);
+        let a = st.0.entry(r.sensor).or_default();
+        a.merge(Agg {
+            count: 1,
+            sum: r.value,
+            min: r.value,
+            max: r.value,
+        });
+    }
+    fn on_critical(
+        &self,
+        st: &mut Merged<HashMap<u32, Agg>>,
+        b: &Barrier,
+        _: u16,
+        ctx: &mut Context<'_, WindowRow>,
+    ) {
+        if b.kind == BarrierKind::WindowClose {
+            for (sensor, a) in st.0.drain() {
+                ctx.emit(
+                    sensor as u64,
+                    (
+                        b.tag,
+                        format!("sensor{sensor}.mean"),
+                        a.sum / a.count.max(1) as f64,
+                    ),
+                );
+            }
+        }
+    }
+}
+
+struct Alerts {
+    threshold: f64,
+    work_us: u64,
+}
+
+impl Function for Alerts {
+    type In = Reading;
+    type Out = Reading;
+    type State = Merged<()>;
+    fn on_message(&self, _: &mut Merged<()>, key: u64, r: Reading, ctx: &mut Context<'_, Reading>) {
+        spin_work(self.work_us);
+        if r.value > self.threshold {
+            ctx.emit(key, r);
+        }
+    }
+}
+
+/// Sensor aggregates per window, plus threshold alerts.
+pub fn sensors(
+    name: &str,
+    slo: Duration,
+    work_us: u64,
+) -> (App, SinkReceiver<WindowRow>, SinkReceiver<Reading>) {
+    let mut b = AppBuilder::new(name).slo(slo);
+    let readings = b.source::<Reading>("readings");
+    let stats = b.operator("stats", Stats { work_us }, &[readings]);
+    let alerts = b.operator(
+        "alerts",
+        Alerts {
+            threshold: 0.99,
+            work_us: work_us / 2,
+        },
+        &[readings],
+    );
+    let rx = b.sink("out", stats);
+    let alerts_rx = b.sink("alerts", alerts);
+    (
+        b.build().expect("the built-in sensors app is valid"),
+        rx,
+        alerts_rx,
+    )
+}
+
+// ---------------------------------------------------------------------
+// clicks (best effort, heavy)
+// ---------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+pub struct Click {
+    pub user: u64,
+    pub page: u32,
+}
+
+#[derive(Default)]
+struct Session {
+    clicks: u64,
+    pages: u64,
+}
+
+struct Sessions {
+    work_us: u64,
+}
+
+impl Function for Sessions {
+    type In = Click;
+    type Out = WindowRow;
+    type State = Keyed<Session>;
+    fn on_message(
+        &self,
+        st: &mut Keyed<Session>,
+        key: u64,
+        c: Click,
+        _: &mut Context<'_, WindowRow>,
+    ) {
+        spin_work(self.work_us);
+        let s = st.entry(key);
+        s.clicks += 1;
+        s.pages = s.pages.wrapping_mul(31).wrapping_add(c.page as u64);
+    }
+    fn on_critical(
+        &self,
+        st: &mut Keyed<Session>,
+        b: &Barrier,
+        _: u16,
+        ctx: &mut Context<'_, WindowRow>,
+    ) {
+        if b.kind == BarrierKind::WindowClose {
+            let users = st.len();
+            let clicks: u64 = st.drain().map(|(_, s)| s.clicks).sum();
+            ctx.emit(
+                0,
+                (
+                    b.tag,
+                    format!("clicks/user over {users} users"),
+                    clicks as f64 / users.max(1) as f64,
+                ),
+            );
+        }
+    }
+}
+
+/// Per-user sessions; best effort.
+pub fn clicks(name: &str, work_us: u64) -> (App, SinkReceiver<WindowRow>) {
+    let mut b = AppBuilder::new(name).best_effort();
+    let clicks = b.source::<Click>("clicks");
+    let sessions = b.operator("sessions", Sessions { work_us }, &[clicks]);
+    let rx = b.sink("out", sessions);
+    (b.build().expect("the built-in clicks app is valid"), rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spin_work_takes_about_the_asked_time() {
+        let t = Instant::now();
+        spin_work(200);
+        assert!(t.elapsed() >= Duration::from_micros(200));
+    }
+
+    #[test]
+    fn agg_merge_is_the_aggregate_of_the_union() {
+        let mut a = Agg::default();
+        a.merge(Agg {
+            count: 2,
+            sum: 3.0,
+            min: 1.0,
+            max: 2.0,
+        });
+        a.merge(Agg {
+            count: 1,
+            sum: 5.0,
+            min: 5.0,
+            max: 5.0,
+        });
+        assert_eq!((a.count, a.sum, a.min, a.max), (3, 8.0, 1.0, 5.0));
+    }
+}

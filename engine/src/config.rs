@@ -1,0 +1,115 @@
+//! Node configuration, with the limits every queue and batch is held to.
+
+use std::time::Duration;
+
+use crate::error::{EngineError, Result};
+
+/// Where shard threads run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Shard `i` pinned to the `i`-th available core (wrapping around when
+    /// there are more shards than cores).
+    Pinned,
+    /// Let the OS place shard threads (tests with more shards than cores).
+    Unpinned,
+}
+
+/// The built-in scale rule of the engine core (the scheduling policies
+/// replace it): lease when a lessor's backlog is long, release a lessee that
+/// stays idle.
+#[derive(Clone, Debug)]
+pub struct AutoScale {
+    pub enabled: bool,
+    /// A lessor with more messages than this queued asks for a lessee.
+    pub up_backlog: usize,
+    pub max_lessees: usize,
+    /// A shard accepts a lease only while its own backlog is below this.
+    pub accept_below: usize,
+    /// A lessee idle this long asks to be released.
+    pub lessee_idle: Duration,
+}
+
+impl Default for AutoScale {
+    fn default() -> Self {
+        AutoScale {
+            enabled: true,
+            up_backlog: 256,
+            max_lessees: 3,
+            accept_below: 64,
+            lessee_idle: Duration::from_millis(200),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Number of shards; 0 = one per available core.
+    pub shards: usize,
+    pub placement: Placement,
+    /// Capacity of each shard-to-shard ring (packets).
+    pub ring_capacity: usize,
+    /// Capacity of each shard's command inbox from client threads.
+    pub inbox_capacity: usize,
+    /// Most events in one ingest batch.
+    pub max_batch: usize,
+    /// A shard stops taking client commands while this many messages are
+    /// queued on it (backpressure reaches the client as a full inbox).
+    pub max_backlog: usize,
+    /// Instance steps per dispatcher turn before the rings are polled again.
+    pub step_budget: usize,
+    /// How long an idle shard polls before it parks.
+    pub spin_before_park: Duration,
+    /// An idle actor is deactivated after this long.
+    pub idle_deactivate: Duration,
+    /// How often a busy shard runs housekeeping (deactivation, scaling).
+    pub housekeeping: Duration,
+    pub autoscale: AutoScale,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            shards: 0,
+            placement: Placement::Pinned,
+            ring_capacity: 4096,
+            inbox_capacity: 1024,
+            max_batch: 4096,
+            max_backlog: 1 << 16,
+            step_budget: 256,
+            spin_before_park: Duration::from_micros(50),
+            idle_deactivate: Duration::from_secs(1),
+            housekeeping: Duration::from_millis(1),
+            autoscale: AutoScale::default(),
+        }
+    }
+}
+
+/// Most shards a node may have.
+pub const MAX_SHARDS: usize = 256;
+
+impl NodeConfig {
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |s: &str| Err(EngineError::Config(s.to_owned()));
+        if self.shards > MAX_SHARDS {
+            return bad("more than 256 shards");
+        }
+        if self.ring_capacity < 2 || self.ring_capacity > 1 << 20 {
+            return bad("ring_capacity must be in 2..=1048576");
+        }
+        if self.inbox_capacity == 0 || self.max_batch == 0 || self.step_budget == 0 {
+            return bad("inbox_capacity, max_batch and step_budget must be positive");
+        }
+        Ok(())
+    }
+
+    /// The shard count this config asks for on this machine.
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! The engine's error type: every failure a caller can see, saying what went
+//! wrong and with what.
+
+use crate::message::AppId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("invalid application {app:?}: {reason}")]
+    InvalidApp { app: String, reason: String },
+    #[error("an application named {0:?} is already deployed")]
+    AppExists(String),
+    #[error("unknown application {0:?}")]
+    UnknownApp(String),
+    #[error("application {0:?} is not deployed (undeployed or never deployed)")]
+    NotDeployed(AppId),
+    #[error("application {app:?} has no source named {source_name:?}")]
+    UnknownSource { app: String, source_name: String },
+    #[error("application {app:?} has no operator named {op:?}")]
+    UnknownOperator { app: String, op: String },
+    #[error("source {source_name:?} of {app:?} takes {expected}, not {got}")]
+    SourceType {
+        app: String,
+        source_name: String,
+        expected: &'static str,
+        got: &'static str,
+    },
+    #[error("operator {op:?} of {app:?} is sequential and cannot be leased")]
+    NotLeasable { app: String, op: String },
+    #[error("shard {shard} is out of range (node has {shards} shards)")]
+    NoSuchShard { shard: usize, shards: usize },
+    #[error("shard {shard} inbox is full ({capacity} commands): retry later")]
+    Backpressure { shard: usize, capacity: usize },
+    #[error("batch of {len} events exceeds the limit of {max}")]
+    BatchTooLarge { len: usize, max: usize },
+    #[error("the node is stopped")]
+    Stopped,
+    #[error("timed out after {0:?} waiting for the node")]
+    Timeout(std::time::Duration),
+    #[error("invalid node configuration: {0}")]
+    Config(String),
+    #[error("shard {shard} failed to start: {reason}")]
+    ShardStart { shard: usize, reason: String },
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

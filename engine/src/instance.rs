@@ -1,0 +1,60 @@
+//! The state of one actor instance as the engine hands it to the protocol:
+//! the user's state plus the instance's emission tally for the current epoch.
+//!
+//! The tally counts, per output edge, the data messages this instance emitted
+//! in the current epoch. Consolidation and revocation carry it home with the
+//! state, so at a critical the lessor's tally is the operator's total for the
+//! epoch: the count its critical announces downstream (see
+//! `protocol::lessor`, "Barriers and epochs").
+
+use crate::function::ErasedState;
+use crate::protocol::{PartialState, PartitionSet};
+
+pub(crate) struct Instance {
+    pub user: Box<dyn ErasedState>,
+    pub tally: Vec<u64>,
+}
+
+/// A piece of an instance in transit between shards.
+pub(crate) struct Part {
+    user: Box<dyn ErasedState>,
+    tally: Vec<u64>,
+}
+
+impl Instance {
+    pub fn new(user: Box<dyn ErasedState>, outs: usize) -> Self {
+        Instance {
+            user,
+            tally: vec![0; outs],
+        }
+    }
+}
+
+impl PartialState for Instance {
+    type Part = Part;
+
+    fn take_partitions(&mut self, parts: PartitionSet) -> Part {
+        // Handing partitions over moves state, not emissions.
+        Part {
+            user: self.user.take_partitions(parts),
+            tally: vec![0; self.tally.len()],
+        }
+    }
+
+    fn take_all(&mut self) -> Part {
+        let zeros = vec![0; self.tally.len()];
+        let tally = std::mem::replace(&mut self.tally, zeros);
+        Part {
+            user: self.user.take_all(),
+            tally,
+        }
+    }
+
+    fn absorb(&mut self, part: Part) {
+        self.user.absorb(part.user);
+        debug_assert_eq!(self.tally.len(), part.tally.len());
+        for (mine, theirs) in self.tally.iter_mut().zip(part.tally) {
+            *mine += theirs;
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Per-shard, per-app measurements, merged across shards on request.
+//!
+//! Each shard owns its histograms (no sharing on the data path); a stats
+//! request makes every shard send a snapshot, and the node merges them.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+
+use crate::app::AppClass;
+use crate::message::AppId;
+
+/// Latency histograms span 1 µs .. 100 s with 3 significant digits (ns).
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1_000, 100_000_000_000, 3)
+        .expect("static histogram bounds are valid")
+}
+
+/// One app's figures on one shard (or merged over shards).
+#[derive(Clone, Debug)]
+pub struct AppStats {
+    pub app: AppId,
+    pub name: String,
+    pub class: AppClass,
+    /// End-to-end latency (ingress to sink) of delivered outputs, ns.
+    pub latency: Histogram<u64>,
+    /// Outputs delivered at sinks.
+    pub delivered: u64,
+    /// Of those, within the app's SLO.
+    pub within_slo: u64,
+    /// Messages run by this app's operators (lessors and lessees).
+    pub runs: u64,
+    /// Of those, run by lessees (work that left the home shard).
+    pub lessee_runs: u64,
+    /// Lessee instances currently hosted (summed over shards: leased cores).
+    pub lessees: usize,
+    /// Leases granted / revoked so far by this app's lessors.
+    pub leases_granted: u64,
+    pub revokes: u64,
+    pub barriers: u64,
+}
+
+impl AppStats {
+    pub(crate) fn new(app: AppId, name: String, class: AppClass) -> Self {
+        AppStats {
+            app,
+            name,
+            class,
+            latency: new_histogram(),
+            delivered: 0,
+            within_slo: 0,
+            runs: 0,
+            lessee_runs: 0,
+            lessees: 0,
+            leases_granted: 0,
+            revokes: 0,
+            barriers: 0,
+        }
+    }
+
+    pub(crate) fn record_delivery(&mut self, latency_ns: u64, slo_ns: u64) {
+        self.delivered += 1;
+        if latency_ns <= slo_ns {
+            self.within_slo += 1;
+        }
+        // Clamp into the histogram's range rather than lose the sample.
+        let _ = self
+            .latency
+            .record(latency_ns.clamp(1_000, 100_000_000_000));
+    }
+
+    /// Share of delivered outputs within the SLO (1.0 when none yet).
+    pub fn satisfaction(&self) -> f64 {
+        if self.delivered == 0 {
+            1.0
+        } else {
+            self.within_slo as f64 / self.delivered as f64
+        }
+    }
+
+    pub(crate) fn merge(&mut self, o: &AppStats) {
+        let _ = self.latency.add(&o.latency);
+        self.delivered += o.delivered;
+        self.within_slo += o.within_slo;
+        self.runs += o.runs;
+        self.lessee_runs += o.lessee_runs;
+        self.lessees += o.lessees;
+        self.leases_granted += o.leases_granted;
+        self.revokes += o.revokes;
+        self.barriers += o.barriers;
+    }
+}
+
+/// One shard's figures.
+#[derive(Clone, Debug, Default)]
+pub struct ShardStats {
+    pub shard: usize,
+    /// Time spent in dispatcher turns that did work, ns.
+    pub busy_ns: u64,
+    /// Messages run on this shard, all apps (including undeployed ones).
+    pub runs: u64,
+    /// Packets addressed to an app or actor this shard does not have
+    /// (undeployed while in flight).
+    pub dropped: u64,
+    pub parks: u64,
+    pub lessors: usize,
+    pub lessees: usize,
+    pub dormant: usize,
+    pub apps: BTreeMap<AppId, AppStats>,
+}
+
+/// The node's figures: per shard, and per app merged over shards.
+#[derive(Clone, Debug, Default)]
+pub struct NodeStats {
+    pub shards: Vec<ShardStats>,
+    pub apps: BTreeMap<AppId, AppStats>,
+}
+
+impl NodeStats {
+    pub(crate) fn from_shards(shards: Vec<ShardStats>) -> Self {
+        let mut apps: BTreeMap<AppId, AppStats> = BTreeMap::new();
+        for s in &shards {
+            for (id, a) in &s.apps {
+                apps.entry(*id)
+                    .or_insert_with(|| AppStats::new(*id, a.name.clone(), a.class))
+                    .merge(a);
+            }
+        }
+        NodeStats { shards, apps }
+    }
+
+    pub fn app(&self, name: &str) -> Option<&AppStats> {
+        self.apps.values().find(|a| a.name == name)
+    }
+
+    /// Total busy core-time over all shards, ns.
+    pub fn busy_ns(&self) -> u64 {
+        self.shards.iter().map(|s| s.busy_ns).sum()
+    }
+}

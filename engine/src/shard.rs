@@ -1,0 +1,1218 @@
+//! A shard: one glommio executor (one core) and everything it owns.
+//!
+//! A shard owns the actor instances homed or leased on it (lessors, lessees,
+//! dormant actors), the sources homed on it, its run queue, its metrics and
+//! its ends of the mesh. None of it is shared: other shards reach it only by
+//! packets on the SPSC rings, clients only by commands on the inbox, and both
+//! ring its doorbell when it may be parked. Load is published through relaxed
+//! atomic gauges, nothing else.
+//!
+//! The dispatcher loop, one turn at a time: drain the rings (and the local
+//! queue of packets a shard sends itself), take client commands while the
+//! backlog allows, run up to `step_budget` instance steps (one message each,
+//! instances round-robin, FIFO within an instance), push spilled packets,
+//! ring the doorbells of peers it sent to, housekeep. A turn with nothing to
+//! do spins for `spin_before_park`, then parks on the doorbell.
+//!
+//! Invariants:
+//! - packets to one peer leave in the order they were sent: once a packet
+//!   spills (ring full), later ones spill behind it until the spill drains;
+//! - an instance is in the run queue at most once (`queued` flag);
+//! - per app, `sent` is published before the message can be seen by its
+//!   receiver and `done` after it ran, so equal, stable sums mean quiescence.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::app::{Plan, PlanKind, PlanNode};
+use crate::config::NodeConfig;
+use crate::doorbell::{Doorbell, DoorbellWaiter, LocalWaiter};
+use crate::function::AnyBox;
+use crate::instance::{Instance, Part};
+use crate::message::{ActorId, AppId, Barrier, Header, Kind, Message, OperatorId, Payload};
+use crate::metrics::{AppStats, ShardStats};
+use crate::protocol::{
+    CriticalMark, Dormant, Effects, Epoch, LeaseId, Lessee, Lessor, LessorMode, ShardId, Strategy,
+    Wire,
+};
+use crate::ring::{Consumer, Producer};
+
+/// What crosses the mesh between shards.
+pub(crate) enum Packet {
+    /// A message for the lessor of `msg.header.actor`.
+    Input(Message),
+    ToLessee {
+        actor: ActorId,
+        wire: Wire<Message, Part>,
+    },
+    ToLessor {
+        actor: ActorId,
+        wire: Wire<Message, Part>,
+    },
+}
+
+/// What a client thread asks of a shard.
+pub(crate) enum Command {
+    Deploy(Arc<Plan>, Sender<()>),
+    Undeploy(AppId, Sender<()>),
+    /// `at_ns`: when the client handed the batch over (node clock), so time
+    /// spent in the inbox counts toward latency.
+    Ingest {
+        app: AppId,
+        source: OperatorId,
+        at_ns: u64,
+        events: Vec<(u64, AnyBox)>,
+    },
+    Barrier {
+        app: AppId,
+        source: OperatorId,
+        barrier: Barrier,
+    },
+    Lease {
+        actor: ActorId,
+        shard: ShardId,
+        reply: Sender<Option<LeaseId>>,
+    },
+    Revoke {
+        actor: ActorId,
+        shard: Option<ShardId>,
+        reply: Sender<usize>,
+    },
+    Stats(Sender<ShardStats>),
+    Stop,
+}
+
+/// A shard's published load, read by other shards when they pick where to
+/// lease.
+#[repr(align(128))]
+#[derive(Default)]
+pub(crate) struct Gauge {
+    pub backlog: AtomicUsize,
+}
+
+/// The node clock: ns since the node started, the same origin on every shard.
+#[derive(Clone, Copy)]
+pub(crate) struct Clock(pub Instant);
+
+impl Clock {
+    #[inline]
+    pub fn now_ns(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+}
+
+/// Everything a shard is built from (all `Send`; the shard itself is not).
+pub(crate) struct ShardParts {
+    pub id: ShardId,
+    pub cfg: NodeConfig,
+    pub clock: Clock,
+    pub inbound: Vec<(ShardId, Consumer<Packet>)>,
+    pub outbound: Vec<Option<Producer<Packet>>>,
+    pub bells: Vec<Arc<Doorbell>>,
+    pub waiter: DoorbellWaiter,
+    pub commands: Receiver<Command>,
+    pub gauges: Arc<[Gauge]>,
+}
+
+/// The sending side of a shard's mesh links.
+struct Outbox {
+    me: ShardId,
+    out: Vec<Option<Producer<Packet>>>,
+    spill: Vec<VecDeque<Packet>>,
+    bells: Vec<Arc<Doorbell>>,
+    /// Peers sent to this turn, to ring once at the end of it.
+    dirty: Vec<bool>,
+    local: VecDeque<Packet>,
+}
+
+impl Outbox {
+    fn send(&mut self, to: ShardId, p: Packet) {
+        let i = to as usize;
+        if to == self.me {
+            self.local.push_back(p);
+            return;
+        }
+        self.dirty[i] = true;
+        if !self.spill[i].is_empty() {
+            self.spill[i].push_back(p);
+            return;
+        }
+        let ring = self.out[i].as_mut().expect("a link to every other shard");
+        if let Err(p) = ring.push(p) {
+            self.spill[i].push_back(p);
+        }
+    }
+
+    /// Move spilled packets into their rings, in order. Returns how many moved.
+    fn flush_spill(&mut self) -> usize {
+        let mut moved = 0;
+        for i in 0..self.spill.len() {
+            while let Some(p) = self.spill[i].pop_front() {
+                let ring = self.out[i].as_mut().expect("spill only to peers");
+                match ring.push(p) {
+                    Ok(()) => {
+                        moved += 1;
+                        self.dirty[i] = true;
+                    }
+                    Err(p) => {
+                        self.spill[i].push_front(p);
+                        break;
+                    }
+                }
+            }
+        }
+        moved
+    }
+
+    fn spilled(&self) -> usize {
+        self.spill.iter().map(|q| q.len()).sum()
+    }
+
+    fn ring_dirty(&mut self) {
+        for (i, d) in self.dirty.iter_mut().enumerate() {
+            if std::mem::take(d) {
+                self.bells[i].ring();
+            }
+        }
+    }
+}
+
+struct LessorSlot {
+    m: Lessor<Message, Instance>,
+    queued: bool,
+    last_active_ns: u64,
+}
+
+struct LesseeSlot {
+    m: Lessee<Message, Instance>,
+    queued: bool,
+    last_active_ns: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum InstRef {
+    Lessor(ActorId),
+    Lessee(ActorId, LeaseId),
+}
+
+struct SourceState {
+    epoch: Epoch,
+    seq: u64,
+    tally: Vec<u64>,
+}
+
+/// The effects of the protocol on a real shard: run user functions, emit
+/// their outputs downstream, send protocol packets.
+struct ShardFx<'a> {
+    me: ShardId,
+    actor: ActorId,
+    plan: &'a Plan,
+    outbox: &'a mut Outbox,
+    stats: &'a mut AppStats,
+    clock: Clock,
+    /// Whether the instance running is a lessee (for the lessee-run tally).
+    on_lessee: bool,
+    scratch: Vec<(u64, AnyBox)>,
+}
+
+impl<'a> ShardFx<'a> {
+    fn new(
+        here: (ShardId, Clock),
+        actor: ActorId,
+        plan: &'a Plan,
+        outbox: &'a mut Outbox,
+        stats: &'a mut AppStats,
+        on_lessee: bool,
+    ) -> Self {
+        let (me, clock) = here;
+        ShardFx {
+            me,
+            actor,
+            plan,
+            outbox,
+            stats,
+            clock,
+            on_lessee,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn node(&self) -> &PlanNode {
+        self.plan
+            .node(self.actor.op)
+            .expect("an actor's operator exists in its plan")
+    }
+
+    fn mark_done(&mut self) {
+        let c = &self.plan.counters[self.me as usize];
+        c.done
+            .store(c.done.load(Ordering::Relaxed) + 1, Ordering::Release);
+    }
+
+    /// Send the outputs in `scratch` to every downstream edge, tagged with
+    /// the parent's epoch and timing.
+    fn emit_scratch(&mut self, tally: &mut [u64], parent: &Header) {
+        let outs = self.node().outs.clone();
+        let f = match &self.node().kind {
+            PlanKind::Function { f, .. } => f.clone(),
+            PlanKind::Source => unreachable!("sources do not run"),
+        };
+        for (key, value) in std::mem::take(&mut self.scratch) {
+            let mut value = Some(value);
+            for (i, &(op, edge)) in outs.iter().enumerate() {
+                let payload = if i + 1 == outs.len() {
+                    value.take().expect("moved once, on the last edge")
+                } else {
+                    f.clone_output(value.as_ref().expect("present until the last edge"))
+                };
+                let header = Header {
+                    actor: ActorId {
+                        app: self.actor.app,
+                        op,
+                    },
+                    edge,
+                    kind: Kind::User,
+                    critical: None,
+                    ..*parent
+                };
+                tally[i] += 1;
+                send_input(
+                    self.me,
+                    self.plan,
+                    self.outbox,
+                    Message {
+                        header,
+                        key,
+                        payload: Payload::Data(payload),
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Count a message as sent (before anyone can see it) and route it to the
+/// lessor of its actor.
+fn send_input(me: ShardId, plan: &Plan, outbox: &mut Outbox, msg: Message) {
+    let c = &plan.counters[me as usize];
+    c.sent
+        .store(c.sent.load(Ordering::Relaxed) + 1, Ordering::Release);
+    let home = plan
+        .node(msg.header.actor.op)
+        .expect("edges point at existing operators")
+        .home;
+    outbox.send(home, Packet::Input(msg));
+}
+
+impl Effects<Message, Instance> for ShardFx<'_> {
+    fn run(&mut self, state: &mut Instance, msg: Message) {
+        let now = self.clock.now_ns();
+        let (f, sink) = match &self.node().kind {
+            PlanKind::Function { f, sink } => (f.clone(), *sink),
+            PlanKind::Source => unreachable!("sources have no actor"),
+        };
+        let Payload::Data(input) = msg.payload else {
+            debug_assert!(false, "a barrier payload on a data message");
+            return;
+        };
+        f.run(
+            &mut *state.user,
+            msg.key,
+            input,
+            &msg.header,
+            now,
+            &mut self.scratch,
+        );
+        self.stats.runs += 1;
+        self.stats.lessee_runs += u64::from(self.on_lessee);
+        if sink {
+            let done = self.clock.now_ns();
+            self.stats
+                .record_delivery(done.saturating_sub(msg.header.ingress_ns), self.plan.slo_ns);
+        }
+        self.emit_scratch(&mut state.tally, &msg.header);
+        self.mark_done();
+    }
+
+    fn run_critical(&mut self, state: &mut Instance, barrier: Epoch, msgs: Vec<Message>) {
+        let f = match &self.node().kind {
+            PlanKind::Function { f, .. } => f.clone(),
+            PlanKind::Source => unreachable!("sources have no actor"),
+        };
+        let mut last: Option<(Header, Barrier)> = None;
+        for m in msgs {
+            let Payload::Barrier(b) = m.payload else {
+                debug_assert!(false, "a data payload on a critical message");
+                continue;
+            };
+            debug_assert_eq!(b.id, barrier);
+            f.run_critical(
+                &mut *state.user,
+                &b,
+                &m.header,
+                self.clock.now_ns(),
+                &mut self.scratch,
+            );
+            self.emit_scratch(&mut state.tally, &m.header);
+            self.mark_done();
+            last = Some((m.header, b));
+        }
+        self.stats.barriers += 1;
+        // Propagate the barrier on every output edge, announcing how many
+        // data messages this operator (all instances) sent on it this epoch.
+        let Some((parent, b)) = last else { return };
+        let outs = self.node().outs.clone();
+        for (i, &(op, edge)) in outs.iter().enumerate() {
+            let sent = std::mem::take(&mut state.tally[i]);
+            let header = Header {
+                actor: ActorId {
+                    app: self.actor.app,
+                    op,
+                },
+                edge,
+                kind: Kind::Control,
+                critical: Some(CriticalMark { barrier, sent }),
+                epoch: barrier - 1,
+                ..parent
+            };
+            send_input(
+                self.me,
+                self.plan,
+                self.outbox,
+                Message {
+                    header,
+                    key: 0,
+                    payload: Payload::Barrier(b),
+                },
+            );
+        }
+    }
+
+    fn send(&mut self, to: ShardId, wire: Wire<Message, Part>) {
+        let actor = self.actor;
+        let p = if wire.is_for_lessee() {
+            Packet::ToLessee { actor, wire }
+        } else {
+            Packet::ToLessor { actor, wire }
+        };
+        self.outbox.send(to, p);
+    }
+}
+
+pub(crate) struct Shard {
+    id: ShardId,
+    cfg: NodeConfig,
+    clock: Clock,
+    inbound: Vec<(ShardId, Consumer<Packet>)>,
+    outbox: Outbox,
+    waiter: LocalWaiter,
+    commands: Receiver<Command>,
+    /// A command taken while checking for work before parking.
+    pending_cmd: Option<Command>,
+    gauges: Arc<[Gauge]>,
+    apps: HashMap<AppId, Arc<Plan>>,
+    lessors: HashMap<ActorId, LessorSlot>,
+    lessees: HashMap<(ActorId, LeaseId), LesseeSlot>,
+    dormant: HashMap<ActorId, Dormant<Instance>>,
+    sources: HashMap<(AppId, OperatorId), SourceState>,
+    ready: VecDeque<InstRef>,
+    app_stats: HashMap<AppId, AppStats>,
+    stats: ShardStats,
+    last_housekeeping_ns: u64,
+    stopping: bool,
+}
+
+impl Shard {
+    pub fn new(p: ShardParts) -> Shard {
+        let n = p.outbound.len();
+        Shard {
+            id: p.id,
+            clock: p.clock,
+            inbound: p.inbound,
+            outbox: Outbox {
+                me: p.id,
+                out: p.outbound,
+                spill: (0..n).map(|_| VecDeque::new()).collect(),
+                bells: p.bells,
+                dirty: vec![false; n],
+                local: VecDeque::new(),
+            },
+            waiter: p.waiter.into_local(),
+            commands: p.commands,
+            pending_cmd: None,
+            gauges: p.gauges,
+            apps: HashMap::new(),
+            lessors: HashMap::new(),
+            lessees: HashMap::new(),
+            dormant: HashMap::new(),
+            sources: HashMap::new(),
+            ready: VecDeque::new(),
+            app_stats: HashMap::new(),
+            stats: ShardStats {
+                shard: p.id as usize,
+                ..Default::default()
+            },
+            last_housekeeping_ns: 0,
+            cfg: p.cfg,
+            stopping: false,
+        }
+    }
+
+    /// The dispatcher loop; returns when told to stop.
+    pub async fn run(mut self) {
+        let spin_ns = self.cfg.spin_before_park.as_nanos() as u64;
+        let mut idle_since: Option<u64> = None;
+        while !self.stopping {
+            let start = self.clock.now_ns();
+            let did = self.turn();
+            let end = self.clock.now_ns();
+            if did > 0 {
+                self.stats.busy_ns += end - start;
+                idle_since = None;
+                glommio::yield_if_needed().await;
+                continue;
+            }
+            let since = *idle_since.get_or_insert(end);
+            if end - since < spin_ns {
+                std::hint::spin_loop();
+                continue;
+            }
+            self.park().await;
+            idle_since = None;
+        }
+        self.outbox.ring_dirty();
+    }
+
+    /// One turn of the dispatcher. Returns how much it did.
+    fn turn(&mut self) -> usize {
+        let mut did = 0;
+        did += self.drain_inbound();
+        did += self.take_commands();
+        did += self.run_ready();
+        did += self.outbox.flush_spill();
+        self.outbox.ring_dirty();
+        let now = self.clock.now_ns();
+        if now.saturating_sub(self.last_housekeeping_ns) >= self.cfg.housekeeping.as_nanos() as u64
+        {
+            self.last_housekeeping_ns = now;
+            did += self.housekeeping(now);
+        }
+        did
+    }
+
+    async fn park(&mut self) {
+        self.waiter.prepare_park();
+        // Re-check everything a peer or client could have given us after our
+        // last look: the doorbell protocol's half of the handshake.
+        let has_work = self.inbound.iter().any(|(_, c)| !c.is_empty())
+            || !self.outbox.local.is_empty()
+            || !self.ready.is_empty()
+            || self.outbox.spilled() > 0
+            || self.pending_cmd.is_some()
+            || match self.commands.try_recv() {
+                Ok(c) => {
+                    self.pending_cmd = Some(c);
+                    true
+                }
+                Err(TryRecvError::Empty) => false,
+                Err(TryRecvError::Disconnected) => {
+                    self.stopping = true;
+                    true
+                }
+            };
+        if has_work {
+            self.waiter.cancel_park();
+            return;
+        }
+        self.stats.parks += 1;
+        // Wake for housekeeping (idle deactivation, lessee release) even
+        // when nobody rings.
+        let nap =
+            (self.cfg.housekeeping * 10).clamp(Duration::from_millis(1), Duration::from_millis(50));
+        let woke = futures_lite::future::or(
+            async {
+                let _ = self.waiter.wait().await;
+                true
+            },
+            async {
+                glommio::timer::sleep(nap).await;
+                false
+            },
+        )
+        .await;
+        if !woke {
+            self.waiter.cancel_park();
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Inbound
+    // ------------------------------------------------------------------
+
+    fn drain_inbound(&mut self) -> usize {
+        let mut n = 0;
+        let budget = self.cfg.step_budget.max(64);
+        for i in 0..self.inbound.len() {
+            for _ in 0..budget {
+                let Some(p) = self.inbound[i].1.pop() else {
+                    break;
+                };
+                self.on_packet(p);
+                n += 1;
+            }
+        }
+        while let Some(p) = self.outbox.local.pop_front() {
+            self.on_packet(p);
+            n += 1;
+        }
+        n
+    }
+
+    fn on_packet(&mut self, p: Packet) {
+        match p {
+            Packet::Input(msg) => self.on_input(msg),
+            Packet::ToLessor { actor, wire } => {
+                let Some(plan) = self.apps.get(&actor.app).cloned() else {
+                    self.stats.dropped += 1;
+                    return;
+                };
+                let Some(slot) = self.lessors.get_mut(&actor) else {
+                    debug_assert!(false, "lessor message for an inactive actor {actor}");
+                    self.stats.dropped += 1;
+                    return;
+                };
+                let stats = self
+                    .app_stats
+                    .get_mut(&actor.app)
+                    .expect("stats exist for deployed apps");
+                let mut fx = ShardFx::new(
+                    (self.id, self.clock),
+                    actor,
+                    &plan,
+                    &mut self.outbox,
+                    stats,
+                    false,
+                );
+                slot.m.on_wire(wire, &mut fx);
+                Self::schedule(
+                    &mut self.ready,
+                    &mut slot.queued,
+                    slot.m.has_work(),
+                    InstRef::Lessor(actor),
+                );
+            }
+            Packet::ToLessee { actor, wire } => self.on_lessee_wire(actor, wire),
+        }
+    }
+
+    fn schedule(ready: &mut VecDeque<InstRef>, queued: &mut bool, has_work: bool, r: InstRef) {
+        if has_work && !*queued {
+            *queued = true;
+            ready.push_back(r);
+        }
+    }
+
+    fn on_input(&mut self, msg: Message) {
+        let actor = msg.header.actor;
+        let Some(plan) = self.apps.get(&actor.app).cloned() else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let Some(node) = plan.node(actor.op) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        debug_assert_eq!(node.home, self.id, "input for {actor} at the wrong shard");
+        let PlanKind::Function { f, .. } = &node.kind else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let now = self.clock.now_ns();
+        let slot = match self.lessors.entry(actor) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                // Activate: from the dormant state if it was deactivated,
+                // else fresh.
+                let m = match self.dormant.remove(&actor) {
+                    Some(d) => Lessor::from_dormant(self.id, node.strategy, node.inputs, d),
+                    None => Lessor::new(
+                        self.id,
+                        node.strategy,
+                        node.inputs,
+                        Instance::new(f.new_state(), node.outs.len()),
+                    ),
+                };
+                e.insert(LessorSlot {
+                    m,
+                    queued: false,
+                    last_active_ns: now,
+                })
+            }
+        };
+        slot.last_active_ns = now;
+        let stats = self
+            .app_stats
+            .get_mut(&actor.app)
+            .expect("stats exist for deployed apps");
+        let mut fx = ShardFx::new(
+            (self.id, self.clock),
+            actor,
+            &plan,
+            &mut self.outbox,
+            stats,
+            false,
+        );
+        slot.m.on_input(msg, &mut fx);
+        Self::schedule(
+            &mut self.ready,
+            &mut slot.queued,
+            slot.m.has_work(),
+            InstRef::Lessor(actor),
+        );
+    }
+
+    fn on_lessee_wire(&mut self, actor: ActorId, wire: Wire<Message, Part>) {
+        let Some(plan) = self.apps.get(&actor.app).cloned() else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let stats = self
+            .app_stats
+            .get_mut(&actor.app)
+            .expect("stats exist for deployed apps");
+        let mut fx = ShardFx::new(
+            (self.id, self.clock),
+            actor,
+            &plan,
+            &mut self.outbox,
+            stats,
+            true,
+        );
+        let now = self.clock.now_ns();
+        if let Wire::LeaseRequest { lease, lessor, .. } = wire {
+            let node = plan.node(actor.op);
+            let backlog = self.gauges[self.id as usize]
+                .backlog
+                .load(Ordering::Relaxed);
+            match node.map(|n| &n.kind) {
+                Some(PlanKind::Function { f, .. })
+                    if backlog < self.cfg.autoscale.accept_below && !self.stopping =>
+                {
+                    let outs = node.map_or(0, |n| n.outs.len());
+                    let m =
+                        Lessee::accept(lease, lessor, Instance::new(f.new_state(), outs), &mut fx);
+                    self.lessees.insert(
+                        (actor, lease),
+                        LesseeSlot {
+                            m,
+                            queued: false,
+                            last_active_ns: now,
+                        },
+                    );
+                }
+                _ => Lessee::<Message, Instance>::refuse(lease, lessor, &mut fx),
+            }
+            return;
+        }
+        let lease = wire.lease();
+        let Some(slot) = self.lessees.get_mut(&(actor, lease)) else {
+            debug_assert!(false, "message for a missing lessee {actor} {lease:?}");
+            self.stats.dropped += 1;
+            return;
+        };
+        slot.last_active_ns = now;
+        slot.m.on_wire(wire);
+        Self::schedule(
+            &mut self.ready,
+            &mut slot.queued,
+            slot.m.has_work(),
+            InstRef::Lessee(actor, lease),
+        );
+    }
+
+    // ------------------------------------------------------------------
+    // Running
+    // ------------------------------------------------------------------
+
+    fn run_ready(&mut self) -> usize {
+        let mut ran = 0;
+        for _ in 0..self.cfg.step_budget {
+            let Some(r) = self.ready.pop_front() else {
+                break;
+            };
+            ran += 1;
+            let actor = match r {
+                InstRef::Lessor(a) | InstRef::Lessee(a, _) => a,
+            };
+            let Some(plan) = self.apps.get(&actor.app).cloned() else {
+                continue;
+            };
+            let stats = self
+                .app_stats
+                .get_mut(&actor.app)
+                .expect("stats exist for deployed apps");
+            let mut fx = ShardFx::new(
+                (self.id, self.clock),
+                actor,
+                &plan,
+                &mut self.outbox,
+                stats,
+                matches!(r, InstRef::Lessee(..)),
+            );
+            match r {
+                InstRef::Lessor(a) => {
+                    let Some(slot) = self.lessors.get_mut(&a) else {
+                        continue;
+                    };
+                    slot.queued = false;
+                    slot.m.step(&mut fx);
+                    slot.last_active_ns = self.clock.now_ns();
+                    Self::schedule(&mut self.ready, &mut slot.queued, slot.m.has_work(), r);
+                }
+                InstRef::Lessee(a, l) => {
+                    let Some(slot) = self.lessees.get_mut(&(a, l)) else {
+                        continue;
+                    };
+                    slot.queued = false;
+                    slot.m.step(&mut fx);
+                    slot.last_active_ns = self.clock.now_ns();
+                    if slot.m.is_finished() {
+                        self.lessees.remove(&(a, l));
+                    } else {
+                        Self::schedule(&mut self.ready, &mut slot.queued, slot.m.has_work(), r);
+                    }
+                }
+            }
+        }
+        ran
+    }
+
+    // ------------------------------------------------------------------
+    // Client commands
+    // ------------------------------------------------------------------
+
+    fn backlog(&self) -> usize {
+        self.lessors.values().map(|s| s.m.backlog()).sum::<usize>()
+            + self.lessees.values().map(|s| s.m.backlog()).sum::<usize>()
+            + self.outbox.spilled()
+    }
+
+    fn take_commands(&mut self) -> usize {
+        let mut n = 0;
+        // Backpressure: while too much is queued here, leave client commands
+        // in the inbox; when it fills, clients get `Backpressure`.
+        let room = self.backlog() < self.cfg.max_backlog;
+        for _ in 0..64 {
+            let cmd = match self.pending_cmd.take() {
+                Some(c) => c,
+                None if !room => break,
+                None => match self.commands.try_recv() {
+                    Ok(c) => c,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.stopping = true;
+                        break;
+                    }
+                },
+            };
+            self.on_command(cmd);
+            n += 1;
+            if self.stopping {
+                break;
+            }
+        }
+        n
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Deploy(plan, reply) => {
+                for (i, node) in plan.nodes.iter().enumerate() {
+                    if matches!(node.kind, PlanKind::Source) && node.home == self.id {
+                        self.sources.insert(
+                            (plan.id, OperatorId(i as u16)),
+                            SourceState {
+                                epoch: 0,
+                                seq: 0,
+                                tally: vec![0; node.outs.len()],
+                            },
+                        );
+                    }
+                }
+                self.app_stats.insert(
+                    plan.id,
+                    AppStats::new(plan.id, plan.name.clone(), plan.class),
+                );
+                self.apps.insert(plan.id, plan);
+                let _ = reply.send(());
+            }
+            Command::Undeploy(app, reply) => {
+                self.apps.remove(&app);
+                if let Some(gone) = self.app_stats.remove(&app) {
+                    self.stats.runs += gone.runs;
+                }
+                self.lessors.retain(|a, _| a.app != app);
+                self.lessees.retain(|(a, _), _| a.app != app);
+                self.dormant.retain(|a, _| a.app != app);
+                self.sources.retain(|(a, _), _| *a != app);
+                self.ready.retain(|r| match r {
+                    InstRef::Lessor(a) | InstRef::Lessee(a, _) => a.app != app,
+                });
+                let _ = reply.send(());
+            }
+            Command::Ingest {
+                app,
+                source,
+                at_ns,
+                events,
+            } => {
+                self.ingest(app, source, at_ns, events);
+                self.mark_taken(app);
+            }
+            Command::Barrier {
+                app,
+                source,
+                barrier,
+            } => {
+                self.inject_barrier(app, source, barrier);
+                self.mark_taken(app);
+            }
+            Command::Lease {
+                actor,
+                shard,
+                reply,
+            } => {
+                let lease = self
+                    .with_lessor(actor, |m, fx| m.request_lease(shard, fx))
+                    .flatten();
+                let _ = reply.send(lease);
+            }
+            Command::Revoke {
+                actor,
+                shard,
+                reply,
+            } => {
+                let n = self
+                    .with_lessor(actor, |m, fx| {
+                        let leases: Vec<LeaseId> = m
+                            .lessee_shards()
+                            .filter(|(_, s)| shard.is_none_or(|want| want == *s))
+                            .map(|(l, _)| l)
+                            .collect();
+                        leases.into_iter().filter(|l| m.revoke(*l, fx)).count()
+                    })
+                    .unwrap_or(0);
+                let _ = reply.send(n);
+            }
+            Command::Stats(reply) => {
+                let _ = reply.send(self.snapshot());
+            }
+            Command::Stop => self.stopping = true,
+        }
+    }
+
+    /// Count a client command as taken, after what it sent was counted.
+    fn mark_taken(&self, app: AppId) {
+        if let Some(plan) = self.apps.get(&app) {
+            let c = &plan.counters[self.id as usize];
+            c.taken
+                .store(c.taken.load(Ordering::Relaxed) + 1, Ordering::Release);
+        }
+    }
+
+    /// Run `f` on an active lessor with effects, then reschedule it.
+    fn with_lessor<R>(
+        &mut self,
+        actor: ActorId,
+        f: impl FnOnce(&mut Lessor<Message, Instance>, &mut ShardFx<'_>) -> R,
+    ) -> Option<R> {
+        let plan = self.apps.get(&actor.app).cloned()?;
+        let node = plan.node(actor.op)?;
+        let PlanKind::Function { f: func, .. } = &node.kind else {
+            return None;
+        };
+        if !self.lessors.contains_key(&actor) {
+            let m = match self.dormant.remove(&actor) {
+                Some(d) => Lessor::from_dormant(self.id, node.strategy, node.inputs, d),
+                None => Lessor::new(
+                    self.id,
+                    node.strategy,
+                    node.inputs,
+                    Instance::new(func.new_state(), node.outs.len()),
+                ),
+            };
+            let now = self.clock.now_ns();
+            self.lessors.insert(
+                actor,
+                LessorSlot {
+                    m,
+                    queued: false,
+                    last_active_ns: now,
+                },
+            );
+        }
+        let slot = self.lessors.get_mut(&actor)?;
+        let stats = self.app_stats.get_mut(&actor.app)?;
+        let mut fx = ShardFx::new(
+            (self.id, self.clock),
+            actor,
+            &plan,
+            &mut self.outbox,
+            stats,
+            false,
+        );
+        let r = f(&mut slot.m, &mut fx);
+        Self::schedule(
+            &mut self.ready,
+            &mut slot.queued,
+            slot.m.has_work(),
+            InstRef::Lessor(actor),
+        );
+        Some(r)
+    }
+
+    fn ingest(&mut self, app: AppId, source: OperatorId, at_ns: u64, events: Vec<(u64, AnyBox)>) {
+        let Some(plan) = self.apps.get(&app).cloned() else {
+            self.stats.dropped += events.len() as u64;
+            return;
+        };
+        let (Some(node), Some(src)) = (plan.node(source), self.sources.get_mut(&(app, source)))
+        else {
+            self.stats.dropped += events.len() as u64;
+            return;
+        };
+        let cloner = node.source_clone.clone();
+        let now = at_ns;
+        for (key, value) in events {
+            src.seq += 1;
+            let base = Header {
+                actor: ActorId { app, op: source },
+                edge: 0,
+                kind: Kind::User,
+                critical: None,
+                epoch: src.epoch,
+                ingress_ns: now,
+                deadline_ns: now.saturating_add(plan.slo_ns),
+                priority: 0,
+                seq: src.seq,
+            };
+            let mut value = Some(value);
+            for (i, &(op, edge)) in node.outs.iter().enumerate() {
+                let payload = if i + 1 == node.outs.len() {
+                    value.take().expect("moved once, on the last edge")
+                } else {
+                    let v = value.as_ref().expect("present until the last edge");
+                    (cloner.as_ref().expect("sources have a cloner"))(v)
+                };
+                src.tally[i] += 1;
+                let header = Header {
+                    actor: ActorId { app, op },
+                    edge,
+                    ..base
+                };
+                send_input(
+                    self.id,
+                    &plan,
+                    &mut self.outbox,
+                    Message {
+                        header,
+                        key,
+                        payload: Payload::Data(payload),
+                    },
+                );
+            }
+        }
+    }
+
+    fn inject_barrier(&mut self, app: AppId, source: OperatorId, barrier: Barrier) {
+        let Some(plan) = self.apps.get(&app).cloned() else {
+            return;
+        };
+        let (Some(node), Some(src)) = (plan.node(source), self.sources.get_mut(&(app, source)))
+        else {
+            return;
+        };
+        debug_assert_eq!(
+            barrier.id,
+            src.epoch + 1,
+            "barriers reach a source in order"
+        );
+        let now = self.clock.now_ns();
+        for (i, &(op, edge)) in node.outs.iter().enumerate() {
+            let header = Header {
+                actor: ActorId { app, op },
+                edge,
+                kind: Kind::Control,
+                critical: Some(CriticalMark {
+                    barrier: barrier.id,
+                    sent: std::mem::take(&mut src.tally[i]),
+                }),
+                epoch: barrier.id - 1,
+                ingress_ns: now,
+                deadline_ns: now.saturating_add(plan.slo_ns),
+                priority: 0,
+                seq: src.seq,
+            };
+            send_input(
+                self.id,
+                &plan,
+                &mut self.outbox,
+                Message {
+                    header,
+                    key: 0,
+                    payload: Payload::Barrier(barrier),
+                },
+            );
+        }
+        src.epoch = barrier.id;
+    }
+
+    // ------------------------------------------------------------------
+    // Housekeeping: gauges, deactivation, the built-in scale rule
+    // ------------------------------------------------------------------
+
+    fn housekeeping(&mut self, now: u64) -> usize {
+        let backlog = self.backlog();
+        self.gauges[self.id as usize]
+            .backlog
+            .store(backlog, Ordering::Relaxed);
+        let mut did = 0;
+
+        // Deactivate idle lessors (state kept in memory for now).
+        let idle_ns = self.cfg.idle_deactivate.as_nanos() as u64;
+        let idle: Vec<ActorId> = self
+            .lessors
+            .iter()
+            .filter(|(_, s)| {
+                !s.queued && s.m.is_idle() && now.saturating_sub(s.last_active_ns) >= idle_ns
+            })
+            .map(|(a, _)| *a)
+            .collect();
+        for a in idle {
+            if let Some(LessorSlot {
+                m,
+                queued,
+                last_active_ns,
+            }) = self.lessors.remove(&a)
+            {
+                match m.into_dormant() {
+                    Ok(d) => {
+                        self.dormant.insert(a, d);
+                        did += 1;
+                    }
+                    Err(m) => {
+                        debug_assert!(false, "an idle lessor deactivates");
+                        self.lessors.insert(
+                            a,
+                            LessorSlot {
+                                m,
+                                queued,
+                                last_active_ns,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+
+        let auto = self.cfg.autoscale.clone();
+        if !auto.enabled {
+            return did;
+        }
+        // Lessees idle for long ask to go home.
+        let lessee_idle = auto.lessee_idle.as_nanos() as u64;
+        let quiet: Vec<(ActorId, LeaseId)> = self
+            .lessees
+            .iter()
+            .filter(|(_, s)| !s.m.has_work() && now.saturating_sub(s.last_active_ns) >= lessee_idle)
+            .map(|(k, _)| *k)
+            .collect();
+        for (actor, lease) in quiet {
+            let Some(plan) = self.apps.get(&actor.app).cloned() else {
+                continue;
+            };
+            let Some(stats) = self.app_stats.get_mut(&actor.app) else {
+                continue;
+            };
+            let Some(slot) = self.lessees.get_mut(&(actor, lease)) else {
+                continue;
+            };
+            let mut fx = ShardFx::new(
+                (self.id, self.clock),
+                actor,
+                &plan,
+                &mut self.outbox,
+                stats,
+                true,
+            );
+            slot.m.request_release(&mut fx);
+        }
+        // Long backlogs ask for a lessee on the least loaded other shard.
+        let busy: Vec<ActorId> = self
+            .lessors
+            .iter()
+            .filter(|(_, s)| {
+                s.m.strategy() != Strategy::Sequential
+                    && s.m.mode() == LessorMode::Runnable
+                    && s.m.backlog() > auto.up_backlog
+                    && s.m.lessee_count() < auto.max_lessees
+                    && s.m.lessee_shards().count() == s.m.lessee_count()
+            })
+            .map(|(a, _)| *a)
+            .collect();
+        for actor in busy {
+            let taken: Vec<ShardId> = self
+                .lessors
+                .get(&actor)
+                .map(|s| s.m.lessee_shards().map(|(_, sh)| sh).collect())
+                .unwrap_or_default();
+            let target = (0..self.gauges.len() as ShardId)
+                .filter(|s| *s != self.id && !taken.contains(s))
+                .map(|s| (self.gauges[s as usize].backlog.load(Ordering::Relaxed), s))
+                .filter(|(load, _)| *load < auto.accept_below)
+                .min();
+            if let Some((_, shard)) = target {
+                self.with_lessor(actor, |m, fx| m.request_lease(shard, fx));
+                did += 1;
+            }
+        }
+        did
+    }
+
+    fn snapshot(&self) -> ShardStats {
+        let mut s = self.stats.clone();
+        s.lessors = self.lessors.len();
+        s.lessees = self.lessees.len();
+        s.dormant = self.dormant.len();
+        s.apps = self
+            .app_stats
+            .iter()
+            .map(|(id, a)| (*id, a.clone()))
+            .collect();
+        // `stats.runs` holds the runs of undeployed apps; add the live ones.
+        s.runs += s.apps.values().map(|a| a.runs).sum::<u64>();
+        for (a, _) in self.lessees.keys() {
+            if let Some(st) = s.apps.get_mut(&a.app) {
+                st.lessees += 1;
+            }
+        }
+        for (a, l) in &self.lessors {
+            if let Some(st) = s.apps.get_mut(&a.app) {
+                let ls = l.m.stats();
+                st.leases_granted += ls.leases_granted;
+                st.revokes += ls.revokes;
+            }
+        }
+        for (a, d) in &self.dormant {
+            if let Some(st) = s.apps.get_mut(&a.app) {
+                let ls = d.stats();
+                st.leases_granted += ls.leases_granted;
+                st.revokes += ls.revokes;
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,269 @@
+//! `dirigo demo`: a node with three built-in apps under bursty open-loop
+//! load. Two are latency-critical (wordcount, sensors), one best-effort
+//! (clicks). Windows close every second by a barrier (a critical message).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use dirigo_bench::apps::{self, Click, Reading};
+use dirigo_bench::load::{self, LoadReport, Shape};
+use dirigo_engine::{
+    AppHandle, AppStats, BarrierKind, Node, NodeConfig, NodeStats, Placement, Result,
+};
+use rand::Rng;
+
+#[derive(Parser, Debug, Clone)]
+pub struct Args {
+    /// How long to run, seconds.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Shards (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    shards: usize,
+    /// Let the OS place shard threads instead of pinning them.
+    #[arg(long)]
+    unpinned: bool,
+    /// Mean events per second per app.
+    #[arg(long, default_value_t = 4000.0)]
+    rate: f64,
+    /// Burst factor of the on/off load (1 = steady).
+    #[arg(long, default_value_t = 4.0)]
+    burst: f64,
+    /// Microseconds of work per message in the first operator of each app.
+    #[arg(long, default_value_t = 20)]
+    work_us: u64,
+    /// Seed of the load generators.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+struct Running {
+    app: AppHandle,
+    drain: Box<dyn Fn() -> usize + Send>,
+    outputs: usize,
+}
+
+fn pct(a: &AppStats, q: f64) -> f64 {
+    a.latency.value_at_quantile(q) as f64 / 1e6
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let cfg = NodeConfig {
+        shards: args.shards,
+        placement: if args.unpinned {
+            Placement::Unpinned
+        } else {
+            Placement::Pinned
+        },
+        ..Default::default()
+    };
+    let node = Node::start(cfg)?;
+    println!(
+        "dirigo demo: {} shards ({}), {} s, {:.0} ev/s mean per app, bursts x{}, {} us work",
+        node.shards(),
+        if args.unpinned { "unpinned" } else { "pinned" },
+        args.duration,
+        args.rate,
+        args.burst,
+        args.work_us
+    );
+
+    let (wc, wc_rx) = apps::wordcount("wordcount", Duration::from_millis(20), args.work_us);
+    let (se, se_rx, se_alerts) = apps::sensors("sensors", Duration::from_millis(50), args.work_us);
+    let (cl, cl_rx) = apps::clicks("clicks", args.work_us * 2);
+    let mut running = vec![
+        Running {
+            app: node.deploy(wc)?,
+            drain: Box::new(move || wc_rx.drain().len()),
+            outputs: 0,
+        },
+        Running {
+            app: node.deploy(se)?,
+            drain: Box::new(move || se_rx.drain().len() + se_alerts.drain().len()),
+            outputs: 0,
+        },
+        Running {
+            app: node.deploy(cl)?,
+            drain: Box::new(move || cl_rx.drain().len()),
+            outputs: 0,
+        },
+    ];
+
+    let duration = Duration::from_secs(args.duration);
+    let stop = Arc::new(AtomicBool::new(false));
+    let shape = Shape {
+        rate: args.rate,
+        burst: args.burst,
+        on: Duration::from_millis(500),
+        off: Duration::from_millis(1500),
+    };
+    let mut gens = Vec::new();
+    {
+        let src = running[0].app.source::<String>("lines")?;
+        let stop = stop.clone();
+        let seed = args.seed;
+        gens.push(std::thread::spawn(move || {
+            load::run(src, shape, duration, seed, stop, |rng, _| {
+                let words = rng.gen_range(3..12);
+                let line: Vec<String> = (0..words)
+                    .map(|_| format!("w{}", (rng.gen::<f64>().powi(3) * 5000.0) as u32))
+                    .collect();
+                (0, line.join(" "))
+            })
+        }));
+    }
+    {
+        let src = running[1].app.source::<Reading>("readings")?;
+        let stop = stop.clone();
+        let seed = args.seed + 1;
+        gens.push(std::thread::spawn(move || {
+            load::run(src, shape, duration, seed, stop, |rng, _| {
+                let sensor = rng.gen_range(0..500u32);
+                (
+                    sensor as u64,
+                    Reading {
+                        sensor,
+                        value: rng.gen(),
+                    },
+                )
+            })
+        }));
+    }
+    {
+        let src = running[2].app.source::<Click>("clicks")?;
+        let stop = stop.clone();
+        let seed = args.seed + 2;
+        // Best effort: steady, heavier.
+        let steady = Shape::steady(args.rate / 2.0);
+        gens.push(std::thread::spawn(move || {
+            load::run(src, steady, duration, seed, stop, |rng, _| {
+                let user = rng.gen_range(0..20_000u64);
+                (
+                    dirigo_engine::key_hash(&user.to_le_bytes()),
+                    Click {
+                        user,
+                        page: rng.gen_range(0..100),
+                    },
+                )
+            })
+        }));
+    }
+
+    println!(
+        "{:>6} {:<10} {:>9} {:>9} {:>8} {:>8} {:>8} {:>7} {:>8}",
+        "t(s)", "app", "in/s", "out/s", "p50ms", "p99ms", "p999ms", "lessees", "in-SLO"
+    );
+    let start = Instant::now();
+    let mut window = 0u64;
+    let mut last = start;
+    let mut prev_runs: Vec<u64> = vec![0; running.len()];
+    while start.elapsed() < duration {
+        std::thread::sleep(Duration::from_millis(1000).saturating_sub(last.elapsed()));
+        let dt = last.elapsed().as_secs_f64();
+        last = Instant::now();
+        window += 1;
+        for r in &running {
+            r.app.inject_barrier(BarrierKind::WindowClose, window)?;
+        }
+        let stats = node.stats()?;
+        for (i, r) in running.iter_mut().enumerate() {
+            let out = (r.drain)();
+            r.outputs += out;
+            if let Some(a) = stats.app(r.app.name()) {
+                let runs = a.runs - prev_runs[i];
+                prev_runs[i] = a.runs;
+                println!(
+                    "{:>6.1} {:<10} {:>9.0} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>7.1}%",
+                    start.elapsed().as_secs_f64(),
+                    r.app.name(),
+                    runs as f64 / dt,
+                    out as f64 / dt,
+                    pct(a, 0.5),
+                    pct(a, 0.99),
+                    pct(a, 0.999),
+                    a.lessees,
+                    a.satisfaction() * 100.0
+                );
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let reports: Vec<LoadReport> = gens
+        .into_iter()
+        .map(|g| g.join().unwrap_or_default())
+        .collect();
+    for r in &running {
+        r.app.inject_barrier(BarrierKind::WindowClose, window + 1)?;
+    }
+    let drained = running
+        .iter()
+        .all(|r| r.app.quiesce(Duration::from_secs(30)).is_ok());
+    for r in running.iter_mut() {
+        r.outputs += (r.drain)();
+    }
+    let stats = node.stats()?;
+    summary(&stats, &running, &reports, start.elapsed(), drained);
+    node.shutdown();
+    Ok(())
+}
+
+fn summary(
+    stats: &NodeStats,
+    running: &[Running],
+    reports: &[LoadReport],
+    wall: Duration,
+    drained: bool,
+) {
+    println!(
+        "\nsummary ({:.1} s wall, {} shards, drained: {drained})",
+        wall.as_secs_f64(),
+        stats.shards.len()
+    );
+    println!(
+        "{:<10} {:>9} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7}",
+        "app",
+        "events",
+        "shed",
+        "runs",
+        "outputs",
+        "p50ms",
+        "p99ms",
+        "p999ms",
+        "in-SLO",
+        "leases",
+        "revokes"
+    );
+    for (r, rep) in running.iter().zip(reports) {
+        let Some(a) = stats.app(r.app.name()) else {
+            continue;
+        };
+        println!(
+            "{:<10} {:>9} {:>7} {:>9} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>7.2}% {:>7} {:>7}",
+            r.app.name(),
+            rep.sent,
+            rep.shed,
+            a.runs,
+            r.outputs,
+            pct(a, 0.5),
+            pct(a, 0.99),
+            pct(a, 0.999),
+            a.satisfaction() * 100.0,
+            a.leases_granted,
+            a.revokes
+        );
+    }
+    let busy = stats.busy_ns() as f64 / 1e9;
+    println!(
+        "core-seconds busy: {busy:.2} of {:.2} available ({:.0}%); per shard: {}",
+        wall.as_secs_f64() * stats.shards.len() as f64,
+        100.0 * busy / (wall.as_secs_f64() * stats.shards.len() as f64),
+        stats
+            .shards
+            .iter()
+            .map(|s| format!("{:.2}", s.busy_ns as f64 / 1e9))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}
