@@ -15,8 +15,11 @@
 //! modelled by loom); the wake-up channel is a nonblocking Unix socket pair
 //! whose read end the shard awaits through glommio's reactor.
 
+#[cfg(feature = "runtime")]
 use std::io::{self, Write};
+#[cfg(feature = "runtime")]
 use std::os::fd::{FromRawFd, IntoRawFd};
+#[cfg(feature = "runtime")]
 use std::os::unix::net::UnixStream as StdUnixStream;
 
 use crate::sync::{fence, AtomicBool, Ordering};
@@ -55,6 +58,7 @@ impl ParkFlag {
     }
 }
 
+#[cfg(feature = "runtime")]
 /// The sending side: any thread may ring it.
 #[derive(Debug)]
 pub struct Doorbell {
@@ -62,18 +66,21 @@ pub struct Doorbell {
     wake: StdUnixStream,
 }
 
+#[cfg(feature = "runtime")]
 /// The sleeping side before it reaches its shard's thread (`Send`).
 pub struct DoorbellWaiter {
     bell: std::sync::Arc<Doorbell>,
     read: StdUnixStream,
 }
 
+#[cfg(feature = "runtime")]
 /// The sleeping side on its shard's executor (`!Send`: a glommio socket).
 pub struct LocalWaiter {
     bell: std::sync::Arc<Doorbell>,
     stream: glommio::net::UnixStream,
 }
 
+#[cfg(feature = "runtime")]
 impl Doorbell {
     /// A doorbell and the waiter of the shard it wakes.
     pub fn new() -> io::Result<(std::sync::Arc<Doorbell>, DoorbellWaiter)> {
@@ -98,6 +105,7 @@ impl Doorbell {
     }
 }
 
+#[cfg(feature = "runtime")]
 impl DoorbellWaiter {
     /// Bind to the current glommio executor; call on the shard's thread.
     pub fn into_local(self) -> LocalWaiter {
@@ -111,6 +119,7 @@ impl DoorbellWaiter {
     }
 }
 
+#[cfg(feature = "runtime")]
 impl LocalWaiter {
     /// See [`ParkFlag::prepare_park`].
     pub fn prepare_park(&self) {
@@ -155,6 +164,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "runtime")]
     fn ring_wakes_a_waiting_executor() {
         let (bell, waiter) = Doorbell::new().unwrap();
         let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
