@@ -374,7 +374,6 @@ impl AppHandle {
     /// messages on its whole, consolidated state, after every event sent
     /// before this call and before every event sent after it.
     pub fn inject_barrier(&self, kind: BarrierKind, tag: u64) -> Result<Epoch> {
-        self.check_open()?;
         let mut last = self
             .entry
             .barrier
@@ -392,7 +391,7 @@ impl AppHandle {
                     source: OperatorId(i as u16),
                     barrier,
                 };
-                self.entry.submitted.fetch_add(1, Ordering::SeqCst);
+                self.begin_submit()?;
                 if let Err(e) = self.node.control(node.home as usize, cmd) {
                     self.entry.submitted.fetch_sub(1, Ordering::SeqCst);
                     return Err(e);
@@ -406,6 +405,7 @@ impl AppHandle {
     /// Ask for a lessee of operator `op` on `shard` (explicit scaling).
     /// `Ok(None)` when the operator cannot lease there now.
     pub fn lease(&self, op: &str, shard: usize) -> Result<Option<LeaseId>> {
+        self.ensure_open()?;
         let id = self.op(op)?;
         let node = self
             .entry
@@ -442,6 +442,7 @@ impl AppHandle {
     /// Revoke the lessees of operator `op` (on `shard`, or all). Returns how
     /// many revokes were started.
     pub fn revoke(&self, op: &str, shard: Option<usize>) -> Result<usize> {
+        self.ensure_open()?;
         let id = self.op(op)?;
         let node = self
             .entry
@@ -500,11 +501,28 @@ impl AppHandle {
         }
     }
 
-    fn check_open(&self) -> Result<()> {
-        if self.entry.closed.load(Ordering::SeqCst) || self.node.stopped.load(Ordering::SeqCst) {
+    fn ensure_open(&self) -> Result<()> {
+        if self.node.stopped.load(Ordering::SeqCst) {
+            return Err(EngineError::Stopped);
+        }
+        if self.entry.closed.load(Ordering::SeqCst) {
             return Err(EngineError::NotDeployed(self.id()));
         }
         Ok(())
+    }
+
+    /// Count a command as submitted, unless the app is closed. The count
+    /// comes first and the check second (both SeqCst), mirroring `undeploy`,
+    /// which closes first and reads the count second: either this sees the
+    /// app closed and backs out, or `undeploy`'s drain waits for the command.
+    /// On `Ok`, the caller must send the command or undo with `fetch_sub`.
+    fn begin_submit(&self) -> Result<()> {
+        self.entry.submitted.fetch_add(1, Ordering::SeqCst);
+        let open = self.ensure_open();
+        if open.is_err() {
+            self.entry.submitted.fetch_sub(1, Ordering::SeqCst);
+        }
+        open
     }
 }
 
@@ -531,11 +549,11 @@ impl<T: Send + 'static> SourceHandle<T> {
                 events,
             });
         }
-        if let Err(error) = self.app.check_open() {
-            return Err(Rejected { error, events });
-        }
         if events.is_empty() {
             return Ok(());
+        }
+        if let Err(error) = self.app.begin_submit() {
+            return Err(Rejected { error, events });
         }
         let erased: Vec<(u64, AnyBox)> = events
             .into_iter()
@@ -548,7 +566,6 @@ impl<T: Send + 'static> SourceHandle<T> {
             at_ns,
             events: erased,
         };
-        self.app.entry.submitted.fetch_add(1, Ordering::SeqCst);
         match self.app.node.try_command(self.shard, cmd) {
             Ok(()) => Ok(()),
             Err(e) => {

@@ -1,0 +1,259 @@
+//! Bad input on a running node: unknown names, wrong types, an undeployed
+//! app, oversized batches, a full shard inbox. Each gets a clear error (or
+//! backpressure with the events handed back), nothing panics, and every
+//! event that was accepted is processed exactly once.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use dirigo_engine::{
+    AppBuilder, BarrierKind, Context, EngineError, Function, Keyed, Node, NodeConfig, Placement,
+    Sequential, SinkEvent, SinkReceiver,
+};
+
+/// Sums values per key; optionally slow, to fill queues.
+struct Sum {
+    work: Duration,
+}
+impl Function for Sum {
+    type In = u64;
+    type Out = (u64, u64);
+    type State = Keyed<u64>;
+    fn on_message(&self, st: &mut Keyed<u64>, key: u64, v: u64, ctx: &mut Context<'_, (u64, u64)>) {
+        if !self.work.is_zero() {
+            let until = std::time::Instant::now() + self.work;
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
+        *st.entry(key) += v;
+        ctx.emit(key, (key, v));
+    }
+}
+
+/// An order-sensitive operator: never leased.
+struct Log;
+impl Function for Log {
+    type In = (u64, u64);
+    type Out = (u64, u64);
+    type State = Sequential<Vec<u64>>;
+    fn on_message(
+        &self,
+        st: &mut Sequential<Vec<u64>>,
+        key: u64,
+        v: (u64, u64),
+        ctx: &mut Context<'_, (u64, u64)>,
+    ) {
+        st.0.push(v.1);
+        ctx.emit(key, v);
+    }
+}
+
+fn app(name: &str, work: Duration) -> (dirigo_engine::App, SinkReceiver<(u64, u64)>) {
+    let mut b = AppBuilder::new(name).slo(Duration::from_millis(50));
+    let src = b.source::<u64>("numbers");
+    let sum = b.operator("sum", Sum { work }, &[src]);
+    let log = b.operator("log", Log, &[sum]);
+    let rx = b.sink("out", log);
+    (b.build().expect("a valid app"), rx)
+}
+
+fn node(shards: usize, inbox: usize, max_backlog: usize) -> Node {
+    Node::start(NodeConfig {
+        shards,
+        placement: Placement::Unpinned,
+        inbox_capacity: inbox,
+        max_backlog,
+        max_batch: 64,
+        spin_before_park: Duration::from_micros(20),
+        ..Default::default()
+    })
+    .expect("node starts")
+}
+
+#[test]
+fn unknown_names_and_wrong_types_are_clear_errors() {
+    let node = node(2, 64, 1 << 16);
+    let (a, _rx) = app("sums", Duration::ZERO);
+    let h = node.deploy(a).expect("deploys");
+
+    assert!(matches!(node.app("nope"), Err(EngineError::UnknownApp(n)) if n == "nope"));
+    assert!(matches!(
+        node.undeploy("nope", Duration::ZERO),
+        Err(EngineError::UnknownApp(_))
+    ));
+    let (again, _) = app("sums", Duration::ZERO);
+    assert!(matches!(node.deploy(again), Err(EngineError::AppExists(n)) if n == "sums"));
+
+    assert!(matches!(
+        h.source::<u64>("nope"),
+        Err(EngineError::UnknownSource { .. })
+    ));
+    // An operator is not a source.
+    assert!(matches!(
+        h.source::<u64>("sum"),
+        Err(EngineError::UnknownSource { .. })
+    ));
+    let err = h
+        .source::<String>("numbers")
+        .err()
+        .expect("wrong type is refused");
+    assert!(matches!(err, EngineError::SourceType { .. }));
+    assert!(
+        err.to_string().contains("u64"),
+        "the error names the expected type: {err}"
+    );
+
+    assert!(matches!(
+        h.lease("nope", 1),
+        Err(EngineError::UnknownOperator { .. })
+    ));
+    assert!(matches!(
+        h.revoke("nope", None),
+        Err(EngineError::UnknownOperator { .. })
+    ));
+    assert!(matches!(
+        h.lease("log", 1),
+        Err(EngineError::NotLeasable { .. })
+    ));
+    assert!(matches!(
+        h.lease("sum", 7),
+        Err(EngineError::NoSuchShard {
+            shard: 7,
+            shards: 2
+        })
+    ));
+
+    // Malformed apps never reach the node.
+    let mut b = AppBuilder::new("empty");
+    let _ = b.source::<u64>("dangling");
+    assert!(matches!(b.build(), Err(EngineError::InvalidApp { .. })));
+
+    // The node still works after all that.
+    let src = h.source::<u64>("numbers").expect("source");
+    src.send(3, 4).expect("accepted");
+    h.quiesce(Duration::from_secs(10)).expect("quiesces");
+    node.shutdown();
+}
+
+#[test]
+fn oversized_batch_and_undeployed_app_hand_events_back() {
+    let node = node(2, 64, 1 << 16);
+    let (a, rx) = app("sums", Duration::ZERO);
+    let h = node.deploy(a).expect("deploys");
+    let src = h.source::<u64>("numbers").expect("source");
+
+    let big: Vec<(u64, u64)> = (0..65).map(|i| (i, i)).collect();
+    let r = src.try_send_batch(big.clone()).expect_err("over max_batch");
+    assert!(matches!(
+        r.error,
+        EngineError::BatchTooLarge { len: 65, max: 64 }
+    ));
+    assert_eq!(r.events, big, "every event comes back, in order");
+
+    src.send_batch(big[..10].to_vec(), Duration::from_secs(5))
+        .expect("accepted");
+    assert!(
+        node.undeploy("sums", Duration::from_secs(10))
+            .expect("undeploys"),
+        "drained"
+    );
+    let delivered = rx
+        .drain()
+        .iter()
+        .filter(|e| matches!(e, SinkEvent::Data { .. }))
+        .count();
+    assert_eq!(
+        delivered, 10,
+        "what was accepted before undeploy was processed"
+    );
+
+    let r = src
+        .try_send_batch(big[..3].to_vec())
+        .expect_err("app is gone");
+    assert!(matches!(r.error, EngineError::NotDeployed(_)));
+    assert_eq!(r.events, big[..3].to_vec());
+    assert!(matches!(
+        h.inject_barrier(BarrierKind::Query, 0),
+        Err(EngineError::NotDeployed(_))
+    ));
+    assert!(matches!(
+        h.lease("sum", 1),
+        Err(EngineError::NotDeployed(_))
+    ));
+    assert!(matches!(node.app("sums"), Err(EngineError::UnknownApp(_))));
+
+    // The name is free again.
+    let (a, _rx) = app("sums", Duration::ZERO);
+    node.deploy(a).expect("redeploys");
+    node.shutdown();
+    assert!(matches!(
+        src.send(1, 1),
+        Err(EngineError::Stopped | EngineError::NotDeployed(_))
+    ));
+}
+
+#[test]
+fn a_full_inbox_pushes_back_and_loses_nothing() {
+    // A tiny inbox and backlog limit in front of a slow operator: the client
+    // must see backpressure, get its events back, retry, and in the end
+    // every event is counted exactly once.
+    let node = node(2, 2, 16);
+    let (a, rx) = app("slow", Duration::from_micros(50));
+    let h = node.deploy(a).expect("deploys");
+    let src = h.source::<u64>("numbers").expect("source");
+
+    const N: u64 = 3000;
+    let mut pending: Vec<(u64, u64)> = (0..N).map(|i| (i % 17, i)).collect();
+    pending.reverse();
+    let mut pushed_back = 0u64;
+    let mut retry: Option<Vec<(u64, u64)>> = None;
+    while retry.is_some() || !pending.is_empty() {
+        let batch = match retry.take() {
+            Some(b) => b,
+            None => {
+                let n = pending.len().min(40);
+                pending
+                    .split_off(pending.len() - n)
+                    .into_iter()
+                    .rev()
+                    .collect()
+            }
+        };
+        match src.try_send_batch(batch) {
+            Ok(()) => {}
+            Err(r) => {
+                assert!(
+                    matches!(r.error, EngineError::Backpressure { .. }),
+                    "{}",
+                    r.error
+                );
+                pushed_back += 1;
+                retry = Some(r.events);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+    assert!(pushed_back > 0, "the inbox filled at least once");
+    h.quiesce(Duration::from_secs(60)).expect("quiesces");
+
+    let mut per_key: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for e in rx.drain() {
+        if let SinkEvent::Data { key, value, .. } = e {
+            per_key.entry(key).or_default().push(value.1);
+        }
+    }
+    let total: usize = per_key.values().map(Vec::len).sum();
+    assert_eq!(
+        total as u64, N,
+        "every accepted event delivered exactly once"
+    );
+    for (k, vs) in &per_key {
+        assert!(
+            vs.windows(2).all(|w| w[0] < w[1]),
+            "key {k}: per-key order kept"
+        );
+        assert!(vs.iter().all(|v| v % 17 == *k));
+    }
+    node.shutdown();
+}
