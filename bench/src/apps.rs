@@ -232,7 +232,7 @@ pub fn sensors(
         &[readings],
     );
     let rx = b.sink("out", stats);
-    let alerts_rx = b.sink("alerts", alerts);
+    let alerts_rx = b.sink("alert-sink", alerts);
     (
         b.build().expect("the built-in sensors app is valid"),
         rx,

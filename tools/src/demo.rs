@@ -152,8 +152,8 @@ pub fn run(args: Args) -> Result<()> {
     }
 
     println!(
-        "{:>6} {:<10} {:>9} {:>9} {:>8} {:>8} {:>8} {:>7} {:>8}",
-        "t(s)", "app", "in/s", "out/s", "p50ms", "p99ms", "p999ms", "lessees", "in-SLO"
+        "{:>6} {:<10} {:>9} {:>9} {:>8} {:>8} {:>8} {:>7} {:>6} {:>8}",
+        "t(s)", "app", "runs/s", "out/s", "p50ms", "p99ms", "p999ms", "lessees", "leases", "in-SLO"
     );
     let start = Instant::now();
     let mut window = 0u64;
@@ -175,7 +175,7 @@ pub fn run(args: Args) -> Result<()> {
                 let runs = a.runs - prev_runs[i];
                 prev_runs[i] = a.runs;
                 println!(
-                    "{:>6.1} {:<10} {:>9.0} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>7.1}%",
+                    "{:>6.1} {:<10} {:>9.0} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>6} {:>7.1}%",
                     start.elapsed().as_secs_f64(),
                     r.app.name(),
                     runs as f64 / dt,
@@ -184,6 +184,7 @@ pub fn run(args: Args) -> Result<()> {
                     pct(a, 0.99),
                     pct(a, 0.999),
                     a.lessees,
+                    a.leases_granted,
                     a.satisfaction() * 100.0
                 );
             }
