@@ -552,11 +552,15 @@ impl Shard {
     // Inbound
     // ------------------------------------------------------------------
 
+    /// Move every packet waiting on the rings into the shard's queues. The
+    /// rings are transport, not queues: the backlog must be visible to the
+    /// scale rule and the run queue. Each ring gives at most what it held
+    /// when we looked (its capacity), so a fast peer cannot hold us here.
     fn drain_inbound(&mut self) -> usize {
         let mut n = 0;
-        let budget = self.cfg.step_budget.max(64);
         for i in 0..self.inbound.len() {
-            for _ in 0..budget {
+            let waiting = self.inbound[i].1.len();
+            for _ in 0..waiting {
                 let Some(p) = self.inbound[i].1.pop() else {
                     break;
                 };

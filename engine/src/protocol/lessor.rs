@@ -29,9 +29,10 @@
 //! # Keyed partitions
 //! Each of the 64 partitions is owned by the lessor (`own`) or by exactly one
 //! lessee (`slot.parts`). A partition whose state is not where its next
-//! message would run is in `transit` (hand-off queued behind earlier local
-//! messages, revoke in flight, or consolidating); messages for it are held,
-//! and so is every later message of the same partition (per-key FIFO).
+//! message would run is in `transit` (revoke in flight, or consolidating);
+//! messages for it are held, and so is every later message of the same
+//! partition (per-key FIFO). A grant moves partitions at once: their state,
+//! then their queued messages, on the same FIFO link.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -54,19 +55,10 @@ struct Slot {
     lease: LeaseId,
     shard: ShardId,
     phase: Phase,
-    /// Partitions this lessee owns (`Keyed`), including ones whose hand-off is
-    /// still queued in the lessor's mailbox.
+    /// Partitions this lessee owns (`Keyed`).
     parts: PartitionSet,
-    handoff_queued: bool,
     /// Revoke as soon as the protocol allows (API, or the lessee asked).
     release_wanted: bool,
-}
-
-enum Local<M> {
-    Run(M),
-    /// Send the queued partitions of this lease to its lessee: queued behind
-    /// every local message that touches them.
-    Handoff(LeaseId),
 }
 
 struct Blocked {
@@ -121,7 +113,7 @@ pub struct Lessor<M, S: PartialState> {
     state: S,
     epoch: Epoch,
     blocked: Option<Blocked>,
-    mailbox: VecDeque<Local<M>>,
+    mailbox: VecDeque<M>,
     held: VecDeque<M>,
     /// Partitions of held messages of the current epoch (`Keyed`).
     held_parts: PartitionSet,
@@ -382,7 +374,6 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
             shard,
             phase: Phase::Pending,
             parts: PartitionSet::EMPTY,
-            handoff_queued: false,
             release_wanted: false,
         });
         fx.send(
@@ -413,13 +404,9 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
     /// mailbox drains during a barrier.
     pub fn step(&mut self, fx: &mut impl Effects<M, S>) -> bool {
         let ran = match self.mailbox.pop_front() {
-            Some(Local::Run(msg)) => {
+            Some(msg) => {
                 fx.run(&mut self.state, msg);
                 true
-            }
-            Some(Local::Handoff(lease)) => {
-                self.handoff(lease, fx);
-                false
             }
             None => false,
         };
@@ -469,7 +456,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 } else {
                     let slot = self.slots.iter().find(|s| s.parts.contains(p));
                     debug_assert!(
-                        slot.is_some_and(|s| s.phase == Phase::Active && !s.handoff_queued),
+                        slot.is_some_and(|s| s.phase == Phase::Active),
                         "partition {p} routed while not owned by an active lessee"
                     );
                     slot.map(|s| (s.lease, s.shard))
@@ -492,7 +479,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         match target {
             None => {
                 self.stats.run_local += 1;
-                self.mailbox.push_back(Local::Run(msg));
+                self.mailbox.push_back(msg);
             }
             Some((lease, shard)) => {
                 self.stats.forwarded += 1;
@@ -551,58 +538,86 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
             self.revoke_if_possible(i, fx);
             return;
         }
-        if self.strategy == Strategy::Keyed && self.blocked.is_none() {
-            // Give the new lessee half of what the lessor owns; the hand-off
-            // waits behind local messages that may touch those partitions.
-            let give = self.own.take_lowest(self.own.len() / 2);
-            if !give.is_empty() {
-                self.own = self.own.minus(give);
-                self.transit = self.transit.union(give);
-                let slot = &mut self.slots[i];
-                slot.parts = give;
-                slot.handoff_queued = true;
-                self.mailbox.push_back(Local::Handoff(lease));
-            }
+        if self.blocked.is_some() {
+            // Keyed: partitions go out at resume; Mergeable: work from the
+            // next routed message on.
+            return;
         }
-        // A lessee granted while blocked gets its partitions at resume.
+        match self.strategy {
+            Strategy::Keyed => self.hand_off_partitions(i, fx),
+            Strategy::Mergeable => self.share_queue(i, fx),
+            Strategy::Sequential => debug_assert!(false, "a sequential actor was leased"),
+        }
     }
 
-    fn handoff(&mut self, lease: LeaseId, fx: &mut impl Effects<M, S>) {
-        let Some(i) = self.slot_index(lease) else {
+    /// `Keyed`, at grant: give the new lessee about half of the lessor's
+    /// partitions, chosen to split the queued messages evenly, together with
+    /// their state and, behind it on the same FIFO link, their queued
+    /// messages in mailbox order. Held messages of those partitions arrived
+    /// after every queued one (a partition with held messages queues nothing
+    /// new), and rescans route them to the lessee later, so per-key order
+    /// holds. The backlog leaves with the partitions: a lessee relieves the
+    /// lessor at once, not after the lessor worked through its queue.
+    fn hand_off_partitions(&mut self, i: usize, fx: &mut impl Effects<M, S>) {
+        if self.own.len() < 2 {
             return;
-        };
-        if !self.slots[i].handoff_queued {
-            return; // cancelled by a revoke or a barrier
         }
-        debug_assert_eq!(self.slots[i].phase, Phase::Active);
-        debug_assert!(self.blocked.is_none(), "a barrier cancels queued hand-offs");
+        let mut queued = [0u32; PARTITIONS as usize];
+        for m in &self.mailbox {
+            queued[PartitionSet::partition_of(m.key_hash()) as usize] += 1;
+        }
+        let mut owned: Vec<u32> = self.own.iter().collect();
+        owned.sort_by_key(|&p| std::cmp::Reverse(queued[p as usize]));
+        // Greedy split by (queued messages, partitions): heaviest first, each
+        // to the lighter side.
+        let (mut give, mut to_give, mut to_keep) =
+            (PartitionSet::EMPTY, (0u32, 0u32), (0u32, 0u32));
+        for p in owned {
+            let w = queued[p as usize];
+            if to_give <= to_keep {
+                give = give.union(PartitionSet::single(p));
+                to_give = (to_give.0 + w, to_give.1 + 1);
+            } else {
+                to_keep = (to_keep.0 + w, to_keep.1 + 1);
+            }
+        }
+        debug_assert!(!give.is_empty() && give.len() < self.own.len());
+        self.own = self.own.minus(give);
+        let state = self.state.take_partitions(give);
         let slot = &mut self.slots[i];
-        slot.handoff_queued = false;
-        let parts = slot.parts;
-        let shard = slot.shard;
-        let state = self.state.take_partitions(parts);
-        self.transit = self.transit.minus(parts);
+        slot.parts = give;
+        let (lease, shard) = (slot.lease, slot.shard);
         fx.send(
             shard,
             Wire::Assign {
                 lease,
-                parts,
+                parts: give,
                 state: Some(state),
                 epoch: self.epoch,
             },
         );
-        self.rescan_held(fx);
+        let mailbox = std::mem::take(&mut self.mailbox);
+        for msg in mailbox {
+            if give.contains_key(msg.key_hash()) {
+                self.stats.run_local = self.stats.run_local.saturating_sub(1);
+                self.stats.forwarded += 1;
+                fx.send(shard, Wire::Deliver { lease, msg });
+            } else {
+                self.mailbox.push_back(msg);
+            }
+        }
     }
 
-    /// Give a queued hand-off's partitions back to the lessor (its marker
-    /// becomes a no-op).
-    fn cancel_handoff(&mut self, i: usize) {
-        let slot = &mut self.slots[i];
-        if slot.handoff_queued {
-            slot.handoff_queued = false;
-            let parts = std::mem::take(&mut slot.parts);
-            self.transit = self.transit.minus(parts);
-            self.own = self.own.union(parts);
+    /// `Mergeable`, at grant: the new lessee takes the newer half of the
+    /// lessor's queue (any message may run anywhere; the barrier protocol
+    /// already waits for lessees to drain before a critical).
+    fn share_queue(&mut self, i: usize, fx: &mut impl Effects<M, S>) {
+        let (lease, shard) = (self.slots[i].lease, self.slots[i].shard);
+        let keep = self.mailbox.len().div_ceil(2);
+        for msg in self.mailbox.split_off(keep) {
+            self.stats.run_local = self.stats.run_local.saturating_sub(1);
+            self.stats.forwarded += 1;
+            fx.send(shard, Wire::Deliver { lease, msg });
         }
     }
 
@@ -610,7 +625,6 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         if self.blocked.is_some() || self.slots[i].phase != Phase::Active {
             return; // pending: at grant; blocked: at resume; revoking: already
         }
-        self.cancel_handoff(i);
         let slot = &mut self.slots[i];
         slot.phase = Phase::Revoking;
         let (lease, shard, parts) = (slot.lease, slot.shard, slot.parts);
@@ -667,7 +681,6 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 Phase::Pending => {}
                 Phase::Revoking => awaiting.push(self.slots[i].lease),
                 Phase::Active => {
-                    self.cancel_handoff(i);
                     let slot = &self.slots[i];
                     self.transit = self.transit.union(slot.parts);
                     awaiting.push(slot.lease);
@@ -682,8 +695,6 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
             }
         }
         self.blocked = Some(Blocked { barrier, awaiting });
-        // Cancelled hand-offs may free held messages.
-        self.rescan_held(fx);
         self.try_critical(fx);
     }
 

@@ -61,6 +61,11 @@ impl PartitionSet {
     }
 
     /// The lowest `n` partitions of this set.
+    /// The member partitions, lowest first.
+    pub fn iter(self) -> impl Iterator<Item = u32> {
+        (0..PARTITIONS).filter(move |&p| self.contains(p))
+    }
+
     pub fn take_lowest(self, n: u32) -> PartitionSet {
         let mut out = 0u64;
         let mut rest = self.0;
