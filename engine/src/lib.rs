@@ -5,6 +5,41 @@
 //! the node and its metrics. Without it the crate is the sans-IO part alone
 //! (the dual-mode protocol, the mesh ring, the park handshake, the message
 //! and function types), which is what `loom-tests` builds under `--cfg loom`.
+//!
+//! Writing and running an app (the README's example, compiled here):
+//!
+//! ```no_run
+//! # #[cfg(feature = "runtime")]
+//! # fn main() -> dirigo_engine::Result<()> {
+//! use dirigo_engine::*;
+//!
+//! struct Count;
+//! impl Function for Count {
+//!     type In = String;
+//!     type Out = (String, u64);
+//!     type State = Keyed<u64>;
+//!     fn on_message(&self, st: &mut Keyed<u64>, key: u64, word: String, ctx: &mut Context<'_, (String, u64)>) {
+//!         let n = st.entry(key);
+//!         *n += 1;
+//!         ctx.emit(key, (word, *n));
+//!     }
+//! }
+//!
+//! let node = Node::start(NodeConfig::default())?;
+//! let mut b = AppBuilder::new("counts").slo(std::time::Duration::from_millis(20));
+//! let words = b.source::<String>("words");
+//! let counts = b.operator("count", Count, &[words]);
+//! let out = b.sink("out", counts);
+//! let app = node.deploy(b.build()?)?;
+//! app.source::<String>("words")?.send(key_hash(b"hello"), "hello".into())?;
+//! if let Some(SinkEvent::Data { value, .. }) = out.recv_timeout(std::time::Duration::from_secs(1)) {
+//!     assert_eq!(value, ("hello".to_string(), 1));
+//! }
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "runtime"))]
+//! # fn main() {}
+//! ```
 
 #[cfg(feature = "runtime")]
 pub mod app;
