@@ -3,14 +3,17 @@
 //! message between shards.
 //!
 //! Why: the shard mesh does not use glommio's `shared_channel`. A
-//! `shared_channel` send publishes into a ring and then notifies the peer
-//! executor, which writes its eventfd whenever that peer has announced it is
-//! going to sleep; a default glommio executor goes to sleep as soon as it has
-//! no runnable task, so in a request/response exchange nearly every send pays
-//! an eventfd write, a reactor wake-up and a trip through the peer's task
-//! queue. Our mesh only publishes to an SPSC ring (`dirigo_engine::ring`),
-//! which a busy shard polls every turn, and rings the peer's doorbell
-//! (`dirigo_engine::doorbell`), a syscall, only when the peer has parked.
+//! `shared_channel` send publishes into glommio's ring and then writes the
+//! receiving executor's eventfd whenever that executor has announced it is
+//! about to sleep (glommio 0.9, `SleepNotifier::notify`). A default glommio
+//! executor sleeps as soon as it has no runnable task, so in a
+//! request/response exchange nearly every send pays an eventfd write and the
+//! peer pays a full reactor sleep/wake (several `io_uring_enter`s and a
+//! `membarrier`); with `spin_before_park` the peer does not sleep, but its
+//! spin loop still polls its io_uring rings with syscalls. Our mesh only
+//! publishes to an SPSC ring (`dirigo_engine::ring`), which a busy shard polls
+//! every turn with plain loads, and rings the peer's doorbell
+//! (`dirigo_engine::doorbell`, a socket write) only when the peer has parked.
 //!
 //! Variants, all in one run, each on the same two cores (`--cores a,b`; the
 //! pinger on `a`, the responder on `b`):
@@ -35,13 +38,14 @@
 //! variants) or `--parked-iters` (parking variants, ~tens of µs each) round
 //! trips with `Instant` on the pinger, and reports an HDR histogram of
 //! nanoseconds per round trip. On a small shared machine the tails are noise;
-//! compare the medians.
+//! compare the medians. `--only a,b` runs a subset; `--json path` also writes
+//! the table as JSON.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use dirigo_engine::doorbell::{Doorbell, LocalWaiter};
 use dirigo_engine::ring::{ring, Consumer, Producer};
 use glommio::channels::shared_channel;
@@ -58,6 +62,32 @@ const IO_MEMORY: usize = 1 << 20;
 /// How often (in round trips) a busy pinger offers glommio a chance to run
 /// its own housekeeping, outside the timed region.
 const YIELD_EVERY: u64 = 4096;
+/// Period of the watchdog timer on every executor that may park; see
+/// [`spawn_watchdog`].
+const WATCHDOG: Duration = Duration::from_millis(50);
+/// A timed round trip at least this long counts as a stall.
+const STALL_NS: u64 = 10_000_000;
+
+/// Wake this executor every [`WATCHDOG`], whatever else it waits on.
+///
+/// glommio 0.9's run loop can park an executor that still has a runnable
+/// task (`run_task_queues` reports "nothing ran" when it finds the preempt
+/// flag already set, and the loop reads that as "idle"); if the peer is
+/// parked too, nobody writes either eventfd and both sleep forever. We saw
+/// this hang once in `glommio-shared-channel-spin`. A periodic timer wakes a
+/// parked executor, which then runs the task it forgot, so such a lost wake-up
+/// costs one round trip of up to [`WATCHDOG`] (counted as a stall) instead
+/// of the whole run. The engine's shards have the same safety net: they park
+/// with a timed nap. The cost here is one timer wake-up per executor per
+/// period.
+fn spawn_watchdog() {
+    glommio::spawn_local(async {
+        loop {
+            glommio::timer::sleep(WATCHDOG).await;
+        }
+    })
+    .detach();
+}
 
 #[derive(Parser, Debug)]
 #[command(about = "Cross-shard round-trip latency: our ring vs glommio shared_channel")]
@@ -74,9 +104,36 @@ struct Cli {
     /// The two cores to use: pinger, responder.
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     cores: Vec<usize>,
+    /// Run only these variants (comma-separated), in this order; default all.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Variant>,
     /// Also write the table as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+/// The variants, in the order they run by default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Variant {
+    RingBusy,
+    RingDoorbellParked,
+    RingDoorbellRespParked,
+    GlommioSharedChannelParked,
+    GlommioSharedChannelSpin,
+    RingBusyThreads,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::RingBusy => "ring-busy",
+            Variant::RingDoorbellParked => "ring-doorbell-parked",
+            Variant::RingDoorbellRespParked => "ring-doorbell-resp-parked",
+            Variant::GlommioSharedChannelParked => "glommio-shared-channel-parked",
+            Variant::GlommioSharedChannelSpin => "glommio-shared-channel-spin",
+            Variant::RingBusyThreads => "ring-busy-threads",
+        }
+    }
 }
 
 /// How many round trips, and on which cores.
@@ -200,6 +257,7 @@ fn ring_doorbell(run: Run, pinger_parks: bool) -> (Histogram<u64>, f64, f64) {
     let warmup = run.warmup;
     let responder = executor("hop-resp", run.responder, None)
         .spawn(move || async move {
+            spawn_watchdog();
             let mut waiter = resp_waiter.into_local();
             let mut slept_timed = 0u64;
             let mut n = 0u64;
@@ -220,6 +278,7 @@ fn ring_doorbell(run: Run, pinger_parks: bool) -> (Histogram<u64>, f64, f64) {
         .expect("cannot start the responder executor (core missing? `ulimit -l` too low?)");
     let pinger = executor("hop-ping", run.pinger, None)
         .spawn(move || async move {
+            spawn_watchdog();
             let mut waiter = ping_waiter.into_local();
             let mut h = new_histogram();
             let mut slept_timed = 0u64;
@@ -265,6 +324,7 @@ fn glommio_channel(run: Run, spin: Option<Duration>) -> Histogram<u64> {
         .spawn(move || async move {
             // Connect in the pinger's order (ping, then pong): each connect
             // waits for the other side's.
+            spawn_watchdog();
             let rx = ping_rx.connect().await;
             let tx = pong_tx.connect().await;
             while let Some(v) = rx.recv().await {
@@ -279,6 +339,7 @@ fn glommio_channel(run: Run, spin: Option<Duration>) -> Histogram<u64> {
         .expect("cannot start the responder executor (core missing? `ulimit -l` too low?)");
     let pinger = executor("hop-ping", run.pinger, spin)
         .spawn(move || async move {
+            spawn_watchdog();
             let tx = ping_tx.connect().await;
             let rx = pong_rx.connect().await;
             let mut h = new_histogram();
@@ -367,6 +428,8 @@ struct Row {
     max: u64,
     /// Sleeps per round trip (responder, pinger), where we can count them.
     sleeps: Option<(f64, f64)>,
+    /// Timed round trips of at least [`STALL_NS`].
+    stalls: u64,
 }
 
 impl Row {
@@ -379,6 +442,7 @@ impl Row {
             p99: h.value_at_quantile(0.99),
             p999: h.value_at_quantile(0.999),
             max: h.max(),
+            stalls: h.count_between(STALL_NS, u64::MAX),
             sleeps,
         }
     }
@@ -388,14 +452,15 @@ fn us(ns: u64) -> String {
     format!("{:.3}", ns as f64 / 1000.0)
 }
 
-fn ratio(row: &Row, base: u64) -> f64 {
-    row.p50 as f64 / base.max(1) as f64
+/// A row's p50 over ring-busy's, if ring-busy ran.
+fn ratio(row: &Row, base: Option<u64>) -> Option<f64> {
+    base.map(|b| row.p50 as f64 / b.max(1) as f64)
 }
 
-fn print_table(rows: &[Row], base: u64) {
+fn print_table(rows: &[Row], base: Option<u64>) {
     println!();
     println!(
-        "{:<30} {:>9} {:>10} {:>10} {:>10} {:>10} {:>11} {:>9} {:>13}",
+        "{:<30} {:>9} {:>10} {:>10} {:>10} {:>10} {:>11} {:>9} {:>7} {:>13}",
         "variant (round trip, µs)",
         "samples",
         "p50",
@@ -404,6 +469,7 @@ fn print_table(rows: &[Row], base: u64) {
         "p99.9",
         "max",
         "p50/busy",
+        "stalls",
         "sleeps/rt r,p"
     );
     for r in rows {
@@ -412,7 +478,7 @@ fn print_table(rows: &[Row], base: u64) {
             None => "-".to_string(),
         };
         println!(
-            "{:<30} {:>9} {:>10} {:>10} {:>10} {:>10} {:>11} {:>8.1}x {:>13}",
+            "{:<30} {:>9} {:>10} {:>10} {:>10} {:>10} {:>11} {:>9} {:>7} {:>13}",
             r.name,
             r.samples,
             us(r.p50),
@@ -420,17 +486,19 @@ fn print_table(rows: &[Row], base: u64) {
             us(r.p99),
             us(r.p999),
             us(r.max),
-            ratio(r, base),
+            ratio(r, base).map_or("-".to_string(), |x| format!("{x:.1}x")),
+            r.stalls,
             sleeps
         );
     }
 }
 
-fn to_json(cli: &Cli, rows: &[Row], base: u64) -> String {
+fn to_json(cli: &Cli, rows: &[Row], base: Option<u64>) -> String {
     let mut s = String::new();
     let cores: Vec<String> = cli.cores.iter().map(|c| c.to_string()).collect();
     let _ = writeln!(s, "{{");
     let _ = writeln!(s, "  \"unit\": \"ns\",");
+    let _ = writeln!(s, "  \"stall_threshold\": {STALL_NS},");
     let _ = writeln!(s, "  \"cores\": [{}],", cores.join(", "));
     let _ = writeln!(s, "  \"warmup\": {},", cli.warmup);
     let _ = writeln!(s, "  \"iters\": {},", cli.iters);
@@ -446,7 +514,7 @@ fn to_json(cli: &Cli, rows: &[Row], base: u64) -> String {
         let _ = writeln!(
             s,
             "    {{\"name\": \"{}\", \"samples\": {}, \"p50\": {}, \"p90\": {}, \"p99\": {}, \
-             \"p99_9\": {}, \"max\": {}, \"p50_over_ring_busy\": {:.3}{}}}{}",
+             \"p99_9\": {}, \"max\": {}, \"stalls\": {}, \"p50_over_ring_busy\": {}{}}}{}",
             r.name,
             r.samples,
             r.p50,
@@ -454,7 +522,8 @@ fn to_json(cli: &Cli, rows: &[Row], base: u64) -> String {
             r.p99,
             r.p999,
             r.max,
-            ratio(r, base),
+            r.stalls,
+            ratio(r, base).map_or("null".to_string(), |x| format!("{x:.3}")),
             sleeps,
             if i + 1 < rows.len() { "," } else { "" }
         );
@@ -522,50 +591,48 @@ fn main() {
     };
     let spin = Duration::from_millis(50);
 
+    let variants = if cli.only.is_empty() {
+        Variant::value_variants().to_vec()
+    } else {
+        cli.only.clone()
+    };
     let mut rows = Vec::new();
-    let mut step = |name: &'static str, f: &mut dyn FnMut() -> Row| {
+    for v in variants {
+        let name = v.name();
         eprint!("running {name} ... ");
         let t = Instant::now();
-        let row = f();
+        let row = match v {
+            Variant::RingBusy => Row::new(name, &ring_busy(busy), None),
+            Variant::RingDoorbellParked => {
+                let (h, r, p) = ring_doorbell(parked, true);
+                Row::new(name, &h, Some((r, p)))
+            }
+            Variant::RingDoorbellRespParked => {
+                let (h, r, p) = ring_doorbell(parked, false);
+                Row::new(name, &h, Some((r, p)))
+            }
+            Variant::GlommioSharedChannelParked => {
+                Row::new(name, &glommio_channel(parked, None), None)
+            }
+            Variant::GlommioSharedChannelSpin => {
+                Row::new(name, &glommio_channel(busy, Some(spin)), None)
+            }
+            Variant::RingBusyThreads => Row::new(name, &ring_busy_threads(busy), None),
+        };
         eprintln!("{:.1} s", t.elapsed().as_secs_f64());
         rows.push(row);
-    };
-    step("ring-busy", &mut || {
-        Row::new("ring-busy", &ring_busy(busy), None)
-    });
-    step("ring-doorbell-parked", &mut || {
-        let (h, r, p) = ring_doorbell(parked, true);
-        Row::new("ring-doorbell-parked", &h, Some((r, p)))
-    });
-    step("ring-doorbell-resp-parked", &mut || {
-        let (h, r, p) = ring_doorbell(parked, false);
-        Row::new("ring-doorbell-resp-parked", &h, Some((r, p)))
-    });
-    step("glommio-shared-channel-parked", &mut || {
-        Row::new(
-            "glommio-shared-channel-parked",
-            &glommio_channel(parked, None),
-            None,
-        )
-    });
-    step("glommio-shared-channel-spin", &mut || {
-        Row::new(
-            "glommio-shared-channel-spin",
-            &glommio_channel(busy, Some(spin)),
-            None,
-        )
-    });
-    step("ring-busy-threads", &mut || {
-        Row::new("ring-busy-threads", &ring_busy_threads(busy), None)
-    });
+    }
 
-    let base = rows[0].p50;
+    let base = rows
+        .iter()
+        .find(|r| r.name == Variant::RingBusy.name())
+        .map(|r| r.p50);
     print_table(&rows, base);
     println!(
         "\np50/busy: each variant's median over ring-busy's; sleeps/rt r,p: times the responder \
          and the pinger actually waited on their doorbell per timed round trip."
     );
-    if base > 1000 {
+    if base.is_some_and(|b| b > 1000) {
         println!("note: ring-busy p50 is above the 1 µs target");
     }
 
