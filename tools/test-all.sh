@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace: unit, integration (end to end on real
-# shards) and the seeded protocol simulation. This is the README's test
-# command and what .ci/run calls.
+# Runs every test of the project: unit, integration (end to end on real
+# shards), the seeded protocol simulation, and the loom models (built with
+# `--cfg loom` by loom-tests/.cargo/config.toml, into target/loom). This is
+# the README's test command and what .ci/run calls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --all-targets
+(cd loom-tests && cargo test --release)
