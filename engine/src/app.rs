@@ -10,7 +10,6 @@
 
 use std::any::TypeId;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +18,7 @@ use crate::error::{EngineError, Result};
 use crate::function::{AnyBox, Context, ErasedFunction, Function, Sequential, Typed};
 use crate::message::{key_hash, AppId, Barrier, OperatorId};
 use crate::protocol::{EdgeId, ShardId, Strategy};
+use crate::quiesce::ShardCounters;
 
 /// Most nodes (sources, operators, sinks) one app may have.
 pub const MAX_NODES: usize = 1024;
@@ -284,18 +284,6 @@ impl App {
 // The deployed plan
 // ---------------------------------------------------------------------
 
-/// Per shard, per app counters, written only by their shard (relaxed) and
-/// read by the node: messages sent into the app's actors and messages done.
-/// Equal and stable sums mean the app is quiescent.
-#[repr(align(128))]
-#[derive(Default)]
-pub(crate) struct ShardAppCounters {
-    pub sent: AtomicU64,
-    pub done: AtomicU64,
-    /// Client commands (ingest batches, barriers) this shard has taken.
-    pub taken: AtomicU64,
-}
-
 pub(crate) enum PlanKind {
     Source,
     Function {
@@ -324,7 +312,9 @@ pub(crate) struct Plan {
     pub slo_ns: u64,
     pub class: AppClass,
     pub nodes: Vec<PlanNode>,
-    pub counters: Box<[ShardAppCounters]>,
+    /// Per shard: what it sent, processed and took of this app, for
+    /// `quiesce` (each shard writes only its own).
+    pub counters: Box<[ShardCounters]>,
 }
 
 impl Plan {
@@ -388,7 +378,7 @@ impl Plan {
             slo_ns: app.slo.as_nanos().min(u64::MAX as u128) as u64,
             class: app.class,
             nodes,
-            counters: (0..shards).map(|_| ShardAppCounters::default()).collect(),
+            counters: (0..shards).map(|_| ShardCounters::default()).collect(),
         }
     }
 
@@ -402,15 +392,5 @@ impl Plan {
 
     pub fn node(&self, op: OperatorId) -> Option<&PlanNode> {
         self.nodes.get(op.0 as usize)
-    }
-
-    /// (sent, done) summed over shards.
-    pub fn totals(&self) -> (u64, u64) {
-        self.counters.iter().fold((0, 0), |(s, d), c| {
-            (
-                s + c.sent.load(Ordering::Relaxed),
-                d + c.done.load(Ordering::Relaxed),
-            )
-        })
     }
 }

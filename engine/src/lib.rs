@@ -57,6 +57,7 @@ pub mod metrics;
 #[cfg(feature = "runtime")]
 mod node;
 pub mod protocol;
+pub mod quiesce;
 pub mod ring;
 #[cfg(feature = "runtime")]
 mod shard;

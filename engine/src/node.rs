@@ -8,7 +8,7 @@
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +23,7 @@ use crate::function::AnyBox;
 use crate::message::{ActorId, AppId, Barrier, BarrierKind, OperatorId};
 use crate::metrics::NodeStats;
 use crate::protocol::{Epoch, LeaseId, ShardId};
+use crate::quiesce::{Gate, Snapshot};
 use crate::ring::ring;
 use crate::shard::{Clock, Command, Gauge, Shard, ShardParts};
 
@@ -39,9 +40,9 @@ struct AppEntry {
     plan: Arc<Plan>,
     /// Last barrier injected; the lock orders injections across threads.
     barrier: Mutex<Epoch>,
-    /// Ingest and barrier commands accepted into shard inboxes.
-    submitted: AtomicU64,
-    closed: AtomicBool,
+    /// Ingest and barrier commands accepted into shard inboxes, and whether
+    /// the app still takes new ones (see `quiesce`).
+    gate: Gate,
 }
 
 struct Inner {
@@ -173,8 +174,7 @@ impl Node {
         let entry = Arc::new(AppEntry {
             plan,
             barrier: Mutex::new(0),
-            submitted: AtomicU64::new(0),
-            closed: AtomicBool::new(false),
+            gate: Gate::new(),
         });
         apps.insert(entry.plan.name.clone(), entry.clone());
         Ok(AppHandle {
@@ -206,7 +206,7 @@ impl Node {
                 .cloned()
                 .ok_or_else(|| EngineError::UnknownApp(name.to_owned()))?
         };
-        entry.closed.store(true, Ordering::SeqCst);
+        entry.gate.close();
         let drained = AppHandle {
             node: self.inner.clone(),
             entry: entry.clone(),
@@ -393,7 +393,7 @@ impl AppHandle {
                 };
                 self.begin_submit()?;
                 if let Err(e) = self.node.control(node.home as usize, cmd) {
-                    self.entry.submitted.fetch_sub(1, Ordering::SeqCst);
+                    self.entry.gate.undo();
                     return Err(e);
                 }
             }
@@ -468,29 +468,18 @@ impl AppHandle {
     }
 
     /// Wait until everything accepted so far has been processed: every
-    /// command taken by its shard, every message sent also done, twice in a
-    /// row.
+    /// command taken by its shard, every message it caused processed, as
+    /// two agreeing reads of the counters show (see `quiesce`).
     pub fn quiesce(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        let plan = &self.entry.plan;
-        let read = || {
-            let taken: u64 = plan
-                .counters
-                .iter()
-                .map(|c| c.taken.load(Ordering::SeqCst))
-                .sum();
-            let (sent, done) = plan.totals();
-            (taken, sent, done)
-        };
+        let read = || Snapshot::take(&self.entry.gate, &self.entry.plan.counters);
         loop {
-            let submitted = self.entry.submitted.load(Ordering::SeqCst);
-            let (t1, s1, d1) = read();
-            if t1 == submitted && s1 == d1 {
+            let first = read();
+            if first.balanced() {
+                // Give a message in flight between shards the time to show
+                // up in a counter; correctness does not depend on the pause.
                 std::thread::sleep(Duration::from_micros(200));
-                let (t2, s2, d2) = read();
-                if (t2, s2, d2) == (t1, s1, d1)
-                    && self.entry.submitted.load(Ordering::SeqCst) == submitted
-                {
+                if first.settled(&read()) {
                     return Ok(());
                 }
             }
@@ -505,24 +494,23 @@ impl AppHandle {
         if self.node.stopped.load(Ordering::SeqCst) {
             return Err(EngineError::Stopped);
         }
-        if self.entry.closed.load(Ordering::SeqCst) {
+        if self.entry.gate.is_closed() {
             return Err(EngineError::NotDeployed(self.id()));
         }
         Ok(())
     }
 
-    /// Count a command as submitted, unless the app is closed. The count
-    /// comes first and the check second (both SeqCst), mirroring `undeploy`,
-    /// which closes first and reads the count second: either this sees the
-    /// app closed and backs out, or `undeploy`'s drain waits for the command.
-    /// On `Ok`, the caller must send the command or undo with `fetch_sub`.
+    /// Count a command as submitted, unless the app is closed or the node
+    /// stopped. On `Ok`, the caller must send the command or call
+    /// `gate.undo()`.
     fn begin_submit(&self) -> Result<()> {
-        self.entry.submitted.fetch_add(1, Ordering::SeqCst);
-        let open = self.ensure_open();
-        if open.is_err() {
-            self.entry.submitted.fetch_sub(1, Ordering::SeqCst);
+        if self.node.stopped.load(Ordering::SeqCst) {
+            return Err(EngineError::Stopped);
         }
-        open
+        self.entry
+            .gate
+            .enter()
+            .map_err(|_| EngineError::NotDeployed(self.id()))
     }
 }
 
@@ -569,7 +557,7 @@ impl<T: Send + 'static> SourceHandle<T> {
         match self.app.node.try_command(self.shard, cmd) {
             Ok(()) => Ok(()),
             Err(e) => {
-                self.app.entry.submitted.fetch_sub(1, Ordering::SeqCst);
+                self.app.entry.gate.undo();
                 let (error, cmd) = match e {
                     TrySendError::Full(c) => (
                         EngineError::Backpressure {

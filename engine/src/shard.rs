@@ -21,8 +21,8 @@
 //! - per app, `sent` is published before the message can be seen by its
 //!   receiver and `done` after it ran, so equal, stable sums mean quiescence.
 
+use crate::sync::{AtomicUsize, Ordering};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -247,9 +247,7 @@ impl<'a> ShardFx<'a> {
     }
 
     fn mark_done(&mut self) {
-        let c = &self.plan.counters[self.me as usize];
-        c.done
-            .store(c.done.load(Ordering::Relaxed) + 1, Ordering::Release);
+        self.plan.counters[self.me as usize].count_done();
     }
 
     /// Send the outputs in `scratch` to every downstream edge, tagged with
@@ -297,9 +295,7 @@ impl<'a> ShardFx<'a> {
 /// Count a message as sent (before anyone can see it) and route it to the
 /// lessor of its actor.
 fn send_input(me: ShardId, plan: &Plan, outbox: &mut Outbox, msg: Message) {
-    let c = &plan.counters[me as usize];
-    c.sent
-        .store(c.sent.load(Ordering::Relaxed) + 1, Ordering::Release);
+    plan.counters[me as usize].count_sent();
     let home = plan
         .node(msg.header.actor.op)
         .expect("edges point at existing operators")
@@ -921,9 +917,7 @@ impl Shard {
     /// Count a client command as taken, after what it sent was counted.
     fn mark_taken(&self, app: AppId) {
         if let Some(plan) = self.apps.get(&app) {
-            let c = &plan.counters[self.id as usize];
-            c.taken
-                .store(c.taken.load(Ordering::Relaxed) + 1, Ordering::Release);
+            plan.counters[self.id as usize].count_taken();
         }
     }
 

@@ -3,7 +3,7 @@
 //!
 //! Every fault lives in the harness (the transport, the test state, the
 //! driver), never in the engine: the engine's own code is mutated only in a
-//! scratch copy, by hand (see the crate docs).
+//! scratch copy, by `tools/loom-mutants.sh` (see the crate docs).
 
 /// Which deliberate bug, if any, a model runs with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -33,6 +33,10 @@ use crate::msg::{Msg, Part};
 pub enum Feed {
     /// A message for the actor, from upstream.
     Input(Msg),
+    /// Several messages for the actor in one go (a client's ingest batch),
+    /// taken in one turn, so they queue up behind each other: at most
+    /// [`MAX_BATCH`].
+    Batch(Vec<Msg>),
     /// Ask for a lease on this shard (the engine's `Command::Lease`).
     Lease(ShardId),
     /// Revoke the lease on this shard, if any (the engine's `Command::Revoke`).
@@ -107,7 +111,11 @@ impl Event {
 
     /// The home shard took the data message `id`.
     pub fn is_input(&self, id: u64) -> bool {
-        matches!(self.taken(), Some((_, Summary::Input { id: i })) if i == id)
+        match self.taken() {
+            Some((_, Summary::Input { id: i })) => i == id,
+            Some((_, Summary::Batch { ids, len })) => ids[..len].contains(&id),
+            _ => false,
+        }
     }
 
     /// The home shard took a client command to revoke.
@@ -142,6 +150,10 @@ pub enum Summary {
     Input {
         id: u64,
     },
+    Batch {
+        ids: [u64; MAX_BATCH],
+        len: usize,
+    },
     Critical {
         edge: u16,
         barrier: Epoch,
@@ -163,6 +175,7 @@ impl fmt::Debug for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Summary::Input { id } => write!(f, "input #{id}"),
+            Summary::Batch { ids, len } => write!(f, "input batch {:?}", &ids[..*len]),
             Summary::Critical { edge, barrier } => {
                 write!(f, "critical of barrier {barrier} on edge {edge}")
             }
@@ -176,9 +189,32 @@ impl fmt::Debug for Summary {
     }
 }
 
+/// The most messages a [`Feed::Batch`] may carry.
+pub const MAX_BATCH: usize = 4;
+
 impl Feed {
+    /// The messages this item carries, if any.
+    pub fn inputs(&self) -> &[Msg] {
+        match self {
+            Feed::Input(m) => std::slice::from_ref(m),
+            Feed::Batch(ms) => ms,
+            Feed::Lease(_) | Feed::Revoke(_) => &[],
+        }
+    }
+
     pub fn summary(&self) -> Summary {
         match self {
+            Feed::Batch(ms) => {
+                assert!(
+                    ms.len() <= MAX_BATCH && ms.iter().all(Msg::is_data),
+                    "a batch carries at most {MAX_BATCH} data messages"
+                );
+                let mut ids = [0; MAX_BATCH];
+                for (slot, m) in ids.iter_mut().zip(ms) {
+                    *slot = m.id;
+                }
+                Summary::Batch { ids, len: ms.len() }
+            }
             Feed::Input(m) => match m.critical {
                 Some(c) => Summary::Critical {
                     edge: m.edge,

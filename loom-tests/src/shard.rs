@@ -300,6 +300,11 @@ impl Shard {
     fn on_feed(&mut self, feed: Feed) {
         match feed {
             Feed::Input(m) => self.with_lessor(|l, fx| l.on_input(m, fx)),
+            Feed::Batch(ms) => self.with_lessor(|l, fx| {
+                for m in ms {
+                    l.on_input(m, fx);
+                }
+            }),
             Feed::Lease(shard) => {
                 if let Some(lease) = self.with_lessor(|l, fx| l.request_lease(shard, fx)) {
                     self.note("asked for lease", lease);

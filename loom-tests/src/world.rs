@@ -88,8 +88,7 @@ impl Oracle {
             .chain(s.shards.iter().map(|p| p.script.iter().collect()))
             .collect();
         for (producer, script) in producers.into_iter().enumerate() {
-            for feed in script {
-                let Feed::Input(m) = feed else { continue };
+            for m in script.into_iter().flat_map(Feed::inputs) {
                 if let Some(c) = m.critical {
                     assert!(
                         criticals.entry(c.barrier).or_default().insert(m.edge),
