@@ -16,9 +16,11 @@ use std::time::Duration;
 
 use crate::error::{EngineError, Result};
 use crate::function::{AnyBox, Context, ErasedFunction, Function, Sequential, Typed};
-use crate::message::{key_hash, AppId, Barrier, OperatorId};
+use crate::message::{key_hash, ActorId, AppId, Barrier, OperatorId};
+use crate::policy::OpView;
 use crate::protocol::{EdgeId, ShardId, Strategy};
 use crate::quiesce::ShardCounters;
+use crate::sync::{AtomicU64, Ordering};
 
 /// Most nodes (sources, operators, sinks) one app may have.
 pub const MAX_NODES: usize = 1024;
@@ -303,6 +305,9 @@ pub(crate) struct PlanNode {
     pub home: ShardId,
     pub source_type: Option<(TypeId, &'static str)>,
     pub source_clone: Option<Cloner>,
+    /// Learned mean cost of one message here, in ns (a relaxed gauge that
+    /// any shard running the operator updates; an estimate, racy by design).
+    pub cost_ns: AtomicU64,
 }
 
 /// An app as deployed on a node: shared, read-only, by every shard.
@@ -369,6 +374,7 @@ impl Plan {
                     home,
                     source_type,
                     source_clone,
+                    cost_ns: AtomicU64::new(0),
                 }
             })
             .collect();
@@ -392,5 +398,51 @@ impl Plan {
 
     pub fn node(&self, op: OperatorId) -> Option<&PlanNode> {
         self.nodes.get(op.0 as usize)
+    }
+
+    /// Learned mean cost of one message at `op` (0 until measured).
+    pub fn cost_ns(&self, op: OperatorId) -> u64 {
+        self.node(op)
+            .map_or(0, |n| n.cost_ns.load(Ordering::Relaxed))
+    }
+
+    /// Fold one measured run time into `op`'s mean (weight 1/8).
+    pub fn learn_cost(&self, op: OperatorId, sample_ns: u64) {
+        if let Some(n) = self.node(op) {
+            let old = n.cost_ns.load(Ordering::Relaxed);
+            let new = if old == 0 {
+                sample_ns
+            } else {
+                old - old / 8 + sample_ns / 8
+            };
+            n.cost_ns.store(new.max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Learned cost of the longest path from `op` to a sink, `op` included.
+    pub fn path_cost_ns(&self, op: OperatorId) -> u64 {
+        let Some(n) = self.node(op) else { return 0 };
+        let below = n
+            .outs
+            .iter()
+            .map(|(child, _)| self.path_cost_ns(*child))
+            .max()
+            .unwrap_or(0);
+        n.cost_ns.load(Ordering::Relaxed).saturating_add(below)
+    }
+
+    /// What a policy sees of `op`.
+    pub fn op_view(&self, op: OperatorId) -> OpView<'_> {
+        let node = self.node(op);
+        OpView {
+            actor: ActorId { app: self.id, op },
+            app: &self.name,
+            op: node.map_or("", |n| n.name.as_str()),
+            class: self.class,
+            slo_ns: self.slo_ns,
+            strategy: node.map_or(Strategy::Sequential, |n| n.strategy),
+            cost_ns: self.cost_ns(op),
+            path_cost_ns: self.path_cost_ns(op),
+        }
     }
 }

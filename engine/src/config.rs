@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::error::{EngineError, Result};
+use crate::policy::{Dirigo, PolicyFactory, ScaleLimits};
 
 /// Where shard threads run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,19 +15,33 @@ pub enum Placement {
     Unpinned,
 }
 
-/// The built-in scale rule of the engine core (the scheduling policies
-/// replace it): lease when a lessor's backlog is long, release a lessee that
-/// stays idle.
+/// Limits on implicit scaling. The policy decides when to lease and how
+/// long an idle lessee stays (`Policy::on_backlog`, `Policy::release_after`);
+/// these bound it. `enabled: false` is static placement: no lease is ever
+/// asked for on the engine's initiative (explicit `AppHandle::lease` still
+/// works).
 #[derive(Clone, Debug)]
 pub struct AutoScale {
     pub enabled: bool,
-    /// A lessor with more messages than this queued asks for a lessee.
+    /// A lessor with more messages than this queued is long (the policies'
+    /// backlog rule).
     pub up_backlog: usize,
     pub max_lessees: usize,
     /// A shard accepts a lease only while its own backlog is below this.
     pub accept_below: usize,
     /// A lessee idle this long asks to be released.
     pub lessee_idle: Duration,
+}
+
+impl AutoScale {
+    /// What a policy is told of these limits.
+    pub fn limits(&self) -> ScaleLimits {
+        ScaleLimits {
+            up_backlog: self.up_backlog,
+            max_lessees: self.max_lessees,
+            lessee_idle: self.lessee_idle,
+        }
+    }
 }
 
 impl Default for AutoScale {
@@ -64,6 +79,8 @@ pub struct NodeConfig {
     /// How often a busy shard runs housekeeping (deactivation, scaling).
     pub housekeeping: Duration,
     pub autoscale: AutoScale,
+    /// The scheduling policy of every shard (default: `Dirigo`).
+    pub policy: PolicyFactory,
 }
 
 impl Default for NodeConfig {
@@ -80,6 +97,7 @@ impl Default for NodeConfig {
             idle_deactivate: Duration::from_secs(1),
             housekeeping: Duration::from_millis(1),
             autoscale: AutoScale::default(),
+            policy: PolicyFactory::per_shard(Dirigo::default),
         }
     }
 }

@@ -56,9 +56,13 @@ pub mod message;
 pub mod metrics;
 #[cfg(feature = "runtime")]
 mod node;
+#[cfg(feature = "runtime")]
+pub mod policy;
 pub mod protocol;
 pub mod quiesce;
 pub mod ring;
+#[cfg(feature = "runtime")]
+mod runq;
 #[cfg(feature = "runtime")]
 mod shard;
 pub mod sync;
@@ -77,4 +81,6 @@ pub use message::{
 pub use metrics::{AppStats, NodeStats, ShardStats};
 #[cfg(feature = "runtime")]
 pub use node::{AppHandle, Node, Rejected, SourceHandle};
+#[cfg(feature = "runtime")]
+pub use policy::{Dirigo, Edf, Fifo, Llf, Policy, PolicyFactory, Priority, Rank};
 pub use protocol::{LeaseId, Strategy};

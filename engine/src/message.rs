@@ -78,6 +78,10 @@ pub struct Header {
     pub priority: u8,
     /// Ingress sequence number of the root message at its source.
     pub seq: u64,
+    /// When the message was queued on the shard that runs it (stamped on
+    /// arrival at a lessor's or a lessee's shard): FIFO order and queueing
+    /// delay.
+    pub enqueued_ns: u64,
 }
 
 /// The payload of a message: typed by the operator that emitted it; the

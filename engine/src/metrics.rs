@@ -24,6 +24,9 @@ pub struct AppStats {
     pub class: AppClass,
     /// End-to-end latency (ingress to sink) of delivered outputs, ns.
     pub latency: Histogram<u64>,
+    /// Queueing delay of every run: from queued on the shard that ran it to
+    /// the start of the run, ns.
+    pub queueing: Histogram<u64>,
     /// Outputs delivered at sinks.
     pub delivered: u64,
     /// Of those, within the app's SLO.
@@ -38,6 +41,9 @@ pub struct AppStats {
     pub leases_granted: u64,
     pub revokes: u64,
     pub barriers: u64,
+    /// Lessee-time: the integral over time of the lessees hosted, ns (over
+    /// a wall-clock span, divided by it: the mean lessee count).
+    pub lessee_ns: u64,
 }
 
 impl AppStats {
@@ -47,6 +53,7 @@ impl AppStats {
             name,
             class,
             latency: new_histogram(),
+            queueing: new_histogram(),
             delivered: 0,
             within_slo: 0,
             runs: 0,
@@ -55,7 +62,12 @@ impl AppStats {
             leases_granted: 0,
             revokes: 0,
             barriers: 0,
+            lessee_ns: 0,
         }
+    }
+
+    pub(crate) fn record_queueing(&mut self, delay_ns: u64) {
+        let _ = self.queueing.record(delay_ns.clamp(1_000, 100_000_000_000));
     }
 
     pub(crate) fn record_delivery(&mut self, latency_ns: u64, slo_ns: u64) {
@@ -80,6 +92,8 @@ impl AppStats {
 
     pub(crate) fn merge(&mut self, o: &AppStats) {
         let _ = self.latency.add(&o.latency);
+        let _ = self.queueing.add(&o.queueing);
+        self.lessee_ns += o.lessee_ns;
         self.delivered += o.delivered;
         self.within_slo += o.within_slo;
         self.runs += o.runs;

@@ -22,7 +22,8 @@
 //!   receiver and `done` after it ran, so equal, stable sums mean quiescence.
 
 use crate::sync::{AtomicUsize, Ordering};
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,11 +35,13 @@ use crate::function::AnyBox;
 use crate::instance::{Instance, Part};
 use crate::message::{ActorId, AppId, Barrier, Header, Kind, Message, OperatorId, Payload};
 use crate::metrics::{AppStats, ShardStats};
+use crate::policy::{Policy, QueueView, Rank, Scale, ScaleLimits, ShardLoad};
 use crate::protocol::{
     CriticalMark, Dormant, Effects, Epoch, LeaseId, Lessee, Lessor, LessorMode, ShardId, Strategy,
     Wire,
 };
 use crate::ring::{Consumer, Producer};
+use crate::runq::RunQueue;
 
 /// What crosses the mesh between shards.
 pub(crate) enum Packet {
@@ -184,12 +187,18 @@ struct LessorSlot {
     m: Lessor<Message, Instance>,
     queued: bool,
     last_active_ns: u64,
+    /// No scale decision before this time (after a lease was asked for).
+    scale_after_ns: u64,
 }
 
 struct LesseeSlot {
     m: Lessee<Message, Instance>,
     queued: bool,
     last_active_ns: u64,
+    /// An idle timer for this lessee is pending in `Shard::idle_timers`.
+    timer_armed: bool,
+    /// It asked to go home (`request_release`); it finishes on the revoke.
+    release_asked: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -208,6 +217,8 @@ struct SourceState {
 /// their outputs downstream, send protocol packets.
 struct ShardFx<'a> {
     me: ShardId,
+    gauges: &'a [Gauge],
+    policy: &'a mut dyn Policy,
     actor: ActorId,
     plan: &'a Plan,
     outbox: &'a mut Outbox,
@@ -220,16 +231,19 @@ struct ShardFx<'a> {
 
 impl<'a> ShardFx<'a> {
     fn new(
-        here: (ShardId, Clock),
+        here: (ShardId, Clock, &'a [Gauge]),
         actor: ActorId,
         plan: &'a Plan,
         outbox: &'a mut Outbox,
         stats: &'a mut AppStats,
+        policy: &'a mut dyn Policy,
         on_lessee: bool,
     ) -> Self {
-        let (me, clock) = here;
+        let (me, clock, gauges) = here;
         ShardFx {
             me,
+            gauges,
+            policy,
             actor,
             plan,
             outbox,
@@ -266,7 +280,7 @@ impl<'a> ShardFx<'a> {
                 } else {
                     f.clone_output(value.as_ref().expect("present until the last edge"))
                 };
-                let header = Header {
+                let mut header = Header {
                     actor: ActorId {
                         app: self.actor.app,
                         op,
@@ -276,6 +290,8 @@ impl<'a> ShardFx<'a> {
                     critical: None,
                     ..*parent
                 };
+                self.policy
+                    .on_emit(parent, &mut header, &self.plan.op_view(op));
                 tally[i] += 1;
                 send_input(
                     self.me,
@@ -289,6 +305,15 @@ impl<'a> ShardFx<'a> {
                 );
             }
         }
+    }
+}
+
+/// The run-queue rank of an instance whose next step runs `next` (protocol
+/// work when `None`: urgent).
+fn rank_of(policy: &mut dyn Policy, plan: &Plan, next: Option<&Message>, now: u64) -> Rank {
+    match next {
+        Some(m) => policy.rank(&m.header, &plan.op_view(m.header.actor.op), now),
+        None => Rank::URGENT,
     }
 }
 
@@ -306,6 +331,9 @@ fn send_input(me: ShardId, plan: &Plan, outbox: &mut Outbox, msg: Message) {
 impl Effects<Message, Instance> for ShardFx<'_> {
     fn run(&mut self, state: &mut Instance, msg: Message) {
         let now = self.clock.now_ns();
+        let header = msg.header;
+        self.stats
+            .record_queueing(now.saturating_sub(header.enqueued_ns));
         let (f, sink) = match &self.node().kind {
             PlanKind::Function { f, sink } => (f.clone(), *sink),
             PlanKind::Source => unreachable!("sources have no actor"),
@@ -322,14 +350,18 @@ impl Effects<Message, Instance> for ShardFx<'_> {
             now,
             &mut self.scratch,
         );
+        let done = self.clock.now_ns();
+        let cost = done.saturating_sub(now);
+        self.plan.learn_cost(self.actor.op, cost);
+        self.policy
+            .on_complete(&header, &self.plan.op_view(self.actor.op), cost, done);
         self.stats.runs += 1;
         self.stats.lessee_runs += u64::from(self.on_lessee);
         if sink {
-            let done = self.clock.now_ns();
             self.stats
-                .record_delivery(done.saturating_sub(msg.header.ingress_ns), self.plan.slo_ns);
+                .record_delivery(done.saturating_sub(header.ingress_ns), self.plan.slo_ns);
         }
-        self.emit_scratch(&mut state.tally, &msg.header);
+        self.emit_scratch(&mut state.tally, &header);
         self.mark_done();
     }
 
@@ -387,6 +419,21 @@ impl Effects<Message, Instance> for ShardFx<'_> {
         }
     }
 
+    fn choose(&mut self, msg: &Message, shards: &[ShardId]) -> Option<usize> {
+        let loads: Vec<ShardLoad> = shards
+            .iter()
+            .map(|&shard| ShardLoad {
+                shard,
+                backlog: self
+                    .gauges
+                    .get(shard as usize)
+                    .map_or(usize::MAX, |g| g.backlog.load(Ordering::Relaxed)),
+            })
+            .collect();
+        let view = self.plan.op_view(self.actor.op);
+        self.policy.route(&msg.header, &view, &loads)
+    }
+
     fn send(&mut self, to: ShardId, wire: Wire<Message, Part>) {
         let actor = self.actor;
         let p = if wire.is_for_lessee() {
@@ -414,7 +461,12 @@ pub(crate) struct Shard {
     lessees: HashMap<(ActorId, LeaseId), LesseeSlot>,
     dormant: HashMap<ActorId, Dormant<Instance>>,
     sources: HashMap<(AppId, OperatorId), SourceState>,
-    ready: VecDeque<InstRef>,
+    /// Instances with work, by the policy's rank of their next message.
+    ready: RunQueue<InstRef>,
+    policy: Box<dyn Policy>,
+    limits: ScaleLimits,
+    /// (due, lessee): when an idle lessee should be looked at again.
+    idle_timers: BinaryHeap<Reverse<(u64, ActorId, LeaseId)>>,
     app_stats: HashMap<AppId, AppStats>,
     stats: ShardStats,
     last_housekeeping_ns: u64,
@@ -445,7 +497,10 @@ impl Shard {
             lessees: HashMap::new(),
             dormant: HashMap::new(),
             sources: HashMap::new(),
-            ready: VecDeque::new(),
+            ready: RunQueue::default(),
+            policy: p.cfg.policy.make(p.id),
+            limits: p.cfg.autoscale.limits(),
+            idle_timers: BinaryHeap::new(),
             app_stats: HashMap::new(),
             stats: ShardStats {
                 shard: p.id as usize,
@@ -488,14 +543,15 @@ impl Shard {
         did += self.drain_inbound();
         did += self.take_commands();
         did += self.run_ready();
+        let now = self.clock.now_ns();
+        did += self.fire_idle_timers(now);
+        let dt = now.saturating_sub(self.last_housekeeping_ns);
+        if dt >= self.cfg.housekeeping.as_nanos() as u64 {
+            self.last_housekeeping_ns = now;
+            did += self.housekeeping(now, dt);
+        }
         did += self.outbox.flush_spill();
         self.outbox.ring_dirty();
-        let now = self.clock.now_ns();
-        if now.saturating_sub(self.last_housekeeping_ns) >= self.cfg.housekeeping.as_nanos() as u64
-        {
-            self.last_housekeeping_ns = now;
-            did += self.housekeeping(now);
-        }
         did
     }
 
@@ -524,10 +580,14 @@ impl Shard {
             return;
         }
         self.stats.parks += 1;
-        // Wake for housekeeping (idle deactivation, lessee release) even
-        // when nobody rings.
-        let nap =
+        // Wake for housekeeping (idle deactivation) even when nobody rings.
+        // Wake for the next idle timer too.
+        let mut nap =
             (self.cfg.housekeeping * 10).clamp(Duration::from_millis(1), Duration::from_millis(50));
+        if let Some(Reverse((due, ..))) = self.idle_timers.peek() {
+            let until = Duration::from_nanos(due.saturating_sub(self.clock.now_ns()));
+            nap = nap.min(until.max(Duration::from_micros(50)));
+        }
         let woke = futures_lite::future::or(
             async {
                 let _ = self.waiter.wait().await;
@@ -589,11 +649,12 @@ impl Shard {
                     .get_mut(&actor.app)
                     .expect("stats exist for deployed apps");
                 let mut fx = ShardFx::new(
-                    (self.id, self.clock),
+                    (self.id, self.clock, &self.gauges),
                     actor,
                     &plan,
                     &mut self.outbox,
                     stats,
+                    &mut *self.policy,
                     false,
                 );
                 slot.m.on_wire(wire, &mut fx);
@@ -602,16 +663,25 @@ impl Shard {
                     &mut slot.queued,
                     slot.m.has_work(),
                     InstRef::Lessor(actor),
+                    || rank_of(&mut *self.policy, &plan, slot.m.next(), self.clock.now_ns()),
                 );
             }
             Packet::ToLessee { actor, wire } => self.on_lessee_wire(actor, wire),
         }
     }
 
-    fn schedule(ready: &mut VecDeque<InstRef>, queued: &mut bool, has_work: bool, r: InstRef) {
+    /// Queue `r` if it has work and is not queued yet, at the rank
+    /// `rank()` gives (called only then).
+    fn schedule(
+        ready: &mut RunQueue<InstRef>,
+        queued: &mut bool,
+        has_work: bool,
+        r: InstRef,
+        rank: impl FnOnce() -> Rank,
+    ) {
         if has_work && !*queued {
             *queued = true;
-            ready.push_back(r);
+            ready.push(rank(), r);
         }
     }
 
@@ -649,20 +719,24 @@ impl Shard {
                     m,
                     queued: false,
                     last_active_ns: now,
+                    scale_after_ns: 0,
                 })
             }
         };
         slot.last_active_ns = now;
+        let mut msg = msg;
+        msg.header.enqueued_ns = now;
         let stats = self
             .app_stats
             .get_mut(&actor.app)
             .expect("stats exist for deployed apps");
         let mut fx = ShardFx::new(
-            (self.id, self.clock),
+            (self.id, self.clock, &self.gauges),
             actor,
             &plan,
             &mut self.outbox,
             stats,
+            &mut *self.policy,
             false,
         );
         slot.m.on_input(msg, &mut fx);
@@ -671,27 +745,144 @@ impl Shard {
             &mut slot.queued,
             slot.m.has_work(),
             InstRef::Lessor(actor),
+            || rank_of(&mut *self.policy, &plan, slot.m.next(), self.clock.now_ns()),
         );
+        self.maybe_lease(actor, &plan, now);
     }
 
-    fn on_lessee_wire(&mut self, actor: ActorId, wire: Wire<Message, Part>) {
+    /// Implicit scaling, on the message path: a message was just queued at
+    /// `actor`'s lessor; if the actor may take another lessee now, ask the
+    /// policy, and on `Lease` request one on the least loaded shard that
+    /// accepts (by the relaxed backlog gauges).
+    fn maybe_lease(&mut self, actor: ActorId, plan: &Plan, now: u64) {
+        let auto = &self.cfg.autoscale;
+        if !auto.enabled || self.stopping {
+            return;
+        }
+        let Some(slot) = self.lessors.get_mut(&actor) else {
+            return;
+        };
+        let m = &slot.m;
+        let pending = m.lessee_shards().count() != m.lessee_count();
+        if m.strategy() == Strategy::Sequential
+            || m.mode() != LessorMode::Runnable
+            || m.lessee_count() >= auto.max_lessees
+            || pending
+            || now < slot.scale_after_ns
+        {
+            return;
+        }
+        let q = QueueView {
+            backlog: m.backlog(),
+            lessees: m.lessee_count(),
+            head: m.next().map(|x| &x.header),
+        };
+        let view = plan.op_view(actor.op);
+        if self.policy.on_backlog(&q, &view, &self.limits, now) != Scale::Lease {
+            return;
+        }
+        // Whatever comes of it, do not ask again for a housekeeping period.
+        slot.scale_after_ns = now + self.cfg.housekeeping.as_nanos() as u64;
+        let taken: Vec<ShardId> = m.lessee_shards().map(|(_, sh)| sh).collect();
+        let target = (0..self.gauges.len() as ShardId)
+            .filter(|s| *s != self.id && !taken.contains(s))
+            .map(|s| (self.gauges[s as usize].backlog.load(Ordering::Relaxed), s))
+            .filter(|(load, _)| *load < auto.accept_below)
+            .min();
+        if let Some((_, shard)) = target {
+            self.with_lessor(actor, |m, fx| m.request_lease(shard, fx));
+        }
+    }
+
+    /// `slot` (lessee `key`) just ran out of work: unless a timer is pending
+    /// already, look at it again once the policy's idle time has passed.
+    fn arm_idle_timer(
+        timers: &mut BinaryHeap<Reverse<(u64, ActorId, LeaseId)>>,
+        policy: &mut dyn Policy,
+        cfg: &NodeConfig,
+        plan: &Plan,
+        slot: &mut LesseeSlot,
+        key: (ActorId, LeaseId),
+        now: u64,
+    ) {
+        if slot.timer_armed || slot.release_asked || !cfg.autoscale.enabled {
+            return;
+        }
+        let idle = policy.release_after(&plan.op_view(key.0.op), &cfg.autoscale.limits());
+        slot.timer_armed = true;
+        timers.push(Reverse((now + idle.as_nanos() as u64, key.0, key.1)));
+    }
+
+    /// Idle timers that are due: a lessee idle since its timer was armed
+    /// asks to go home; one that worked meanwhile is looked at again later.
+    fn fire_idle_timers(&mut self, now: u64) -> usize {
+        let mut did = 0;
+        while let Some(Reverse((due, actor, lease))) = self.idle_timers.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.idle_timers.pop();
+            let Some(plan) = self.apps.get(&actor.app).cloned() else {
+                continue;
+            };
+            let Some(slot) = self.lessees.get_mut(&(actor, lease)) else {
+                continue;
+            };
+            slot.timer_armed = false;
+            let idle = self
+                .policy
+                .release_after(&plan.op_view(actor.op), &self.limits)
+                .as_nanos() as u64;
+            if slot.m.has_work() || slot.release_asked {
+                continue; // re-armed when it runs out of work again
+            }
+            if now.saturating_sub(slot.last_active_ns) < idle {
+                slot.timer_armed = true;
+                self.idle_timers
+                    .push(Reverse((slot.last_active_ns + idle, actor, lease)));
+                continue;
+            }
+            let Some(stats) = self.app_stats.get_mut(&actor.app) else {
+                continue;
+            };
+            let mut fx = ShardFx::new(
+                (self.id, self.clock, &self.gauges),
+                actor,
+                &plan,
+                &mut self.outbox,
+                stats,
+                &mut *self.policy,
+                true,
+            );
+            slot.m.request_release(&mut fx);
+            slot.release_asked = true;
+            did += 1;
+        }
+        did
+    }
+
+    fn on_lessee_wire(&mut self, actor: ActorId, mut wire: Wire<Message, Part>) {
         let Some(plan) = self.apps.get(&actor.app).cloned() else {
             self.stats.dropped += 1;
             return;
         };
+        let now = self.clock.now_ns();
+        if let Wire::Deliver { msg, .. } = &mut wire {
+            msg.header.enqueued_ns = now;
+        }
         let stats = self
             .app_stats
             .get_mut(&actor.app)
             .expect("stats exist for deployed apps");
         let mut fx = ShardFx::new(
-            (self.id, self.clock),
+            (self.id, self.clock, &self.gauges),
             actor,
             &plan,
             &mut self.outbox,
             stats,
+            &mut *self.policy,
             true,
         );
-        let now = self.clock.now_ns();
         if let Wire::LeaseRequest { lease, lessor, .. } = wire {
             let node = plan.node(actor.op);
             let backlog = self.gauges[self.id as usize]
@@ -704,14 +895,24 @@ impl Shard {
                     let outs = node.map_or(0, |n| n.outs.len());
                     let m =
                         Lessee::accept(lease, lessor, Instance::new(f.new_state(), outs), &mut fx);
-                    self.lessees.insert(
+                    let mut slot = LesseeSlot {
+                        m,
+                        queued: false,
+                        last_active_ns: now,
+                        timer_armed: false,
+                        release_asked: false,
+                    };
+                    // A lessee that never gets work goes home too.
+                    Self::arm_idle_timer(
+                        &mut self.idle_timers,
+                        &mut *self.policy,
+                        &self.cfg,
+                        &plan,
+                        &mut slot,
                         (actor, lease),
-                        LesseeSlot {
-                            m,
-                            queued: false,
-                            last_active_ns: now,
-                        },
+                        now,
                     );
+                    self.lessees.insert((actor, lease), slot);
                 }
                 _ => Lessee::<Message, Instance>::refuse(lease, lessor, &mut fx),
             }
@@ -730,6 +931,7 @@ impl Shard {
             &mut slot.queued,
             slot.m.has_work(),
             InstRef::Lessee(actor, lease),
+            || rank_of(&mut *self.policy, &plan, slot.m.next(), self.clock.now_ns()),
         );
     }
 
@@ -740,7 +942,7 @@ impl Shard {
     fn run_ready(&mut self) -> usize {
         let mut ran = 0;
         for _ in 0..self.cfg.step_budget {
-            let Some(r) = self.ready.pop_front() else {
+            let Some(r) = self.ready.pop() else {
                 break;
             };
             ran += 1;
@@ -755,11 +957,12 @@ impl Shard {
                 .get_mut(&actor.app)
                 .expect("stats exist for deployed apps");
             let mut fx = ShardFx::new(
-                (self.id, self.clock),
+                (self.id, self.clock, &self.gauges),
                 actor,
                 &plan,
                 &mut self.outbox,
                 stats,
+                &mut *self.policy,
                 matches!(r, InstRef::Lessee(..)),
             );
             match r {
@@ -770,7 +973,13 @@ impl Shard {
                     slot.queued = false;
                     slot.m.step(&mut fx);
                     slot.last_active_ns = self.clock.now_ns();
-                    Self::schedule(&mut self.ready, &mut slot.queued, slot.m.has_work(), r);
+                    Self::schedule(
+                        &mut self.ready,
+                        &mut slot.queued,
+                        slot.m.has_work(),
+                        r,
+                        || rank_of(&mut *self.policy, &plan, slot.m.next(), self.clock.now_ns()),
+                    );
                 }
                 InstRef::Lessee(a, l) => {
                     let Some(slot) = self.lessees.get_mut(&(a, l)) else {
@@ -778,11 +987,36 @@ impl Shard {
                     };
                     slot.queued = false;
                     slot.m.step(&mut fx);
-                    slot.last_active_ns = self.clock.now_ns();
+                    let now = self.clock.now_ns();
+                    slot.last_active_ns = now;
                     if slot.m.is_finished() {
                         self.lessees.remove(&(a, l));
                     } else {
-                        Self::schedule(&mut self.ready, &mut slot.queued, slot.m.has_work(), r);
+                        if !slot.m.has_work() {
+                            Self::arm_idle_timer(
+                                &mut self.idle_timers,
+                                &mut *self.policy,
+                                &self.cfg,
+                                &plan,
+                                slot,
+                                (a, l),
+                                now,
+                            );
+                        }
+                        Self::schedule(
+                            &mut self.ready,
+                            &mut slot.queued,
+                            slot.m.has_work(),
+                            r,
+                            || {
+                                rank_of(
+                                    &mut *self.policy,
+                                    &plan,
+                                    slot.m.next(),
+                                    self.clock.now_ns(),
+                                )
+                            },
+                        );
                     }
                 }
             }
@@ -949,17 +1183,19 @@ impl Shard {
                     m,
                     queued: false,
                     last_active_ns: now,
+                    scale_after_ns: 0,
                 },
             );
         }
         let slot = self.lessors.get_mut(&actor)?;
         let stats = self.app_stats.get_mut(&actor.app)?;
         let mut fx = ShardFx::new(
-            (self.id, self.clock),
+            (self.id, self.clock, &self.gauges),
             actor,
             &plan,
             &mut self.outbox,
             stats,
+            &mut *self.policy,
             false,
         );
         let r = f(&mut slot.m, &mut fx);
@@ -968,6 +1204,7 @@ impl Shard {
             &mut slot.queued,
             slot.m.has_work(),
             InstRef::Lessor(actor),
+            || rank_of(&mut *self.policy, &plan, slot.m.next(), self.clock.now_ns()),
         );
         Some(r)
     }
@@ -984,9 +1221,10 @@ impl Shard {
         };
         let cloner = node.source_clone.clone();
         let now = at_ns;
+        let source_view = plan.op_view(source);
         for (key, value) in events {
             src.seq += 1;
-            let base = Header {
+            let mut base = Header {
                 actor: ActorId { app, op: source },
                 edge: 0,
                 kind: Kind::User,
@@ -996,7 +1234,9 @@ impl Shard {
                 deadline_ns: now.saturating_add(plan.slo_ns),
                 priority: 0,
                 seq: src.seq,
+                enqueued_ns: now,
             };
+            self.policy.on_ingress(&source_view, &mut base);
             let mut value = Some(value);
             for (i, &(op, edge)) in node.outs.iter().enumerate() {
                 let payload = if i + 1 == node.outs.len() {
@@ -1053,6 +1293,7 @@ impl Shard {
                 deadline_ns: now.saturating_add(plan.slo_ns),
                 priority: 0,
                 seq: src.seq,
+                enqueued_ns: now,
             };
             send_input(
                 self.id,
@@ -1069,10 +1310,14 @@ impl Shard {
     }
 
     // ------------------------------------------------------------------
-    // Housekeeping: gauges, deactivation, the built-in scale rule
+    // Housekeeping: gauges, deactivation, lessee-time
     // ------------------------------------------------------------------
 
-    fn housekeeping(&mut self, now: u64) -> usize {
+    /// Every `housekeeping` period (`dt` since the last one): publish the
+    /// backlog gauge, deactivate idle actors, account lessee-time. Scaling
+    /// is not here: it happens on the message path (`maybe_lease`) and on
+    /// idle timers (`fire_idle_timers`).
+    fn housekeeping(&mut self, now: u64, dt: u64) -> usize {
         let backlog = self.backlog();
         self.gauges[self.id as usize]
             .backlog
@@ -1090,12 +1335,13 @@ impl Shard {
             .map(|(a, _)| *a)
             .collect();
         for a in idle {
-            if let Some(LessorSlot {
-                m,
-                queued,
-                last_active_ns,
-            }) = self.lessors.remove(&a)
-            {
+            if let Some(slot) = self.lessors.remove(&a) {
+                let LessorSlot {
+                    m,
+                    queued,
+                    last_active_ns,
+                    scale_after_ns,
+                } = slot;
                 match m.into_dormant() {
                     Ok(d) => {
                         self.dormant.insert(a, d);
@@ -1109,6 +1355,7 @@ impl Shard {
                                 m,
                                 queued,
                                 last_active_ns,
+                                scale_after_ns,
                             },
                         );
                     }
@@ -1116,65 +1363,10 @@ impl Shard {
             }
         }
 
-        let auto = self.cfg.autoscale.clone();
-        if !auto.enabled {
-            return did;
-        }
-        // Lessees idle for long ask to go home.
-        let lessee_idle = auto.lessee_idle.as_nanos() as u64;
-        let quiet: Vec<(ActorId, LeaseId)> = self
-            .lessees
-            .iter()
-            .filter(|(_, s)| !s.m.has_work() && now.saturating_sub(s.last_active_ns) >= lessee_idle)
-            .map(|(k, _)| *k)
-            .collect();
-        for (actor, lease) in quiet {
-            let Some(plan) = self.apps.get(&actor.app).cloned() else {
-                continue;
-            };
-            let Some(stats) = self.app_stats.get_mut(&actor.app) else {
-                continue;
-            };
-            let Some(slot) = self.lessees.get_mut(&(actor, lease)) else {
-                continue;
-            };
-            let mut fx = ShardFx::new(
-                (self.id, self.clock),
-                actor,
-                &plan,
-                &mut self.outbox,
-                stats,
-                true,
-            );
-            slot.m.request_release(&mut fx);
-        }
-        // Long backlogs ask for a lessee on the least loaded other shard.
-        let busy: Vec<ActorId> = self
-            .lessors
-            .iter()
-            .filter(|(_, s)| {
-                s.m.strategy() != Strategy::Sequential
-                    && s.m.mode() == LessorMode::Runnable
-                    && s.m.backlog() > auto.up_backlog
-                    && s.m.lessee_count() < auto.max_lessees
-                    && s.m.lessee_shards().count() == s.m.lessee_count()
-            })
-            .map(|(a, _)| *a)
-            .collect();
-        for actor in busy {
-            let taken: Vec<ShardId> = self
-                .lessors
-                .get(&actor)
-                .map(|s| s.m.lessee_shards().map(|(_, sh)| sh).collect())
-                .unwrap_or_default();
-            let target = (0..self.gauges.len() as ShardId)
-                .filter(|s| *s != self.id && !taken.contains(s))
-                .map(|s| (self.gauges[s as usize].backlog.load(Ordering::Relaxed), s))
-                .filter(|(load, _)| *load < auto.accept_below)
-                .min();
-            if let Some((_, shard)) = target {
-                self.with_lessor(actor, |m, fx| m.request_lease(shard, fx));
-                did += 1;
+        // Lessee-time, per app: what the leased cores cost.
+        for ((actor, _), _) in self.lessees.iter() {
+            if let Some(st) = self.app_stats.get_mut(&actor.app) {
+                st.lessee_ns += dt;
             }
         }
         did

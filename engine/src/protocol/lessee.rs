@@ -77,6 +77,15 @@ impl<M: Routable, S: PartialState> Lessee<M, S> {
     }
 
     /// Data messages waiting to run.
+    /// The message the next [`Lessee::step`] runs, if its next entry is a
+    /// message (not a `Block` or a `Revoke` to answer).
+    pub fn next(&self) -> Option<&M> {
+        match self.mailbox.front() {
+            Some(Entry::Run(m)) => Some(m),
+            _ => None,
+        }
+    }
+
     pub fn backlog(&self) -> usize {
         self.mailbox.len()
     }

@@ -399,6 +399,11 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         true
     }
 
+    /// The message the next [`Lessor::step`] runs, if it runs one.
+    pub fn next(&self) -> Option<&M> {
+        self.mailbox.front()
+    }
+
     /// Run at most one local message (or hand-off). Returns true if a data
     /// message ran. Critical messages run inside this call when the local
     /// mailbox drains during a barrier.
@@ -464,8 +469,24 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
             }
             Strategy::Mergeable => {
                 let active: usize = self.slots.iter().filter(|s| Self::takes_work(s)).count();
-                self.rr = self.rr.wrapping_add(1);
-                match self.rr % (active + 1) {
+                let chosen = if active == 0 {
+                    None
+                } else {
+                    let mut shards = Vec::with_capacity(active + 1);
+                    shards.push(self.home);
+                    shards.extend(
+                        self.slots
+                            .iter()
+                            .filter(|s| Self::takes_work(s))
+                            .map(|s| s.shard),
+                    );
+                    fx.choose(&msg, &shards).filter(|k| *k <= active)
+                };
+                let k = chosen.unwrap_or_else(|| {
+                    self.rr = self.rr.wrapping_add(1);
+                    self.rr % (active + 1)
+                });
+                match k {
                     0 => None,
                     k => self
                         .slots

@@ -101,4 +101,13 @@ pub trait Effects<M, S: PartialState> {
     fn run_critical(&mut self, state: &mut S, barrier: Epoch, msgs: Vec<M>);
     /// Send a control or delivery message to a shard (FIFO per shard pair).
     fn send(&mut self, to: ShardId, wire: Wire<M, S::Part>);
+    /// A `Mergeable` actor with lessees chooses where `msg` runs: an index
+    /// into `shards` (the home shard first, then the shard of each lessee
+    /// taking work). `None` (the default), or an index out of range, leaves
+    /// it to the protocol's round robin. Any choice keeps the properties:
+    /// any message of a `Mergeable` actor may run on any instance.
+    fn choose(&mut self, msg: &M, shards: &[ShardId]) -> Option<usize> {
+        let _ = (msg, shards);
+        None
+    }
 }
