@@ -72,6 +72,10 @@ pub struct NodeConfig {
     pub max_backlog: usize,
     /// Instance steps per dispatcher turn before the rings are polled again.
     pub step_budget: usize,
+    /// A turn stops running instance steps once this much time has passed,
+    /// so new arrivals (and their ranks) are seen at least this often
+    /// however long the steps are (Seastar's task quota).
+    pub run_quota: Duration,
     /// How long an idle shard polls before it parks.
     pub spin_before_park: Duration,
     /// An idle actor is deactivated after this long.
@@ -93,6 +97,7 @@ impl Default for NodeConfig {
             max_batch: 4096,
             max_backlog: 1 << 16,
             step_budget: 256,
+            run_quota: Duration::from_micros(200),
             spin_before_park: Duration::from_micros(50),
             idle_deactivate: Duration::from_secs(1),
             housekeeping: Duration::from_millis(1),

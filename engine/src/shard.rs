@@ -9,9 +9,10 @@
 //!
 //! The dispatcher loop, one turn at a time: drain the rings (and the local
 //! queue of packets a shard sends itself), take client commands while the
-//! backlog allows, run up to `step_budget` instance steps (one message each,
-//! instances round-robin, FIFO within an instance), push spilled packets,
-//! ring the doorbells of peers it sent to, housekeep. A turn with nothing to
+//! backlog allows, run up to `step_budget` instance steps or `run_quota` of
+//! time (one message each, instances in the policy's rank order, FIFO within
+//! an instance), fire due idle timers, housekeep, push spilled packets,
+//! ring the doorbells of peers it sent to. A turn with nothing to
 //! do spins for `spin_before_park`, then parks on the doorbell.
 //!
 //! Invariants:
@@ -751,8 +752,8 @@ impl Shard {
     }
 
     /// Implicit scaling, on the message path: a message was just queued at
-    /// `actor`'s lessor; if the actor may take another lessee now, ask the
-    /// policy, and on `Lease` request one on the least loaded shard that
+    /// `actor`'s lessor, or its lessor ran one and has more; if the actor may
+    /// take another lessee now, ask the policy, and on `Lease` request one on the least loaded shard that
     /// accepts (by the relaxed backlog gauges).
     fn maybe_lease(&mut self, actor: ActorId, plan: &Plan, now: u64) {
         let auto = &self.cfg.autoscale;
@@ -941,7 +942,12 @@ impl Shard {
 
     fn run_ready(&mut self) -> usize {
         let mut ran = 0;
+        let quota = self.cfg.run_quota.as_nanos() as u64;
+        let start = self.clock.now_ns();
         for _ in 0..self.cfg.step_budget {
+            if ran > 0 && self.clock.now_ns().saturating_sub(start) >= quota {
+                break;
+            }
             let Some(r) = self.ready.pop() else {
                 break;
             };
@@ -972,14 +978,17 @@ impl Shard {
                     };
                     slot.queued = false;
                     slot.m.step(&mut fx);
-                    slot.last_active_ns = self.clock.now_ns();
-                    Self::schedule(
-                        &mut self.ready,
-                        &mut slot.queued,
-                        slot.m.has_work(),
-                        r,
-                        || rank_of(&mut *self.policy, &plan, slot.m.next(), self.clock.now_ns()),
-                    );
+                    let now = self.clock.now_ns();
+                    slot.last_active_ns = now;
+                    let more = slot.m.has_work();
+                    Self::schedule(&mut self.ready, &mut slot.queued, more, r, || {
+                        rank_of(&mut *self.policy, &plan, slot.m.next(), now)
+                    });
+                    // A run changes what the policy predicts (a learned
+                    // cost, a shorter queue): ask again while work is left.
+                    if more {
+                        self.maybe_lease(a, &plan, now);
+                    }
                 }
                 InstRef::Lessee(a, l) => {
                     let Some(slot) = self.lessees.get_mut(&(a, l)) else {

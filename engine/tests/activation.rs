@@ -1,12 +1,14 @@
-//! Virtual actors and the built-in scale rule, end to end: an idle actor is
-//! deactivated and comes back with its state on the next message; a backlog
-//! makes the lessor lease a lessee, which is released once idle.
+//! Virtual actors and the policies' backlog scale rule, end to end: an idle
+//! actor is deactivated and comes back with its state on the next message; a
+//! backlog makes the lessor lease a lessee, which is released once idle.
+
+mod common;
 
 use std::time::{Duration, Instant};
 
+use common::{values, wait_for};
 use dirigo_engine::{
-    AppBuilder, AutoScale, Context, Function, Keyed, Merged, Node, NodeConfig, NodeStats,
-    Placement, SinkEvent,
+    AppBuilder, AutoScale, Context, Function, Keyed, Merged, Node, NodeConfig, Placement,
 };
 
 /// Running sum per key: its output shows whether state survived.
@@ -35,34 +37,6 @@ impl Function for Slow {
         }
         st.0 += 1;
         ctx.emit(key, v);
-    }
-}
-
-fn wait_for(node: &Node, what: &str, mut ok: impl FnMut(&NodeStats) -> bool) -> NodeStats {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = node.stats().expect("stats");
-        if ok(&s) {
-            return s;
-        }
-        if std::env::var("DBG").is_ok() {
-            eprintln!(
-                "{:?}",
-                s.apps
-                    .values()
-                    .map(|a| (a.runs, a.leases_granted, a.lessees))
-                    .collect::<Vec<_>>()
-            );
-            eprintln!(
-                "{:?}",
-                s.shards
-                    .iter()
-                    .map(|s| (s.lessors, s.lessees, s.runs))
-                    .collect::<Vec<_>>()
-            );
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -98,14 +72,7 @@ fn idle_actor_deactivates_and_reactivates_with_its_state() {
 
     src.send(7, 5).expect("accepted");
     app.quiesce(Duration::from_secs(10)).expect("quiesces");
-    let sums: Vec<u64> = rx
-        .drain()
-        .into_iter()
-        .filter_map(|e| match e {
-            SinkEvent::Data { value, .. } => Some(value),
-            _ => None,
-        })
-        .collect();
+    let sums: Vec<u64> = values(&rx);
     assert_eq!(
         sums,
         (1..=10).chain([15]).collect::<Vec<_>>(),
@@ -156,14 +123,7 @@ fn a_backlog_leases_a_lessee_and_idleness_releases_it() {
     assert!(a.lessee_runs > 0, "the lessee ran part of the burst");
     assert!(during.app("burst").is_some());
 
-    let mut got: Vec<u64> = rx
-        .drain()
-        .into_iter()
-        .filter_map(|e| match e {
-            SinkEvent::Data { value, .. } => Some(value),
-            _ => None,
-        })
-        .collect();
+    let mut got: Vec<u64> = values(&rx);
     got.sort_unstable();
     assert_eq!(got, (0..N).collect::<Vec<_>>(), "every event exactly once");
     node.shutdown();
