@@ -10,7 +10,8 @@ use clap::Parser;
 use dirigo_bench::apps::{self, Click, Reading};
 use dirigo_bench::load::{self, LoadReport, Shape};
 use dirigo_engine::{
-    AppHandle, AppStats, BarrierKind, Node, NodeConfig, NodeStats, Placement, Result,
+    AppHandle, AppStats, BarrierKind, EngineError, Node, NodeConfig, NodeStats, Placement,
+    PolicyFactory, Result,
 };
 use rand::Rng;
 
@@ -37,6 +38,10 @@ pub struct Args {
     /// Seed of the load generators.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Scheduling policy of every shard: fifo (static placement), fifo-scaling,
+    /// priority, edf, llf, dirigo.
+    #[arg(long, default_value = "dirigo")]
+    policy: String,
 }
 
 struct Running {
@@ -50,7 +55,15 @@ fn pct(a: &AppStats, q: f64) -> f64 {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let policy = PolicyFactory::builtin(&args.policy).ok_or_else(|| {
+        EngineError::Config(format!(
+            "unknown policy {:?} (one of {})",
+            args.policy,
+            PolicyFactory::BUILTIN.join(", ")
+        ))
+    })?;
     let cfg = NodeConfig {
+        policy,
         shards: args.shards,
         placement: if args.unpinned {
             Placement::Unpinned
@@ -61,9 +74,11 @@ pub fn run(args: Args) -> Result<()> {
     };
     let node = Node::start(cfg)?;
     println!(
-        "dirigo demo: {} shards ({}), {} s, {:.0} ev/s mean per app, bursts x{}, {} us work",
+        "dirigo demo: {} shards ({}), policy {}, {} s, {:.0} ev/s mean per app, bursts x{}, \
+         {} us work",
         node.shards(),
         if args.unpinned { "unpinned" } else { "pinned" },
+        args.policy,
         args.duration,
         args.rate,
         args.burst,
@@ -223,7 +238,7 @@ fn summary(
         stats.shards.len()
     );
     println!(
-        "{:<10} {:>9} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7}",
+        "{:<10} {:>9} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8}",
         "app",
         "events",
         "shed",
@@ -233,15 +248,17 @@ fn summary(
         "p99ms",
         "p999ms",
         "in-SLO",
+        "q-p99ms",
         "leases",
-        "revokes"
+        "revokes",
+        "lessees~"
     );
     for (r, rep) in running.iter().zip(reports) {
         let Some(a) = stats.app(r.app.name()) else {
             continue;
         };
         println!(
-            "{:<10} {:>9} {:>7} {:>9} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>7.2}% {:>7} {:>7}",
+            "{:<10} {:>9} {:>7} {:>9} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>7.2}% {:>8.2} {:>7} {:>7} {:>8.2}",
             r.app.name(),
             rep.sent,
             rep.shed,
@@ -251,13 +268,16 @@ fn summary(
             pct(a, 0.99),
             pct(a, 0.999),
             a.satisfaction() * 100.0,
+            a.queueing.value_at_quantile(0.99) as f64 / 1e6,
             a.leases_granted,
-            a.revokes
+            a.revokes,
+            a.lessee_ns as f64 / wall.as_nanos() as f64
         );
     }
     let busy = stats.busy_ns() as f64 / 1e9;
     println!(
-        "core-seconds busy: {busy:.2} of {:.2} available ({:.0}%); per shard: {}",
+        "core-seconds busy: {busy:.2} of {:.2} available ({:.0}%); per shard: {}\n\
+         (q-p99ms: p99 of the queueing delay of every run; lessees~: mean lessees hosted)",
         wall.as_secs_f64() * stats.shards.len() as f64,
         100.0 * busy / (wall.as_secs_f64() * stats.shards.len() as f64),
         stats

@@ -214,6 +214,24 @@ impl PolicyFactory {
         PolicyFactory::new(name, move |_| Box::new(make()) as Box<dyn Policy>)
     }
 
+    /// The built-in policies by name: `fifo` (static placement, the
+    /// paper's baseline), `fifo-scaling`, `priority`, `edf`, `llf`, `dirigo`.
+    pub fn builtin(name: &str) -> Option<PolicyFactory> {
+        Some(match name {
+            "fifo" => PolicyFactory::per_shard(Fifo::fixed),
+            "fifo-scaling" => PolicyFactory::per_shard(Fifo::scaling),
+            "priority" => PolicyFactory::per_shard(|| Priority),
+            "edf" => PolicyFactory::per_shard(|| Edf),
+            "llf" => PolicyFactory::per_shard(|| Llf),
+            "dirigo" => PolicyFactory::per_shard(Dirigo::default),
+            _ => return None,
+        })
+    }
+
+    /// Names [`PolicyFactory::builtin`] knows.
+    pub const BUILTIN: [&'static str; 6] =
+        ["fifo", "fifo-scaling", "priority", "edf", "llf", "dirigo"];
+
     /// The policy of shard `shard`.
     pub fn make(&self, shard: ShardId) -> Box<dyn Policy> {
         (self.make)(shard)
