@@ -36,7 +36,7 @@ use crate::function::AnyBox;
 use crate::instance::{Instance, Part};
 use crate::message::{ActorId, AppId, Barrier, Header, Kind, Message, OperatorId, Payload};
 use crate::metrics::{AppStats, ShardStats};
-use crate::policy::{Policy, QueueView, Rank, Scale, ScaleLimits, ShardLoad};
+use crate::policy::{OpView, Policy, QueueView, Rank, Scale, ScaleLimits, ShardLoad};
 use crate::protocol::{
     CriticalMark, Dormant, Effects, Epoch, LeaseId, Lessee, Lessor, LessorMode, ShardId, Strategy,
     Wire,
@@ -273,7 +273,14 @@ impl<'a> ShardFx<'a> {
             PlanKind::Function { f, .. } => f.clone(),
             PlanKind::Source => unreachable!("sources do not run"),
         };
-        for (key, value) in std::mem::take(&mut self.scratch) {
+        let outputs = std::mem::take(&mut self.scratch);
+        if outputs.is_empty() {
+            return;
+        }
+        // What the policy sees of each downstream operator, once per run.
+        let plan = self.plan;
+        let views: Vec<OpView<'_>> = outs.iter().map(|&(op, _)| plan.op_view(op)).collect();
+        for (key, value) in outputs {
             let mut value = Some(value);
             for (i, &(op, edge)) in outs.iter().enumerate() {
                 let payload = if i + 1 == outs.len() {
@@ -291,8 +298,7 @@ impl<'a> ShardFx<'a> {
                     critical: None,
                     ..*parent
                 };
-                self.policy
-                    .on_emit(parent, &mut header, &self.plan.op_view(op));
+                self.policy.on_emit(parent, &mut header, &views[i]);
                 tally[i] += 1;
                 send_input(
                     self.me,
