@@ -1,6 +1,8 @@
 //! Dirigo's workloads and load generators, shared by the `dirigo demo` and
 //! the benchmarks: built-in applications with realistic per-message work,
-//! and open-loop load with on/off bursts.
+//! open-loop load with on/off bursts, and the `slo_mix` scenario (the
+//! library of the `slo_mix` benchmark binary).
 
 pub mod apps;
 pub mod load;
+pub mod slo_mix;

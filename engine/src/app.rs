@@ -322,6 +322,22 @@ pub(crate) struct Plan {
     pub counters: Box<[ShardCounters]>,
 }
 
+/// The home shard of node `node` (index in declaration order: sources,
+/// operators and sinks alike) of the app named `app` on a node of `shards`
+/// shards. Homes spread the actors of all apps over the shards and are
+/// reproducible, so a deployment (or a benchmark that wants contention on a
+/// given shard) can know where each lessor runs before it deploys.
+pub fn home_shard(app: &str, node: usize, shards: usize) -> ShardId {
+    home_of(key_hash(app.as_bytes()), node, shards)
+}
+
+fn home_of(app_hash: u64, node: usize, shards: usize) -> ShardId {
+    debug_assert!(shards > 0, "a node has at least one shard");
+    let h = (app_hash ^ (node as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_mul(0xff51_afd7_ed55_8ccd);
+    ((h >> 32) % shards.max(1) as u64) as ShardId
+}
+
 impl Plan {
     pub fn compile(app: App, id: AppId, shards: usize) -> Plan {
         let n = app.nodes.len();
@@ -338,10 +354,7 @@ impl Plan {
             .zip(outs)
             .enumerate()
             .map(|(i, (spec, outs))| {
-                // Spread actors of all apps over the shards, reproducibly.
-                let h = (app_hash ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-                    .wrapping_mul(0xff51_afd7_ed55_8ccd);
-                let home = ((h >> 32) % shards as u64) as ShardId;
+                let home = home_of(app_hash, i, shards);
                 let inputs = spec.inputs.len().max(1) as u16;
                 let (kind, strategy, source_type, source_clone) = match spec.kind {
                     NodeKind::Source {

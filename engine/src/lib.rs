@@ -68,7 +68,7 @@ mod shard;
 pub mod sync;
 
 #[cfg(feature = "runtime")]
-pub use app::{App, AppBuilder, AppClass, SinkEvent, SinkReceiver, Stream};
+pub use app::{home_shard, App, AppBuilder, AppClass, SinkEvent, SinkReceiver, Stream};
 #[cfg(feature = "runtime")]
 pub use config::{AutoScale, NodeConfig, Placement};
 pub use error::{EngineError, Result};

@@ -41,7 +41,6 @@
 //! compare the medians. `--only a,b` runs a subset; `--json path` also writes
 //! the table as JSON.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -494,43 +493,37 @@ fn print_table(rows: &[Row], base: Option<u64>) {
 }
 
 fn to_json(cli: &Cli, rows: &[Row], base: Option<u64>) -> String {
-    let mut s = String::new();
-    let cores: Vec<String> = cli.cores.iter().map(|c| c.to_string()).collect();
-    let _ = writeln!(s, "{{");
-    let _ = writeln!(s, "  \"unit\": \"ns\",");
-    let _ = writeln!(s, "  \"stall_threshold\": {STALL_NS},");
-    let _ = writeln!(s, "  \"cores\": [{}],", cores.join(", "));
-    let _ = writeln!(s, "  \"warmup\": {},", cli.warmup);
-    let _ = writeln!(s, "  \"iters\": {},", cli.iters);
-    let _ = writeln!(s, "  \"parked_iters\": {},", cli.parked_iters);
-    let _ = writeln!(s, "  \"variants\": [");
-    for (i, r) in rows.iter().enumerate() {
-        let sleeps = match r.sleeps {
-            Some((resp, ping)) => format!(
-                ", \"responder_sleeps_per_rt\": {resp:.4}, \"pinger_sleeps_per_rt\": {ping:.4}"
-            ),
-            None => String::new(),
-        };
-        let _ = writeln!(
-            s,
-            "    {{\"name\": \"{}\", \"samples\": {}, \"p50\": {}, \"p90\": {}, \"p99\": {}, \
-             \"p99_9\": {}, \"max\": {}, \"stalls\": {}, \"p50_over_ring_busy\": {}{}}}{}",
-            r.name,
-            r.samples,
-            r.p50,
-            r.p90,
-            r.p99,
-            r.p999,
-            r.max,
-            r.stalls,
-            ratio(r, base).map_or("null".to_string(), |x| format!("{x:.3}")),
-            sleeps,
-            if i + 1 < rows.len() { "," } else { "" }
-        );
-    }
-    let _ = writeln!(s, "  ]");
-    let _ = writeln!(s, "}}");
-    s
+    let variants: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::json!({
+                "name": r.name,
+                "samples": r.samples,
+                "p50": r.p50,
+                "p90": r.p90,
+                "p99": r.p99,
+                "p99_9": r.p999,
+                "max": r.max,
+                "stalls": r.stalls,
+                "p50_over_ring_busy": ratio(r, base),
+            });
+            if let Some((resp, ping)) = r.sleeps {
+                v["responder_sleeps_per_rt"] = resp.into();
+                v["pinger_sleeps_per_rt"] = ping.into();
+            }
+            v
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "unit": "ns",
+        "stall_threshold": STALL_NS,
+        "cores": cli.cores,
+        "warmup": cli.warmup,
+        "iters": cli.iters,
+        "parked_iters": cli.parked_iters,
+        "variants": variants,
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|e| panic!("a JSON value serializes: {e}"))
 }
 
 fn main() {
