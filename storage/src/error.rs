@@ -4,7 +4,9 @@
 //! a segment (`Truncated`, `Checksum`, `Invalid`) also carry `offset`: the
 //! byte where the damaged structure *starts* (0 for the segment header, the
 //! record's offset for a record). That offset is therefore also the length of
-//! the segment's valid prefix, which is what recovery keeps.
+//! the segment's valid prefix, which is what recovery keeps. `Incomplete` and
+//! `LogDamaged` carry an offset too; errors about a whole folder (an ingress
+//! log's, a checkpoint folder's) name the folder.
 
 use std::io;
 use std::path::PathBuf;
@@ -93,6 +95,113 @@ pub enum StorageError {
     /// recovered from its valid prefix.
     #[error("{path}: writer unusable after an earlier I/O error", path = path.display())]
     Poisoned { path: PathBuf },
+
+    /// Every record of the file passes its checks, but the file ends before
+    /// what was committed to it is complete: the structure expected at
+    /// `offset` is missing (a checkpoint without its seal record, a manifest
+    /// without its record, a file shorter than the manifest recorded).
+    #[error("{path}: incomplete at byte {offset}: {reason}", path = path.display())]
+    Incomplete {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+
+    /// The ingress log's segments do not follow each other: the segment at
+    /// `path` starts at seq `found`, but the one before it, `previous`, ends
+    /// at seq `expected`. Acknowledged records are missing (a gap, e.g. a
+    /// deleted segment) or a segment is duplicated (an overlap).
+    #[error(
+        "{path}: log sequence break: this segment starts at seq {found}, but {previous} ends at seq {expected}",
+        path = path.display(),
+        previous = previous.display()
+    )]
+    SequenceGap {
+        path: PathBuf,
+        found: u64,
+        previous: PathBuf,
+        expected: u64,
+    },
+
+    /// Damage inside the ingress log where it cannot be a crash's torn
+    /// tail: the segment at `path` is damaged at byte `offset`, so its
+    /// records from seq `lost_from` on are unreadable, but the next segment,
+    /// `next`, starts at seq `next_first` (> `lost_from`): acknowledged
+    /// records were there. `damage` is what the segment scan found.
+    #[error(
+        "{path}: log damaged at byte {offset}: records from seq {lost_from} on are unreadable, \
+         but the next segment {next} starts at seq {next_first}: {damage}",
+        path = path.display(),
+        next = next.display()
+    )]
+    LogDamaged {
+        path: PathBuf,
+        offset: u64,
+        lost_from: u64,
+        next: PathBuf,
+        next_first: u64,
+        #[source]
+        damage: Box<StorageError>,
+    },
+
+    /// A replay asked for records the log (in folder `path`) does not
+    /// hold: `from` is below `first`, the first seq still kept (truncated
+    /// away by compaction), or past `end`, the end of the durable records.
+    #[error(
+        "{path}: cannot replay from seq {from}: the log keeps durable records {first}..{end}",
+        path = path.display()
+    )]
+    ReplayOutOfRange {
+        path: PathBuf,
+        from: u64,
+        first: u64,
+        end: u64,
+    },
+
+    /// A checkpoint was begun or committed with an epoch that is not newer
+    /// than `newest`, an epoch already listed in (or begun for) the
+    /// checkpoint folder `path`.
+    #[error(
+        "{path}: checkpoint epoch {epoch} is not newer than epoch {newest}",
+        path = path.display()
+    )]
+    StaleEpoch {
+        path: PathBuf,
+        epoch: u64,
+        newest: u64,
+    },
+
+    /// Operator `op` was given state twice for the checkpoint at `path`.
+    #[error("{path}: operator {op} already has state in this checkpoint", path = path.display())]
+    DuplicateState { path: PathBuf, op: u16 },
+
+    /// Source `source_id` was given two resume points for the checkpoint at `path`.
+    #[error("{path}: source {source_id} has more than one resume point", path = path.display())]
+    DuplicateSource { path: PathBuf, source_id: u16 },
+
+    /// The checkpoint folder's `MANIFEST` (at `path`) is missing, but
+    /// checkpoint segments lie beside it. A folder gets its (empty) manifest
+    /// before its first checkpoint segment is written, so this is not a
+    /// crash's leftover; which segment is valid is not guessed.
+    #[error(
+        "{path}: missing, but {n} checkpoint segment(s) exist beside it ({found:?}); refusing to guess which is valid",
+        path = path.display(),
+        n = found.len()
+    )]
+    ManifestMissing { path: PathBuf, found: Vec<PathBuf> },
+
+    /// The manifest at `path` lists checkpoints, but none of them is
+    /// complete and valid; `skipped` says why, newest first.
+    #[error(
+        "{path}: none of the {n} listed checkpoints is valid: {why}",
+        path = path.display(),
+        n = skipped.len(),
+        why = skipped.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    NoValidCheckpoint {
+        path: PathBuf,
+        skipped: Vec<StorageError>,
+    },
 }
 
 impl StorageError {
@@ -102,12 +211,21 @@ impl StorageError {
             Self::Truncated { offset, .. }
             | Self::Checksum { offset, .. }
             | Self::Invalid { offset, .. }
-            | Self::NoRecord { offset, .. } => Some(*offset),
+            | Self::NoRecord { offset, .. }
+            | Self::Incomplete { offset, .. }
+            | Self::LogDamaged { offset, .. } => Some(*offset),
             Self::BadMagic { .. } | Self::UnsupportedVersion { .. } => Some(0),
             Self::Io { .. }
             | Self::RecordTooLarge { .. }
             | Self::Serialize { .. }
-            | Self::Poisoned { .. } => None,
+            | Self::Poisoned { .. }
+            | Self::SequenceGap { .. }
+            | Self::ReplayOutOfRange { .. }
+            | Self::StaleEpoch { .. }
+            | Self::DuplicateState { .. }
+            | Self::DuplicateSource { .. }
+            | Self::ManifestMissing { .. }
+            | Self::NoValidCheckpoint { .. } => None,
         }
     }
 }

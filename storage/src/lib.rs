@@ -1,9 +1,10 @@
 //! Dirigo's storage layer.
 //!
-//! What it provides so far: **segment files**, append-only files of
-//! rkyv-archived records of one type, behind a versioned header, each record
-//! framed with its length and CRC-32C checksums and padded so its payload is
-//! 16-aligned (the layout is documented byte by byte in [`format`]).
+//! What it provides: **segment files**, append-only files of rkyv-archived
+//! records of one type, behind a versioned header, each record framed with
+//! its length and CRC-32C checksums and padded so its payload is 16-aligned
+//! (the layout is documented byte by byte in [`format`]); and, built on
+//! them, an app's **ingress logs** and **checkpoints**.
 //!
 //! - [`SegmentWriter`] creates a segment and appends records (values of a
 //!   [`Record`] type, or raw archived bytes), batching them and writing each
@@ -44,24 +45,74 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Still to come (not here yet): checkpoints, the manifest, the ingress log,
-//! recovery on top of them, and compaction.
+//! On top of segments:
+//!
+//! - [`IngressLog`]: the append-only log of one source, a folder of
+//!   segments `log-<first seq>.seg`; records get implicit sequence numbers,
+//!   appends are group-committed (one fdatasync per batch), replay hands out
+//!   `&Archived<R>` zero-copy, compaction deletes whole old segments. Opening
+//!   recovers: a torn tail is tolerated only where a crash can have left it,
+//!   any other damage or a gap in the seqs is an error naming file and byte.
+//! - [`Checkpoints`] / [`CheckpointWriter`] / [`Checkpoint`]: an app's
+//!   checkpoints, one segment `ckpt-<epoch>.seg` each (operators' state
+//!   bytes, split into parts if large, closed by a seal record), committed by
+//!   atomically replacing the `MANIFEST` (write `MANIFEST.tmp`, fdatasync,
+//!   rename, fsync the folder). Opening returns the newest complete, valid
+//!   checkpoint, falling back to the previous one (and saying why) if the
+//!   newest is damaged; a corrupt manifest is an error, never a guess.
+//!
+//! ```
+//! use dirigo_storage::{Checkpoints, IngressLog};
+//!
+//! # let dir = tempfile::tempdir()?;
+//! let app = dir.path().join("app");
+//! let mut log = IngressLog::<u64>::open(app.join("log-0"), 64 << 20)?;
+//! log.append(&7)?;
+//! log.append(&8)?;
+//! assert_eq!(log.commit()?, 2); // seqs 0 and 1 are durable
+//!
+//! let (mut checkpoints, newest) = Checkpoints::open(&app)?;
+//! assert!(newest.is_none());
+//! let mut w = checkpoints.begin(1)?;
+//! w.put(0, b"operator 0's state")?;
+//! checkpoints.commit(w, &[(0, 1)])?; // source 0 resumes at seq 1
+//!
+//! let (_, newest) = Checkpoints::open(&app)?;
+//! let cp = newest.expect("committed");
+//! assert_eq!(cp.state(0).as_deref(), Some(&b"operator 0's state"[..]));
+//! let mut replayed = Vec::new();
+//! log.replay(cp.sources()[0].1, |seq, v| Ok(replayed.push((seq, v.to_native()))))?;
+//! assert_eq!(replayed, [(1, 8)]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! Crate invariant (what makes zero-copy reads sound): **a segment file's
 //! bytes are never changed in place.** The only writer is [`SegmentWriter`],
 //! which creates the file and only ever writes at its end; a map of a segment
-//! therefore keeps seeing the bytes it validated. Whatever later cuts a
-//! damaged tail off (recovery) must do so only when no map of that file is
-//! alive.
+//! therefore keeps seeing the bytes it validated. Recovery never cuts a
+//! damaged tail off: the log leaves it behind the valid prefix and appends
+//! to a new segment. Compaction only deletes whole files, which leaves any
+//! live map of them intact (the inode lives until it is unmapped). Whatever
+//! would one day truncate a segment must do so only when no map of that file
+//! is alive.
 
+mod checkpoint;
 mod error;
 pub mod format;
+mod log;
+mod manifest;
 mod reader;
 mod uring;
 mod writer;
 
+pub use checkpoint::{
+    Checkpoint, CheckpointWriter, Checkpoints, CHECKPOINTS_KEPT, MAX_STATE_CHUNK_LEN,
+    STATE_CHUNK_LEN,
+};
 pub use error::{Result, StorageError};
 pub use format::{Region, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_RECORD_LEN, RECORD_ALIGN};
+pub use log::IngressLog;
+pub use manifest::{MANIFEST, MANIFEST_TMP};
 pub use reader::{Records, Recovered, Segment};
 pub use writer::{SegmentWriter, FLUSH_AT};
 
