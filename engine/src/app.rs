@@ -14,8 +14,10 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::durable::{DurableState, EventCodec, Persist};
 use crate::error::{EngineError, Result};
 use crate::function::{AnyBox, Context, ErasedFunction, Function, Sequential, Typed};
+use crate::journal::JournalMsg;
 use crate::message::{key_hash, ActorId, AppId, Barrier, OperatorId};
 use crate::policy::OpView;
 use crate::protocol::{EdgeId, ShardId, Strategy};
@@ -55,6 +57,8 @@ pub(crate) enum NodeKind {
         type_id: TypeId,
         type_name: &'static str,
         clone: Cloner,
+        /// How its events go into the ingress log (durable sources).
+        codec: Option<EventCodec>,
     },
     Operator(Arc<dyn ErasedFunction>),
     Sink(Arc<dyn ErasedFunction>),
@@ -74,6 +78,7 @@ pub struct AppBuilder {
     class: AppClass,
     nodes: Vec<NodeSpec>,
     problems: Vec<String>,
+    durable: bool,
 }
 
 /// What a sink receives.
@@ -138,7 +143,19 @@ impl AppBuilder {
             class: AppClass::BestEffort,
             nodes: Vec::new(),
             problems: Vec::new(),
+            durable: false,
         }
+    }
+
+    /// Make the app durable: on a node with a data folder, every event is
+    /// in the app's ingress log before its send is acknowledged, checkpoints
+    /// save every operator's state, and a redeploy after a crash restores
+    /// the newest checkpoint and replays the log after it. Every source must
+    /// then be a [`Self::durable_source`] and every operator a
+    /// [`Self::durable_operator`] (checked by `build`).
+    pub fn durable(mut self) -> Self {
+        self.durable = true;
+        self
     }
 
     /// End-to-end latency target of every message; makes the app latency
@@ -175,6 +192,19 @@ impl AppBuilder {
 
     /// A source of events of type `T`, fed through [`crate::Node::ingest`].
     pub fn source<T: Clone + Send + 'static>(&mut self, name: &str) -> Stream<T> {
+        self.add_source(name, None)
+    }
+
+    /// A source whose events can go into the ingress log of a durable app.
+    pub fn durable_source<T: Persist + Clone + Send + 'static>(&mut self, name: &str) -> Stream<T> {
+        self.add_source(name, Some(EventCodec::of::<T>()))
+    }
+
+    fn add_source<T: Clone + Send + 'static>(
+        &mut self,
+        name: &str,
+        codec: Option<EventCodec>,
+    ) -> Stream<T> {
         let clone: Cloner = Arc::new(|v: &AnyBox| {
             let v = v
                 .downcast_ref::<T>()
@@ -185,6 +215,7 @@ impl AppBuilder {
             type_id: TypeId::of::<T>(),
             type_name: std::any::type_name::<T>(),
             clone,
+            codec,
         };
         Stream {
             node: self.add(name, kind, Vec::new()),
@@ -200,8 +231,30 @@ impl AppBuilder {
         f: F,
         inputs: &[Stream<F::In>],
     ) -> Stream<F::Out> {
+        self.add_operator(name, Arc::new(Typed::new(f)), inputs)
+    }
+
+    /// An operator whose state a durable app checkpoints.
+    pub fn durable_operator<F: Function>(
+        &mut self,
+        name: &str,
+        f: F,
+        inputs: &[Stream<F::In>],
+    ) -> Stream<F::Out>
+    where
+        F::State: DurableState,
+    {
+        self.add_operator(name, Arc::new(Typed::durable(f)), inputs)
+    }
+
+    fn add_operator<I, O>(
+        &mut self,
+        name: &str,
+        f: Arc<dyn ErasedFunction>,
+        inputs: &[Stream<I>],
+    ) -> Stream<O> {
         self.check_inputs(name, inputs.len());
-        let kind = NodeKind::Operator(Arc::new(Typed(f)));
+        let kind = NodeKind::Operator(f);
         Stream {
             node: self.add(name, kind, inputs.iter().map(|s| s.node).collect()),
             _t: PhantomData,
@@ -212,7 +265,7 @@ impl AppBuilder {
     /// barriers in place.
     pub fn sink<T: Send + 'static>(&mut self, name: &str, input: Stream<T>) -> SinkReceiver<T> {
         let (tx, rx) = mpsc::channel();
-        let kind = NodeKind::Sink(Arc::new(Typed(SinkFn { tx })));
+        let kind = NodeKind::Sink(Arc::new(Typed::new(SinkFn { tx })));
         self.add(name, kind, vec![input.node]);
         SinkReceiver { rx }
     }
@@ -253,6 +306,21 @@ impl AppBuilder {
         if self.slo.is_zero() {
             problems.push("the SLO is zero".into());
         }
+        if self.durable {
+            for n in &self.nodes {
+                match &n.kind {
+                    NodeKind::Source { codec: None, .. } => problems.push(format!(
+                        "durable app: source {:?} is not a durable_source",
+                        n.name
+                    )),
+                    NodeKind::Operator(f) if f.state_codec().is_none() => problems.push(format!(
+                        "durable app: operator {:?} is not a durable_operator",
+                        n.name
+                    )),
+                    _ => {}
+                }
+            }
+        }
         if !problems.is_empty() {
             return Err(EngineError::InvalidApp {
                 app: self.name,
@@ -264,6 +332,7 @@ impl AppBuilder {
             slo: self.slo,
             class: self.class,
             nodes: self.nodes,
+            durable: self.durable,
         })
     }
 }
@@ -274,11 +343,17 @@ pub struct App {
     pub(crate) slo: Duration,
     pub(crate) class: AppClass,
     pub(crate) nodes: Vec<NodeSpec>,
+    pub(crate) durable: bool,
 }
 
 impl App {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether the app was built `durable`.
+    pub fn is_durable(&self) -> bool {
+        self.durable
     }
 }
 
@@ -305,6 +380,8 @@ pub(crate) struct PlanNode {
     pub home: ShardId,
     pub source_type: Option<(TypeId, &'static str)>,
     pub source_clone: Option<Cloner>,
+    /// Durable sources: how events go into and come out of the log.
+    pub event_codec: Option<EventCodec>,
     /// Learned mean cost of one message here, in ns (a relaxed gauge that
     /// any shard running the operator updates; an estimate, racy by design).
     pub cost_ns: AtomicU64,
@@ -320,6 +397,9 @@ pub(crate) struct Plan {
     /// Per shard: what it sent, processed and took of this app, for
     /// `quiesce` (each shard writes only its own).
     pub counters: Box<[ShardCounters]>,
+    /// Durable apps: where checkpoint barriers send operator state (the
+    /// app's journal thread, see `journal`).
+    pub journal: Option<mpsc::Sender<JournalMsg>>,
 }
 
 /// The home shard of node `node` (index in declaration order: sources,
@@ -339,7 +419,12 @@ fn home_of(app_hash: u64, node: usize, shards: usize) -> ShardId {
 }
 
 impl Plan {
-    pub fn compile(app: App, id: AppId, shards: usize) -> Plan {
+    pub fn compile(
+        app: App,
+        id: AppId,
+        shards: usize,
+        journal: Option<mpsc::Sender<JournalMsg>>,
+    ) -> Plan {
         let n = app.nodes.len();
         let mut outs: Vec<Vec<(OperatorId, EdgeId)>> = vec![Vec::new(); n];
         for (to, node) in app.nodes.iter().enumerate() {
@@ -356,24 +441,27 @@ impl Plan {
             .map(|(i, (spec, outs))| {
                 let home = home_of(app_hash, i, shards);
                 let inputs = spec.inputs.len().max(1) as u16;
-                let (kind, strategy, source_type, source_clone) = match spec.kind {
+                let (kind, strategy, source_type, source_clone, event_codec) = match spec.kind {
                     NodeKind::Source {
                         type_id,
                         type_name,
                         clone,
+                        codec,
                     } => (
                         PlanKind::Source,
                         Strategy::Sequential,
                         Some((type_id, type_name)),
                         Some(clone),
+                        codec,
                     ),
                     NodeKind::Operator(f) => {
                         let s = f.strategy();
-                        (PlanKind::Function { f, sink: false }, s, None, None)
+                        (PlanKind::Function { f, sink: false }, s, None, None, None)
                     }
                     NodeKind::Sink(f) => (
                         PlanKind::Function { f, sink: true },
                         Strategy::Sequential,
+                        None,
                         None,
                         None,
                     ),
@@ -387,6 +475,7 @@ impl Plan {
                     home,
                     source_type,
                     source_clone,
+                    event_codec,
                     cost_ns: AtomicU64::new(0),
                 }
             })
@@ -398,6 +487,7 @@ impl Plan {
             class: app.class,
             nodes,
             counters: (0..shards).map(|_| ShardCounters::default()).collect(),
+            journal,
         }
     }
 

@@ -1,5 +1,6 @@
 //! Node configuration, with the limits every queue and batch is held to.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{EngineError, Result};
@@ -85,6 +86,11 @@ pub struct NodeConfig {
     pub autoscale: AutoScale,
     /// The scheduling policy of every shard (default: `Dirigo`).
     pub policy: PolicyFactory,
+    /// Where durable apps keep their ingress logs and checkpoints (one
+    /// folder per app); `None`: durable apps cannot be deployed.
+    pub data_dir: Option<PathBuf>,
+    /// An ingress log starts a new segment file past this size.
+    pub log_segment_bytes: u64,
 }
 
 impl Default for NodeConfig {
@@ -103,6 +109,8 @@ impl Default for NodeConfig {
             housekeeping: Duration::from_millis(1),
             autoscale: AutoScale::default(),
             policy: PolicyFactory::per_shard(Dirigo::default),
+            data_dir: None,
+            log_segment_bytes: 64 << 20,
         }
     }
 }
@@ -121,6 +129,9 @@ impl NodeConfig {
         }
         if self.inbox_capacity == 0 || self.max_batch == 0 || self.step_budget == 0 {
             return bad("inbox_capacity, max_batch and step_budget must be positive");
+        }
+        if self.log_segment_bytes < 4096 {
+            return bad("log_segment_bytes must be at least 4096");
         }
         Ok(())
     }

@@ -40,6 +40,10 @@ pub enum EngineError {
     Config(String),
     #[error("shard {shard} failed to start: {reason}")]
     ShardStart { shard: usize, reason: String },
+    #[error("application {0:?} is durable, but the node has no data_dir")]
+    NoDataDir(String),
+    #[error("durability of {app:?}: {reason}")]
+    Durability { app: String, reason: String },
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -17,6 +17,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use crate::durable::{DurableState, StateCodec};
 use crate::message::{Barrier, Header};
 use crate::protocol::{EdgeId, PartitionSet, Strategy};
 
@@ -141,6 +142,12 @@ impl<V> Default for Keyed<V> {
 }
 
 impl<V> Keyed<V> {
+    pub(crate) fn map_ref(&self) -> &HashMap<u64, V> {
+        &self.map
+    }
+    pub(crate) fn from_map(map: HashMap<u64, V>) -> Self {
+        Keyed { map }
+    }
     pub fn get(&self, key: u64) -> Option<&V> {
         self.map.get(&key)
     }
@@ -168,6 +175,9 @@ impl<V> Keyed<V> {
     }
     pub fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
         self.map.iter().map(|(k, v)| (*k, v))
+    }
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut V)> {
+        self.map.iter_mut().map(|(k, v)| (*k, v))
     }
     /// Remove and yield every entry (e.g. at a window close).
     pub fn drain(&mut self) -> impl Iterator<Item = (u64, V)> + '_ {
@@ -294,9 +304,33 @@ pub(crate) trait ErasedFunction: Send + Sync {
     );
     /// Copy an output for the second and later downstream edges.
     fn clone_output(&self, v: &AnyBox) -> AnyBox;
+    /// How to checkpoint and restore this operator's state, if it is
+    /// durable (see `durable`).
+    fn state_codec(&self) -> Option<StateCodec>;
 }
 
-pub(crate) struct Typed<F>(pub F);
+pub(crate) struct Typed<F> {
+    f: F,
+    codec: Option<StateCodec>,
+}
+
+impl<F: Function> Typed<F> {
+    pub fn new(f: F) -> Self {
+        Typed { f, codec: None }
+    }
+}
+
+impl<F: Function> Typed<F>
+where
+    F::State: DurableState,
+{
+    pub fn durable(f: F) -> Self {
+        Typed {
+            f,
+            codec: Some(StateCodec::of::<F::State>()),
+        }
+    }
+}
 
 impl<F: Function> ErasedFunction for Typed<F> {
     fn strategy(&self) -> Strategy {
@@ -319,7 +353,7 @@ impl<F: Function> ErasedFunction for Typed<F> {
             .downcast::<F::In>()
             .expect("the app builder checked this edge's type");
         let mut typed = Vec::new();
-        self.0.on_message(
+        self.f.on_message(
             state,
             key,
             input,
@@ -337,7 +371,7 @@ impl<F: Function> ErasedFunction for Typed<F> {
     ) {
         let state = downcast_state::<F::State>(state);
         let mut typed = Vec::new();
-        self.0.on_critical(
+        self.f.on_critical(
             state,
             barrier,
             header.edge,
@@ -350,6 +384,9 @@ impl<F: Function> ErasedFunction for Typed<F> {
             .downcast_ref::<F::Out>()
             .expect("outputs of an operator have its output type");
         Box::new(v.clone())
+    }
+    fn state_codec(&self) -> Option<StateCodec> {
+        self.codec
     }
 }
 

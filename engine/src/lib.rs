@@ -46,11 +46,15 @@ pub mod app;
 #[cfg(feature = "runtime")]
 pub mod config;
 pub mod doorbell;
+#[cfg(feature = "runtime")]
+pub mod durable;
 pub mod error;
 #[cfg(feature = "runtime")]
 pub mod function;
 #[cfg(feature = "runtime")]
 mod instance;
+#[cfg(feature = "runtime")]
+mod journal;
 pub mod message;
 #[cfg(feature = "runtime")]
 pub mod metrics;
@@ -71,9 +75,13 @@ pub mod sync;
 pub use app::{home_shard, App, AppBuilder, AppClass, SinkEvent, SinkReceiver, Stream};
 #[cfg(feature = "runtime")]
 pub use config::{AutoScale, NodeConfig, Placement};
+#[cfg(feature = "runtime")]
+pub use durable::{DurableState, Persist, PersistError};
 pub use error::{EngineError, Result};
 #[cfg(feature = "runtime")]
 pub use function::{Context, Function, Keyed, Merge, Merged, OperatorState, Sequential};
+#[cfg(feature = "runtime")]
+pub use journal::Recovery;
 pub use message::{
     key_hash, ActorId, AppId, Barrier, BarrierKind, Header, Kind, Message, OperatorId,
 };
@@ -84,3 +92,7 @@ pub use node::{AppHandle, Node, Rejected, SourceHandle};
 #[cfg(feature = "runtime")]
 pub use policy::{Dirigo, Edf, Fifo, Llf, Policy, PolicyFactory, Priority, Rank};
 pub use protocol::{LeaseId, Strategy};
+/// The rkyv the engine archives with; derive `Archive`, `Serialize` and
+/// `Deserialize` from it for durable sources' events and operator state.
+#[cfg(feature = "runtime")]
+pub use rkyv;

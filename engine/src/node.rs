@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutorBuilder, Placement as GPlacement};
@@ -19,7 +19,8 @@ use crate::app::{App, Plan, PlanKind};
 use crate::config::{NodeConfig, Placement};
 use crate::doorbell::Doorbell;
 use crate::error::{EngineError, Result};
-use crate::function::AnyBox;
+use crate::function::{AnyBox, ErasedState};
+use crate::journal::{self, IngestReply, Journal, JournalMsg, Recovery};
 use crate::message::{ActorId, AppId, Barrier, BarrierKind, OperatorId};
 use crate::metrics::NodeStats;
 use crate::protocol::{Epoch, LeaseId, ShardId};
@@ -43,6 +44,28 @@ struct AppEntry {
     /// Ingest and barrier commands accepted into shard inboxes, and whether
     /// the app still takes new ones (see `quiesce`).
     gate: Gate,
+    /// Durable apps: the journal thread every input goes through.
+    journal: Option<JournalLink>,
+    /// Durable apps: what deploy restored and replayed.
+    recovery: OnceLock<Recovery>,
+}
+
+struct JournalLink {
+    tx: mpsc::Sender<JournalMsg>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl AppEntry {
+    /// Stop the journal thread (after what it took is served) and wait.
+    fn stop_journal(&self) {
+        if let Some(j) = &self.journal {
+            let _ = j.tx.send(JournalMsg::Stop);
+            let handle = j.thread.lock().ok().and_then(|mut t| t.take());
+            if let Some(h) = handle {
+                let _ = h.join();
+            }
+        }
+    }
 }
 
 struct Inner {
@@ -154,33 +177,125 @@ impl Node {
     }
 
     /// Deploy an app on every shard; returns once every shard has it.
+    ///
+    /// A durable app (see `AppBuilder::durable`) needs a node with a
+    /// `data_dir`; its folder there is `<data_dir>/<app name>`. If that
+    /// folder holds a checkpoint, each operator starts from its saved state,
+    /// and the ingress log after the checkpoint is replayed before this
+    /// returns ([`AppHandle::recovery`] says what was found).
     pub fn deploy(&self, app: App) -> Result<AppHandle> {
         let mut apps = self.inner.apps.lock().map_err(|_| EngineError::Stopped)?;
         if apps.contains_key(app.name()) {
             return Err(EngineError::AppExists(app.name().to_owned()));
         }
+        let dir = if app.is_durable() {
+            Some(self.app_dir(app.name())?)
+        } else {
+            None
+        };
         let id = AppId(self.inner.next_app.fetch_add(1, Ordering::Relaxed));
-        let plan = Arc::new(Plan::compile(app, id, self.shards()));
+        let (jtx, jrx) = mpsc::channel();
+        let journal_tx = dir.is_some().then(|| jtx.clone());
+        let plan = Arc::new(Plan::compile(app, id, self.shards(), journal_tx));
+        let mut opened = match &dir {
+            Some(dir) => Some(journal::open(dir, &plan, self.inner.cfg.log_segment_bytes)?),
+            None => None,
+        };
+        // Each shard gets the restored states of the operators homed on it.
+        let mut restored: Vec<Vec<(OperatorId, Box<dyn ErasedState>)>> =
+            (0..self.shards()).map(|_| Vec::new()).collect();
+        if let Some(o) = &mut opened {
+            for (op, state) in o.states.drain(..) {
+                let home = plan.nodes[op.0 as usize].home as usize;
+                restored[home].push((op, state));
+            }
+        }
         let mut replies = Vec::new();
-        for s in 0..self.shards() {
+        for (s, states) in restored.into_iter().enumerate() {
             let (tx, rx) = mpsc::channel();
-            self.inner.control(s, Command::Deploy(plan.clone(), tx))?;
+            self.inner
+                .control(s, Command::Deploy(plan.clone(), states, tx))?;
             replies.push(rx);
         }
         for rx in replies {
             rx.recv_timeout(CONTROL_TIMEOUT)
                 .map_err(|_| EngineError::Timeout(CONTROL_TIMEOUT))?;
         }
-        let entry = Arc::new(AppEntry {
-            plan,
-            barrier: Mutex::new(0),
-            gate: Gate::new(),
-        });
+        let entry = match opened {
+            None => Arc::new(AppEntry {
+                plan,
+                barrier: Mutex::new(0),
+                gate: Gate::new(),
+                journal: None,
+                recovery: OnceLock::new(),
+            }),
+            Some(mut opened) => {
+                let entry = Arc::new(AppEntry {
+                    plan: plan.clone(),
+                    barrier: Mutex::new(0),
+                    gate: Gate::new(),
+                    journal: Some(JournalLink {
+                        tx: jtx,
+                        thread: Mutex::new(None),
+                    }),
+                    recovery: OnceLock::new(),
+                });
+                let handle = AppHandle {
+                    node: self.inner.clone(),
+                    entry,
+                };
+                // Replay goes straight to the shards (the journal does not
+                // run yet, so nothing new can overtake it).
+                if let Err(e) = journal::replay(&mut opened, &handle, &plan) {
+                    handle.entry.gate.close();
+                    self.remove_from_shards(plan.id)?;
+                    return Err(e);
+                }
+                let _ = handle.entry.recovery.set(opened.recovery.clone());
+                let entry = handle.entry;
+                let journal = Journal::new(
+                    opened,
+                    AppHandle {
+                        node: self.inner.clone(),
+                        entry: entry.clone(),
+                    },
+                    &plan,
+                );
+                let thread = std::thread::Builder::new()
+                    .name(format!("dirigo-journal-{}", plan.name))
+                    .spawn(move || journal.run(jrx))?;
+                if let Some(j) = &entry.journal {
+                    if let Ok(mut t) = j.thread.lock() {
+                        *t = Some(thread);
+                    }
+                }
+                entry
+            }
+        };
         apps.insert(entry.plan.name.clone(), entry.clone());
         Ok(AppHandle {
             node: self.inner.clone(),
             entry,
         })
+    }
+
+    /// `<data_dir>/<name>`, if the node has a data folder and `name` is one
+    /// plain path component.
+    fn app_dir(&self, name: &str) -> Result<std::path::PathBuf> {
+        let Some(root) = &self.inner.cfg.data_dir else {
+            return Err(EngineError::NoDataDir(name.to_owned()));
+        };
+        let plain =
+            !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0']);
+        if !plain {
+            return Err(EngineError::InvalidApp {
+                app: name.to_owned(),
+                reason: "a durable app's name is its folder's name: it must be one plain path \
+                         component (no '/', not '.' or '..')"
+                    .into(),
+            });
+        }
+        Ok(root.join(name))
     }
 
     /// A handle on a deployed app.
@@ -206,6 +321,7 @@ impl Node {
                 .cloned()
                 .ok_or_else(|| EngineError::UnknownApp(name.to_owned()))?
         };
+        entry.stop_journal();
         entry.gate.close();
         let drained = AppHandle {
             node: self.inner.clone(),
@@ -213,23 +329,27 @@ impl Node {
         }
         .quiesce(drain)
         .is_ok();
-        let mut replies = Vec::new();
-        for s in 0..self.shards() {
-            let (tx, rx) = mpsc::channel();
-            self.inner
-                .control(s, Command::Undeploy(entry.plan.id, tx))?;
-            replies.push(rx);
-        }
-        for rx in replies {
-            rx.recv_timeout(CONTROL_TIMEOUT)
-                .map_err(|_| EngineError::Timeout(CONTROL_TIMEOUT))?;
-        }
+        self.remove_from_shards(entry.plan.id)?;
         self.inner
             .apps
             .lock()
             .map_err(|_| EngineError::Stopped)?
             .remove(name);
         Ok(drained)
+    }
+
+    fn remove_from_shards(&self, app: AppId) -> Result<()> {
+        let mut replies = Vec::new();
+        for s in 0..self.shards() {
+            let (tx, rx) = mpsc::channel();
+            self.inner.control(s, Command::Undeploy(app, tx))?;
+            replies.push(rx);
+        }
+        for rx in replies {
+            rx.recv_timeout(CONTROL_TIMEOUT)
+                .map_err(|_| EngineError::Timeout(CONTROL_TIMEOUT))?;
+        }
+        Ok(())
     }
 
     /// Figures from every shard, merged.
@@ -245,6 +365,15 @@ impl Node {
     fn stop_threads(&mut self) {
         if self.inner.stopped.swap(true, Ordering::SeqCst) {
             return;
+        }
+        let entries: Vec<Arc<AppEntry>> = self
+            .inner
+            .apps
+            .lock()
+            .map(|apps| apps.values().cloned().collect())
+            .unwrap_or_default();
+        for e in entries {
+            e.stop_journal();
         }
         for s in 0..self.inner.links.len() {
             let _ = self.inner.control(s, Command::Stop);
@@ -373,7 +502,116 @@ impl AppHandle {
     /// Inject a barrier at every source: each operator runs its critical
     /// messages on its whole, consolidated state, after every event sent
     /// before this call and before every event sent after it.
+    ///
+    /// On a durable app the barrier goes into the ingress log first (unless
+    /// it is a checkpoint: use [`Self::checkpoint`]).
     pub fn inject_barrier(&self, kind: BarrierKind, tag: u64) -> Result<Epoch> {
+        let Some(j) = &self.entry.journal else {
+            return self.inject_now(kind, tag);
+        };
+        if kind == BarrierKind::Checkpoint {
+            return Err(EngineError::Durability {
+                app: self.name().to_owned(),
+                reason: "checkpoint barriers of a durable app are taken with AppHandle::checkpoint"
+                    .into(),
+            });
+        }
+        self.ensure_open()?;
+        let (tx, rx) = mpsc::channel();
+        j.tx.send(JournalMsg::Barrier {
+            kind,
+            tag,
+            reply: tx,
+        })
+        .map_err(|_| EngineError::Stopped)?;
+        rx.recv().map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Take a checkpoint of a durable app: every operator's whole state as
+    /// of a cut in the ingress log, written and committed to the manifest
+    /// before this returns its number. Log segments no kept checkpoint needs
+    /// are removed.
+    pub fn checkpoint(&self) -> Result<u64> {
+        let Some(j) = &self.entry.journal else {
+            return Err(EngineError::Durability {
+                app: self.name().to_owned(),
+                reason: "the app is not durable (AppBuilder::durable on a node with a data_dir)"
+                    .into(),
+            });
+        };
+        self.ensure_open()?;
+        let (tx, rx) = mpsc::channel();
+        j.tx.send(JournalMsg::Checkpoint { reply: tx })
+            .map_err(|_| EngineError::Stopped)?;
+        rx.recv_timeout(journal::CHECKPOINT_TIMEOUT + CONTROL_TIMEOUT)
+            .map_err(|_| EngineError::Timeout(journal::CHECKPOINT_TIMEOUT))?
+    }
+
+    /// Durable apps: what deploy found on disk, restored and replayed.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.entry.recovery.get()
+    }
+
+    pub(crate) fn max_batch(&self) -> usize {
+        self.node.cfg.max_batch
+    }
+
+    pub(crate) fn now_ns(&self) -> u64 {
+        self.node.clock.now_ns()
+    }
+
+    /// Hand events to their source's shard, waiting out a full inbox for as
+    /// long as the node runs (they are in the log already: giving up would
+    /// let the state miss them). The events come back if the app is closed
+    /// or the node stopped.
+    pub(crate) fn forward_ingest(
+        &self,
+        source: OperatorId,
+        at_ns: u64,
+        events: Vec<(u64, AnyBox)>,
+    ) -> IngestReply {
+        let shard = match self.entry.plan.node(source) {
+            Some(n) => n.home as usize,
+            None => {
+                return Err((
+                    EngineError::UnknownSource {
+                        app: self.name().to_owned(),
+                        source_name: format!("#{}", source.0),
+                    },
+                    events,
+                ))
+            }
+        };
+        if let Err(e) = self.begin_submit() {
+            return Err((e, events));
+        }
+        let mut cmd = Command::Ingest {
+            app: self.id(),
+            source,
+            at_ns,
+            events,
+        };
+        loop {
+            match self.node.try_command(shard, cmd) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(c)) if !self.node.stopped.load(Ordering::SeqCst) => {
+                    cmd = c;
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                Err(TrySendError::Full(c)) | Err(TrySendError::Disconnected(c)) => {
+                    self.entry.gate.undo();
+                    let Command::Ingest { events, .. } = c else {
+                        unreachable!("we built an ingest command")
+                    };
+                    return Err((EngineError::Stopped, events));
+                }
+            }
+        }
+    }
+
+    /// Inject a barrier at every source now (the journal's path, and every
+    /// barrier of an app that is not durable).
+    pub(crate) fn inject_now(&self, kind: BarrierKind, tag: u64) -> Result<Epoch> {
         let mut last = self
             .entry
             .barrier
@@ -540,6 +778,9 @@ impl<T: Send + 'static> SourceHandle<T> {
         if events.is_empty() {
             return Ok(());
         }
+        if let Some(j) = &self.app.entry.journal {
+            return self.send_durable(&j.tx, events);
+        }
         if let Err(error) = self.app.begin_submit() {
             return Err(Rejected { error, events });
         }
@@ -577,6 +818,79 @@ impl<T: Send + 'static> SourceHandle<T> {
                     .collect();
                 Err(Rejected { error, events })
             }
+        }
+    }
+
+    /// A durable app's ingest: encode here (off the journal thread), log
+    /// with the journal's next group commit, forward, then return.
+    fn send_durable(
+        &self,
+        journal: &mpsc::Sender<JournalMsg>,
+        events: Vec<(u64, T)>,
+    ) -> std::result::Result<(), Rejected<T>> {
+        let back = |evs: Vec<(u64, AnyBox)>| -> Vec<(u64, T)> {
+            evs.into_iter()
+                .map(|(k, v)| (k, *v.downcast::<T>().expect("we boxed these as T")))
+                .collect()
+        };
+        if let Err(error) = self.app.ensure_open() {
+            return Err(Rejected { error, events });
+        }
+        let Some(codec) = self
+            .app
+            .entry
+            .plan
+            .node(self.op)
+            .and_then(|n| n.event_codec)
+        else {
+            unreachable!("AppBuilder::build checks that a durable app's sources are durable")
+        };
+        let erased: Vec<(u64, AnyBox)> = events
+            .into_iter()
+            .map(|(k, v)| (k, Box::new(v) as AnyBox))
+            .collect();
+        let encoded: std::result::Result<Vec<_>, _> =
+            erased.iter().map(|(_, v)| (codec.encode)(v)).collect();
+        let encoded = match encoded {
+            Ok(e) => e,
+            Err(e) => {
+                return Err(Rejected {
+                    error: EngineError::Durability {
+                        app: self.app.name().to_owned(),
+                        reason: e.to_string(),
+                    },
+                    events: back(erased),
+                })
+            }
+        };
+        let (tx, rx) = mpsc::channel();
+        let msg = JournalMsg::Ingest {
+            source: self.op,
+            at_ns: self.app.node.clock.now_ns(),
+            events: erased,
+            encoded,
+            reply: tx,
+        };
+        if let Err(mpsc::SendError(msg)) = journal.send(msg) {
+            let JournalMsg::Ingest { events, .. } = msg else {
+                unreachable!("we built an ingest message")
+            };
+            return Err(Rejected {
+                error: EngineError::Stopped,
+                events: back(events),
+            });
+        }
+        match rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err((error, events))) => Err(Rejected {
+                error,
+                events: back(events),
+            }),
+            // The journal stopped with the request unserved: not logged.
+            Err(_) => Err(Rejected {
+                error: EngineError::Stopped,
+                events: Vec::new(),
+            }),
         }
     }
 

@@ -32,9 +32,12 @@ use std::time::{Duration, Instant};
 use crate::app::{Plan, PlanKind, PlanNode};
 use crate::config::NodeConfig;
 use crate::doorbell::{Doorbell, DoorbellWaiter, LocalWaiter};
-use crate::function::AnyBox;
+use crate::function::{AnyBox, ErasedState};
 use crate::instance::{Instance, Part};
-use crate::message::{ActorId, AppId, Barrier, Header, Kind, Message, OperatorId, Payload};
+use crate::journal::JournalMsg;
+use crate::message::{
+    ActorId, AppId, Barrier, BarrierKind, Header, Kind, Message, OperatorId, Payload,
+};
 use crate::metrics::{AppStats, ShardStats};
 use crate::policy::{OpView, Policy, QueueView, Rank, Scale, ScaleLimits, ShardLoad};
 use crate::protocol::{
@@ -60,7 +63,13 @@ pub(crate) enum Packet {
 
 /// What a client thread asks of a shard.
 pub(crate) enum Command {
-    Deploy(Arc<Plan>, Sender<()>),
+    /// Deploy `plan`; the states are those of operators homed here, restored
+    /// from a checkpoint, each taken by the operator's first activation.
+    Deploy(
+        Arc<Plan>,
+        Vec<(OperatorId, Box<dyn ErasedState>)>,
+        Sender<()>,
+    ),
     Undeploy(AppId, Sender<()>),
     /// `at_ns`: when the client handed the batch over (node clock), so time
     /// spent in the inbox counts toward latency.
@@ -231,6 +240,27 @@ struct ShardFx<'a> {
 }
 
 impl<'a> ShardFx<'a> {
+    /// Hand the operator's whole state to the app's journal for checkpoint
+    /// `checkpoint` (durable operators of durable apps only).
+    fn save_checkpoint(
+        &mut self,
+        f: &Arc<dyn crate::function::ErasedFunction>,
+        state: &Instance,
+        checkpoint: u64,
+    ) {
+        let (Some(journal), Some(codec)) = (&self.plan.journal, f.state_codec()) else {
+            return;
+        };
+        let bytes = (codec.save)(&*state.user).map_err(|e| e.to_string());
+        // The journal outlives every plan that names it; if it is gone the
+        // app is being torn down and the checkpoint is moot.
+        let _ = journal.send(JournalMsg::State {
+            checkpoint,
+            op: self.actor.op,
+            bytes,
+        });
+    }
+
     fn new(
         here: (ShardId, Clock, &'a [Gauge]),
         actor: ActorId,
@@ -396,9 +426,14 @@ impl Effects<Message, Instance> for ShardFx<'_> {
             last = Some((m.header, b));
         }
         self.stats.barriers += 1;
+        let Some((parent, b)) = last else { return };
+        if b.kind == BarrierKind::Checkpoint {
+            // The state is whole and consolidated here (every lessee's part
+            // came home before the critical ran): what the checkpoint saves.
+            self.save_checkpoint(&f, state, b.tag);
+        }
         // Propagate the barrier on every output edge, announcing how many
         // data messages this operator (all instances) sent on it this epoch.
-        let Some((parent, b)) = last else { return };
         let outs = self.node().outs.clone();
         for (i, &(op, edge)) in outs.iter().enumerate() {
             let sent = std::mem::take(&mut state.tally[i]);
@@ -467,6 +502,9 @@ pub(crate) struct Shard {
     lessors: HashMap<ActorId, LessorSlot>,
     lessees: HashMap<(ActorId, LeaseId), LesseeSlot>,
     dormant: HashMap<ActorId, Dormant<Instance>>,
+    /// States restored from a checkpoint at deploy, for each operator's
+    /// first activation.
+    restored: HashMap<ActorId, Box<dyn ErasedState>>,
     sources: HashMap<(AppId, OperatorId), SourceState>,
     /// Instances with work, by the policy's rank of their next message.
     ready: RunQueue<InstRef>,
@@ -503,6 +541,7 @@ impl Shard {
             lessors: HashMap::new(),
             lessees: HashMap::new(),
             dormant: HashMap::new(),
+            restored: HashMap::new(),
             sources: HashMap::new(),
             ready: RunQueue::default(),
             policy: p.cfg.policy.make(p.id),
@@ -719,7 +758,12 @@ impl Shard {
                         self.id,
                         node.strategy,
                         node.inputs,
-                        Instance::new(f.new_state(), node.outs.len()),
+                        Instance::new(
+                            self.restored
+                                .remove(&actor)
+                                .unwrap_or_else(|| f.new_state()),
+                            node.outs.len(),
+                        ),
                     ),
                 };
                 e.insert(LessorSlot {
@@ -1078,7 +1122,11 @@ impl Shard {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Deploy(plan, reply) => {
+            Command::Deploy(plan, restored, reply) => {
+                for (op, state) in restored {
+                    debug_assert_eq!(plan.node(op).map(|n| n.home), Some(self.id));
+                    self.restored.insert(ActorId { app: plan.id, op }, state);
+                }
                 for (i, node) in plan.nodes.iter().enumerate() {
                     if matches!(node.kind, PlanKind::Source) && node.home == self.id {
                         self.sources.insert(
@@ -1106,6 +1154,7 @@ impl Shard {
                 self.lessors.retain(|a, _| a.app != app);
                 self.lessees.retain(|(a, _), _| a.app != app);
                 self.dormant.retain(|a, _| a.app != app);
+                self.restored.retain(|a, _| a.app != app);
                 self.sources.retain(|(a, _), _| *a != app);
                 self.ready.retain(|r| match r {
                     InstRef::Lessor(a) | InstRef::Lessee(a, _) => a.app != app,
@@ -1188,7 +1237,12 @@ impl Shard {
                     self.id,
                     node.strategy,
                     node.inputs,
-                    Instance::new(func.new_state(), node.outs.len()),
+                    Instance::new(
+                        self.restored
+                            .remove(&actor)
+                            .unwrap_or_else(|| func.new_state()),
+                        node.outs.len(),
+                    ),
                 ),
             };
             let now = self.clock.now_ns();

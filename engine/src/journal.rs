@@ -1,0 +1,666 @@
+//! The journal of a durable app: the one thread that owns the app's ingress
+//! log and checkpoints, and the only way input reaches a durable app's
+//! sources.
+//!
+//! Why one thread per app: the log fixes the order in which the sources
+//! take input (events and client barriers), and a checkpoint is a cut in
+//! that order. With every ingest, barrier and checkpoint request passing
+//! through one thread, "append to the log, then forward to the source's
+//! shard" happens in one order for all of them, so the log position
+//! recorded with a checkpoint is exactly the input its barrier follows.
+//!
+//! The loop, one batch at a time (group commit): take every request queued,
+//! append their log entries, `commit` once (one fdatasync for the batch),
+//! then forward each request to its shard in log order and only then
+//! acknowledge it. A checkpoint request records the log position at its
+//! place in the batch and injects a `Checkpoint` barrier; every durable
+//! operator hands its whole, consolidated state back here from its critical
+//! section (`JournalMsg::State`); when all have, the checkpoint is written
+//! and committed to the manifest, and log segments before the older kept
+//! checkpoint are removed.
+//!
+//! Recovery (`open` + `replay`, at deploy): restore each durable operator's
+//! state from the newest valid checkpoint, then forward every log entry
+//! after its position again before the app takes new input. So each event
+//! whose send was acknowledged affects the state exactly once: it is in the
+//! log (acknowledged after commit), and it is either inside the checkpoint
+//! (before its position) or replayed (after), never both.
+//!
+//! An I/O failure of the log stops the journal taking input (fail-stop):
+//! later requests get the error, nothing unlogged is ever forwarded.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use dirigo_storage::{Checkpoint, CheckpointWriter, Checkpoints, IngressLog};
+use rkyv::util::AlignedVec;
+
+use crate::app::{Plan, PlanKind};
+use crate::durable::{kind_code, kind_of, LogEntry};
+use crate::error::{EngineError, Result};
+use crate::function::{AnyBox, ErasedState};
+use crate::message::{BarrierKind, OperatorId};
+use crate::node::AppHandle;
+use crate::protocol::Epoch;
+
+/// How long a checkpoint may wait for operator states before it is given
+/// up (its reply gets an error; the next checkpoint starts afresh).
+pub(crate) const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Most requests taken into one group commit.
+const MAX_GROUP: usize = 1024;
+
+/// Events handed back with the reason they were not acknowledged.
+pub(crate) type IngestReply = std::result::Result<(), (EngineError, Vec<(u64, AnyBox)>)>;
+
+/// What the journal thread is asked.
+pub(crate) enum JournalMsg {
+    /// Log these events (already encoded by the client), then forward them.
+    Ingest {
+        source: OperatorId,
+        at_ns: u64,
+        events: Vec<(u64, AnyBox)>,
+        encoded: Vec<AlignedVec>,
+        reply: Sender<IngestReply>,
+    },
+    /// Log a client barrier, then inject it at every source.
+    Barrier {
+        kind: BarrierKind,
+        tag: u64,
+        reply: Sender<Result<Epoch>>,
+    },
+    /// Take a checkpoint: the reply carries its number once committed.
+    Checkpoint {
+        reply: Sender<Result<u64>>,
+    },
+    /// From a shard: operator `op`'s whole state for checkpoint
+    /// `checkpoint`, or why it could not be archived.
+    State {
+        checkpoint: u64,
+        op: OperatorId,
+        bytes: std::result::Result<AlignedVec, String>,
+    },
+    Stop,
+}
+
+/// What a durable app's deploy found on disk and did about it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// The app's data folder.
+    pub dir: PathBuf,
+    /// The checkpoint restored, if there was one.
+    pub checkpoint: Option<u64>,
+    /// Log entries replayed after it: events and client barriers.
+    pub replayed_events: u64,
+    pub replayed_barriers: u64,
+    /// The log's next sequence number (entries ever logged, events and
+    /// barriers).
+    pub log_next_seq: u64,
+    /// Damaged checkpoints passed over (file, offset, why).
+    pub skipped: Vec<String>,
+}
+
+/// The storage of a durable app, opened and read, before deploy.
+pub(crate) struct Opened {
+    log: IngressLog<LogEntry>,
+    ckpts: Checkpoints,
+    /// Log position the restored checkpoint covers (replay starts here).
+    resume_from: u64,
+    pub recovery: Recovery,
+    /// Restored states of durable operators, by operator.
+    pub states: Vec<(OperatorId, Box<dyn ErasedState>)>,
+}
+
+fn storage_err(app: &str, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Durability {
+        app: app.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// The durable operators of a plan: those whose state checkpoints save.
+fn durable_ops(plan: &Plan) -> Vec<OperatorId> {
+    plan.nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| match &n.kind {
+            PlanKind::Function { f, .. } => f.state_codec().is_some(),
+            PlanKind::Source => false,
+        })
+        .map(|(i, _)| OperatorId(i as u16))
+        .collect()
+}
+
+/// Open an app's folder: the newest valid checkpoint's states, decoded, and
+/// the log, recovered to its last intact entry.
+pub(crate) fn open(dir: &Path, plan: &Plan, log_segment_bytes: u64) -> Result<Opened> {
+    let app = plan.name.as_str();
+    let (ckpts, newest) = Checkpoints::open(dir).map_err(|e| storage_err(app, e))?;
+    let log = IngressLog::<LogEntry>::open(dir.join("log"), log_segment_bytes)
+        .map_err(|e| storage_err(app, e))?;
+    let mut recovery = Recovery {
+        dir: dir.to_owned(),
+        skipped: ckpts.skipped().iter().map(|e| e.to_string()).collect(),
+        log_next_seq: log.next_seq(),
+        ..Recovery::default()
+    };
+    let mut states = Vec::new();
+    let mut resume_from = log.first_seq();
+    if let Some(ckpt) = newest {
+        resume_from = restore(&ckpt, plan, &mut states)?;
+        recovery.checkpoint = Some(ckpt.epoch());
+    } else if log.first_seq() > 0 {
+        // Without a checkpoint the whole log must still be there.
+        return Err(storage_err(
+            app,
+            format!(
+                "no valid checkpoint, and the log starts at entry {} (earlier entries were \
+                 compacted against a checkpoint that is gone)",
+                log.first_seq()
+            ),
+        ));
+    }
+    Ok(Opened {
+        log,
+        ckpts,
+        resume_from,
+        recovery,
+        states,
+    })
+}
+
+/// Decode every durable operator's state of `ckpt`; returns the log
+/// position to replay from.
+fn restore(
+    ckpt: &Checkpoint,
+    plan: &Plan,
+    states: &mut Vec<(OperatorId, Box<dyn ErasedState>)>,
+) -> Result<u64> {
+    let app = plan.name.as_str();
+    for op in durable_ops(plan) {
+        let PlanKind::Function { f, .. } = &plan.nodes[op.0 as usize].kind else {
+            continue;
+        };
+        let codec = f
+            .state_codec()
+            .expect("durable_ops returns operators with a codec");
+        let name = &plan.nodes[op.0 as usize].name;
+        let bytes = ckpt.state(op.0).ok_or_else(|| {
+            storage_err(
+                app,
+                format!(
+                    "checkpoint {} has no state for operator {name:?} (did the app's DAG change?)",
+                    ckpt.epoch()
+                ),
+            )
+        })?;
+        let state = (codec.restore)(&bytes).map_err(|e| {
+            storage_err(
+                app,
+                format!("checkpoint {}, operator {name:?}: {e}", ckpt.epoch()),
+            )
+        })?;
+        states.push((op, state));
+    }
+    let saved: BTreeSet<u16> = ckpt.operators().into_iter().collect();
+    let expected: BTreeSet<u16> = durable_ops(plan).iter().map(|o| o.0).collect();
+    if saved != expected {
+        return Err(storage_err(
+            app,
+            format!(
+                "checkpoint {} saved operators {saved:?}, the app has durable operators \
+                 {expected:?} (did the app's DAG change?)",
+                ckpt.epoch()
+            ),
+        ));
+    }
+    ckpt.sources()
+        .iter()
+        .find(|(s, _)| *s == 0)
+        .map(|&(_, pos)| pos)
+        .ok_or_else(|| {
+            storage_err(
+                app,
+                format!("checkpoint {} records no log position", ckpt.epoch()),
+            )
+        })
+}
+
+/// Forward every log entry after the restored checkpoint to the deployed
+/// app, in log order, before it takes new input.
+pub(crate) fn replay(opened: &mut Opened, app: &AppHandle, plan: &Plan) -> Result<()> {
+    let name = plan.name.as_str();
+    let max_batch = app.max_batch();
+    let mut batch: Option<(OperatorId, Vec<(u64, AnyBox)>)> = None;
+    let mut failure: Option<EngineError> = None;
+    let (mut events, mut barriers) = (0u64, 0u64);
+    let flush = |batch: &mut Option<(OperatorId, Vec<(u64, AnyBox)>)>| -> Result<()> {
+        if let Some((source, evs)) = batch.take() {
+            app.forward_ingest(source, app.now_ns(), evs)
+                .map_err(|(e, _)| e)?;
+        }
+        Ok(())
+    };
+    opened
+        .log
+        .replay(opened.resume_from, |seq, entry| {
+            if failure.is_some() {
+                return Ok(());
+            }
+            let step = (|| -> Result<()> {
+                match entry {
+                    crate::durable::ArchivedLogEntry::Event {
+                        source,
+                        key,
+                        payload,
+                    } => {
+                        let source = OperatorId(source.to_native());
+                        let codec =
+                            plan.node(source)
+                                .and_then(|n| n.event_codec)
+                                .ok_or_else(|| {
+                                    storage_err(
+                                        name,
+                                        format!(
+                                            "log entry {seq} is for node {} which is not a \
+                                         durable source of the app",
+                                            source.0
+                                        ),
+                                    )
+                                })?;
+                        let event = (codec.decode)(payload.as_slice())
+                            .map_err(|e| storage_err(name, format!("log entry {seq}: {e}")))?;
+                        if batch
+                            .as_ref()
+                            .is_some_and(|(s, b)| *s != source || b.len() >= max_batch)
+                        {
+                            flush(&mut batch)?;
+                        }
+                        batch
+                            .get_or_insert_with(|| (source, Vec::new()))
+                            .1
+                            .push((key.to_native(), event));
+                        events += 1;
+                    }
+                    crate::durable::ArchivedLogEntry::Barrier { kind, tag } => {
+                        let kind = kind_of(*kind).ok_or_else(|| {
+                            storage_err(
+                                name,
+                                format!("log entry {seq}: unknown barrier kind {kind}"),
+                            )
+                        })?;
+                        flush(&mut batch)?;
+                        app.inject_now(kind, tag.to_native())?;
+                        barriers += 1;
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(e) = step {
+                failure = Some(e);
+            }
+            Ok(())
+        })
+        .map_err(|e| storage_err(name, e))?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    flush(&mut batch)?;
+    opened.recovery.replayed_events = events;
+    opened.recovery.replayed_barriers = barriers;
+    Ok(())
+}
+
+struct Pending {
+    id: u64,
+    /// Log position the checkpoint's barrier follows.
+    pos: u64,
+    writer: CheckpointWriter,
+    missing: BTreeSet<u16>,
+    reply: Sender<Result<u64>>,
+    deadline: Instant,
+}
+
+/// The journal thread's state.
+pub(crate) struct Journal {
+    app: AppHandle,
+    name: String,
+    log: IngressLog<LogEntry>,
+    ckpts: Checkpoints,
+    durable_ops: Vec<OperatorId>,
+    pending: Option<Pending>,
+    /// Set after a log failure: the journal takes no more input.
+    failed: Option<String>,
+}
+
+/// One request of a group commit, after its entries were appended.
+enum Logged {
+    Ingest {
+        source: OperatorId,
+        at_ns: u64,
+        events: Vec<(u64, AnyBox)>,
+        reply: Sender<IngestReply>,
+    },
+    Barrier {
+        kind: BarrierKind,
+        tag: u64,
+        reply: Sender<Result<Epoch>>,
+    },
+    Checkpoint {
+        pos: u64,
+        reply: Sender<Result<u64>>,
+    },
+}
+
+impl Journal {
+    pub(crate) fn new(opened: Opened, app: AppHandle, plan: &Plan) -> Journal {
+        Journal {
+            name: plan.name.clone(),
+            durable_ops: durable_ops(plan),
+            log: opened.log,
+            ckpts: opened.ckpts,
+            app,
+            pending: None,
+            failed: None,
+        }
+    }
+
+    /// Serve requests until `Stop` (or every sender is gone).
+    pub(crate) fn run(mut self, rx: Receiver<JournalMsg>) {
+        loop {
+            let wait = match &self.pending {
+                Some(p) => p.deadline.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            let first = match rx.recv_timeout(wait) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.expire_checkpoint();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(m) => group.push(m),
+                    Err(_) => break,
+                }
+            }
+            if !self.serve(group) {
+                break;
+            }
+            self.expire_checkpoint();
+        }
+        if let Some(p) = self.pending.take() {
+            let _ = p.reply.send(Err(EngineError::Stopped));
+        }
+        // Requests that came after `Stop` are refused with their events.
+        // (One sent in the instant between this drain and the receiver's
+        // drop is refused without them: its client sees `Stopped`.)
+        while let Ok(m) = rx.try_recv() {
+            match m {
+                JournalMsg::Ingest { events, reply, .. } => {
+                    let _ = reply.send(Err((EngineError::Stopped, events)));
+                }
+                JournalMsg::Barrier { reply, .. } => {
+                    let _ = reply.send(Err(EngineError::Stopped));
+                }
+                JournalMsg::Checkpoint { reply } => {
+                    let _ = reply.send(Err(EngineError::Stopped));
+                }
+                JournalMsg::State { .. } | JournalMsg::Stop => {}
+            }
+        }
+    }
+
+    /// One group commit. Returns false on `Stop`.
+    fn serve(&mut self, group: Vec<JournalMsg>) -> bool {
+        let mut logged = Vec::with_capacity(group.len());
+        let mut go_on = true;
+        let mut appended = false;
+        for msg in group {
+            match msg {
+                JournalMsg::State {
+                    checkpoint,
+                    op,
+                    bytes,
+                } => self.on_state(checkpoint, op, bytes),
+                JournalMsg::Stop => go_on = false,
+                JournalMsg::Ingest {
+                    source,
+                    at_ns,
+                    events,
+                    encoded,
+                    reply,
+                } => {
+                    if let Err(e) = self.refuse_if_failed() {
+                        let _ = reply.send(Err((e, events)));
+                        continue;
+                    }
+                    let r = events
+                        .iter()
+                        .zip(&encoded)
+                        .try_for_each(|((key, _), bytes)| {
+                            self.log
+                                .append(&LogEntry::Event {
+                                    source: source.0,
+                                    key: *key,
+                                    payload: bytes.to_vec(),
+                                })
+                                .map(|_| ())
+                        });
+                    match r {
+                        Ok(()) => {
+                            appended = true;
+                            logged.push(Logged::Ingest {
+                                source,
+                                at_ns,
+                                events,
+                                reply,
+                            });
+                        }
+                        Err(e) => {
+                            self.fail(&e);
+                            let _ = reply.send(Err((self.failed_error(), events)));
+                        }
+                    }
+                }
+                JournalMsg::Barrier { kind, tag, reply } => {
+                    if let Err(e) = self.refuse_if_failed() {
+                        let _ = reply.send(Err(e));
+                        continue;
+                    }
+                    match self.log.append(&LogEntry::Barrier {
+                        kind: kind_code(kind),
+                        tag,
+                    }) {
+                        Ok(_) => {
+                            appended = true;
+                            logged.push(Logged::Barrier { kind, tag, reply });
+                        }
+                        Err(e) => {
+                            self.fail(&e);
+                            let _ = reply.send(Err(self.failed_error()));
+                        }
+                    }
+                }
+                JournalMsg::Checkpoint { reply } => {
+                    if let Err(e) = self.refuse_if_failed() {
+                        let _ = reply.send(Err(e));
+                        continue;
+                    }
+                    let pos = self.log.next_seq();
+                    logged.push(Logged::Checkpoint { pos, reply });
+                }
+            }
+        }
+        if appended {
+            if let Err(e) = self.log.commit() {
+                // Nothing of this group is acknowledged or forwarded.
+                self.fail(&e);
+                for l in logged {
+                    self.refuse(l);
+                }
+                return go_on;
+            }
+        }
+        for l in logged {
+            self.forward(l);
+        }
+        go_on
+    }
+
+    fn refuse(&self, l: Logged) {
+        let e = self.failed_error();
+        match l {
+            Logged::Ingest { events, reply, .. } => {
+                let _ = reply.send(Err((e, events)));
+            }
+            Logged::Barrier { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            Logged::Checkpoint { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Hand a logged request to the shards, then acknowledge it.
+    fn forward(&mut self, l: Logged) {
+        match l {
+            Logged::Ingest {
+                source,
+                at_ns,
+                events,
+                reply,
+            } => {
+                let _ = reply.send(self.app.forward_ingest(source, at_ns, events));
+            }
+            Logged::Barrier { kind, tag, reply } => {
+                let _ = reply.send(self.app.inject_now(kind, tag));
+            }
+            Logged::Checkpoint { pos, reply } => self.start_checkpoint(pos, reply),
+        }
+    }
+
+    fn start_checkpoint(&mut self, pos: u64, reply: Sender<Result<u64>>) {
+        if self.pending.is_some() {
+            let _ = reply.send(Err(EngineError::Durability {
+                app: self.name.clone(),
+                reason: "a checkpoint is already in progress".into(),
+            }));
+            return;
+        }
+        let id = self.ckpts.next_epoch();
+        let writer = match self.ckpts.begin(id) {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = reply.send(Err(storage_err(&self.name, e)));
+                return;
+            }
+        };
+        if let Err(e) = self.app.inject_now(BarrierKind::Checkpoint, id) {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let pending = Pending {
+            id,
+            pos,
+            writer,
+            missing: self.durable_ops.iter().map(|o| o.0).collect(),
+            reply,
+            deadline: Instant::now() + CHECKPOINT_TIMEOUT,
+        };
+        self.pending = Some(pending);
+        // An app without durable operators has nothing to wait for.
+        self.try_finish_checkpoint();
+    }
+
+    fn on_state(
+        &mut self,
+        checkpoint: u64,
+        op: OperatorId,
+        bytes: std::result::Result<AlignedVec, String>,
+    ) {
+        let Some(p) = &mut self.pending else {
+            return; // a checkpoint given up on: its states are moot
+        };
+        if p.id != checkpoint || !p.missing.remove(&op.0) {
+            return;
+        }
+        let put = bytes.and_then(|b| p.writer.put(op.0, &b).map_err(|e| e.to_string()));
+        if let Err(reason) = put {
+            let p = self.pending.take().expect("checked above");
+            let _ = p.reply.send(Err(EngineError::Durability {
+                app: self.name.clone(),
+                reason: format!("checkpoint {}: state of operator {}: {reason}", p.id, op.0),
+            }));
+            return;
+        }
+        self.try_finish_checkpoint();
+    }
+
+    fn try_finish_checkpoint(&mut self) {
+        if !self.pending.as_ref().is_some_and(|p| p.missing.is_empty()) {
+            return;
+        }
+        let p = self.pending.take().expect("checked above");
+        let r = self
+            .ckpts
+            .commit(p.writer, &[(0, p.pos)])
+            .map_err(|e| storage_err(&self.name, e))
+            .and_then(|()| {
+                // The log before the oldest kept checkpoint (the fallback if
+                // the newest is found damaged) is no longer needed.
+                self.log
+                    .truncate_before(self.ckpts.keep_log_from(0))
+                    .map_err(|e| storage_err(&self.name, e))
+            })
+            .map(|_| p.id);
+        let _ = p.reply.send(r);
+    }
+
+    fn expire_checkpoint(&mut self) {
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| Instant::now() >= p.deadline)
+        {
+            let p = self.pending.take().expect("checked above");
+            let _ = p.reply.send(Err(EngineError::Durability {
+                app: self.name.clone(),
+                reason: format!(
+                    "checkpoint {} timed out after {CHECKPOINT_TIMEOUT:?} waiting for the state \
+                     of operators {:?}",
+                    p.id, p.missing
+                ),
+            }));
+        }
+    }
+
+    fn fail(&mut self, e: &dyn std::fmt::Display) {
+        if self.failed.is_none() {
+            self.failed = Some(e.to_string());
+        }
+    }
+
+    fn failed_error(&self) -> EngineError {
+        EngineError::Durability {
+            app: self.name.clone(),
+            reason: format!(
+                "the ingress log failed and takes no more input: {}",
+                self.failed.as_deref().unwrap_or("unknown")
+            ),
+        }
+    }
+
+    fn refuse_if_failed(&self) -> Result<()> {
+        match self.failed {
+            Some(_) => Err(self.failed_error()),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! Durable apps end to end, in process: the ingress log, checkpoints at
+//! barriers, restart from the same data folder (restore + replay), the
+//! fallback to an older checkpoint when the newest is damaged, and the
+//! errors of misuse. The crash test (`crash.rs`) does the same with SIGKILL.
+
+#[path = "common/counter.rs"]
+mod counter;
+
+use std::path::Path;
+use std::time::Duration;
+
+use counter::{oracle, query, Step};
+use dirigo_engine::{
+    AppBuilder, BarrierKind, EngineError, Keyed, Node, NodeConfig, Placement, SourceHandle,
+};
+
+fn node(dir: &Path, shards: usize) -> Node {
+    Node::start(NodeConfig {
+        shards,
+        placement: Placement::Unpinned,
+        data_dir: Some(dir.to_owned()),
+        // Small segments, so logs roll and compaction has files to remove.
+        log_segment_bytes: 64 << 10,
+        ..NodeConfig::default()
+    })
+    .expect("node starts")
+}
+
+fn send(src: &SourceHandle<counter::Ev>, lo: u64, hi: u64) {
+    let mut id = lo;
+    while id < hi {
+        let end = (id + 500).min(hi);
+        src.send_batch(
+            (id..end).map(counter::event).collect(),
+            Duration::from_secs(10),
+        )
+        .map_err(|r| r.error)
+        .expect("durable send acknowledged");
+        id = end;
+    }
+}
+
+fn files(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = walk(dir)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("readable dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Events, window closes and a checkpoint, then a clean restart: the new
+/// node restores the checkpoint, replays the events and the window close
+/// logged after it, and ends in the sequential oracle's state.
+#[test]
+fn restart_restores_the_checkpoint_and_replays_the_log_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let steps = [
+        Step::Events(0, 3_000),
+        Step::WindowClose,
+        Step::Events(3_000, 6_000),
+        // checkpoint here
+        Step::Events(6_000, 8_000),
+        Step::WindowClose,
+        Step::Events(8_000, 9_500),
+    ];
+    {
+        let node = node(dir.path(), 2);
+        let (app, rx) = counter::app("counter");
+        let h = node.deploy(app).expect("deploys");
+        let rec = h.recovery().expect("a durable app reports its recovery");
+        assert_eq!(rec.checkpoint, None);
+        assert_eq!(rec.log_next_seq, 0);
+        let src = h.source::<counter::Ev>("events").expect("source");
+        send(&src, 0, 3_000);
+        h.inject_barrier(BarrierKind::WindowClose, 1)
+            .expect("window");
+        send(&src, 3_000, 6_000);
+        // Scale out under the checkpoint: lessees must hand their parts in.
+        let _ = h.lease("counts", 1);
+        let _ = h.lease("total", 0);
+        assert_eq!(h.checkpoint().expect("checkpoint commits"), 1);
+        send(&src, 6_000, 8_000);
+        h.inject_barrier(BarrierKind::WindowClose, 2)
+            .expect("window");
+        send(&src, 8_000, 9_500);
+        h.quiesce(Duration::from_secs(20)).expect("drains");
+        assert_eq!(query(&h, &rx), oracle(&steps), "before the restart");
+        node.shutdown();
+    }
+    let node = node(dir.path(), 2);
+    let (app, rx) = counter::app("counter");
+    let h = node.deploy(app).expect("redeploys");
+    let rec = h.recovery().expect("recovery").clone();
+    assert_eq!(rec.checkpoint, Some(1), "{rec:?}");
+    assert_eq!(rec.replayed_events, 3_500, "{rec:?}");
+    // The window close after the checkpoint and the query before the stop.
+    assert_eq!(rec.replayed_barriers, 2, "{rec:?}");
+    assert!(rec.skipped.is_empty(), "{rec:?}");
+    h.quiesce(Duration::from_secs(20)).expect("drains");
+    assert_eq!(query(&h, &rx), oracle(&steps), "after the restart");
+    node.shutdown();
+}
+
+/// With no checkpoint, recovery replays the whole log; several checkpoints
+/// compact the log; a restart after the last checkpoint replays nothing.
+#[test]
+fn log_replay_without_checkpoint_and_compaction_after_checkpoints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let node = node(dir.path(), 2);
+        let (app, _rx) = counter::app("replay");
+        let h = node.deploy(app).expect("deploys");
+        let src = h.source::<counter::Ev>("events").expect("source");
+        send(&src, 0, 4_000);
+        node.shutdown();
+    }
+    let log_files_before;
+    {
+        let node = node(dir.path(), 2);
+        let (app, rx) = counter::app("replay");
+        let h = node.deploy(app).expect("redeploys");
+        let rec = h.recovery().expect("recovery").clone();
+        assert_eq!(
+            (rec.checkpoint, rec.replayed_events),
+            (None, 4_000),
+            "{rec:?}"
+        );
+        h.quiesce(Duration::from_secs(20)).expect("drains");
+        assert_eq!(query(&h, &rx), oracle(&[Step::Events(0, 4_000)]));
+        let src = h.source::<counter::Ev>("events").expect("source");
+        send(&src, 4_000, 20_000);
+        log_files_before = files(dir.path(), "log-").len();
+        for want in 1..=3 {
+            assert_eq!(h.checkpoint().expect("checkpoint"), want);
+            send(&src, 20_000 + want * 100, 20_000 + want * 100 + 100);
+        }
+        assert!(h.checkpoint().expect("checkpoint") == 4);
+        node.shutdown();
+    }
+    let log_files_after = files(dir.path(), "log-").len();
+    assert!(
+        log_files_after < log_files_before,
+        "compaction removed log segments: {log_files_before} -> {log_files_after}"
+    );
+    assert!(
+        files(dir.path(), "ckpt-").len() <= 2,
+        "only the kept checkpoints remain: {:?}",
+        files(dir.path(), "ckpt-")
+    );
+    let node = node(dir.path(), 2);
+    let (app, rx) = counter::app("replay");
+    let h = node.deploy(app).expect("redeploys");
+    let rec = h.recovery().expect("recovery").clone();
+    assert_eq!(rec.checkpoint, Some(4), "{rec:?}");
+    // Nothing was logged after checkpoint 4.
+    assert_eq!(
+        (rec.replayed_events, rec.replayed_barriers),
+        (0, 0),
+        "{rec:?}"
+    );
+    let mut steps = vec![Step::Events(0, 20_000)];
+    steps.extend((1..=3).map(|w| Step::Events(20_000 + w * 100, 20_100 + w * 100)));
+    assert_eq!(query(&h, &rx), oracle(&steps));
+    node.shutdown();
+}
+
+/// A damaged newest checkpoint: recovery falls back to the previous one
+/// (the log is kept back to it), reports the damage, and still ends in the
+/// oracle's state.
+#[test]
+fn damaged_newest_checkpoint_falls_back_to_the_previous_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let node = node(dir.path(), 2);
+        let (app, _rx) = counter::app("fallback");
+        let h = node.deploy(app).expect("deploys");
+        let src = h.source::<counter::Ev>("events").expect("source");
+        send(&src, 0, 2_000);
+        assert_eq!(h.checkpoint().expect("checkpoint"), 1);
+        send(&src, 2_000, 5_000);
+        assert_eq!(h.checkpoint().expect("checkpoint"), 2);
+        send(&src, 5_000, 6_000);
+        node.shutdown();
+    }
+    let ckpts = files(dir.path(), "ckpt-");
+    let newest = ckpts.last().expect("checkpoint segments exist");
+    let mut bytes = std::fs::read(newest).expect("read");
+    let at = bytes.len() - 3;
+    bytes[at] ^= 0x5a;
+    std::fs::write(newest, bytes).expect("write");
+
+    let node = node(dir.path(), 2);
+    let (app, rx) = counter::app("fallback");
+    let h = node
+        .deploy(app)
+        .expect("redeploys from the older checkpoint");
+    let rec = h.recovery().expect("recovery").clone();
+    assert_eq!(rec.checkpoint, Some(1), "{rec:?}");
+    assert_eq!(rec.replayed_events, 4_000, "{rec:?}");
+    assert!(
+        rec.skipped
+            .iter()
+            .any(|s| s.contains(&newest.file_name().unwrap().to_string_lossy().to_string())),
+        "the damage names the file: {rec:?}"
+    );
+    h.quiesce(Duration::from_secs(20)).expect("drains");
+    assert_eq!(query(&h, &rx), oracle(&[Step::Events(0, 6_000)]));
+    node.shutdown();
+}
+
+/// A torn log tail (a crash in the middle of a write): the intact prefix is
+/// recovered and the app continues from it.
+#[test]
+fn torn_log_tail_recovers_the_intact_prefix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let node = node(dir.path(), 1);
+        let (app, _rx) = counter::app("torn");
+        let h = node.deploy(app).expect("deploys");
+        let src = h.source::<counter::Ev>("events").expect("source");
+        send(&src, 0, 1_000);
+        node.shutdown();
+    }
+    let logs = files(dir.path(), "log-");
+    let last = logs.last().expect("log segments exist");
+    let len = std::fs::metadata(last).expect("stat").len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(last)
+        .expect("open");
+    f.set_len(len - 7).expect("truncate");
+    drop(f);
+
+    let node = node(dir.path(), 1);
+    let (app, rx) = counter::app("torn");
+    let h = node.deploy(app).expect("redeploys");
+    let rec = h.recovery().expect("recovery").clone();
+    assert_eq!(
+        rec.log_next_seq, 999,
+        "exactly the torn record is gone: {rec:?}"
+    );
+    assert_eq!(rec.replayed_events, 999);
+    let src = h.source::<counter::Ev>("events").expect("source");
+    send(&src, 999, 1_500);
+    h.quiesce(Duration::from_secs(20)).expect("drains");
+    assert_eq!(query(&h, &rx), oracle(&[Step::Events(0, 1_500)]));
+    node.shutdown();
+}
+
+#[test]
+fn misuse_is_a_clear_error() {
+    // A durable app on a node without a data folder.
+    let plain = Node::start(NodeConfig {
+        shards: 1,
+        placement: Placement::Unpinned,
+        ..NodeConfig::default()
+    })
+    .expect("node");
+    let (app, _rx) = counter::app("nodir");
+    assert!(matches!(plain.deploy(app), Err(EngineError::NoDataDir(n)) if n == "nodir"));
+
+    // A durable app with a part that cannot be saved.
+    struct Volatile;
+    impl dirigo_engine::Function for Volatile {
+        type In = counter::Ev;
+        type Out = u64;
+        type State = Keyed<u64>;
+        fn on_message(
+            &self,
+            _: &mut Keyed<u64>,
+            _: u64,
+            e: counter::Ev,
+            ctx: &mut dirigo_engine::Context<'_, u64>,
+        ) {
+            ctx.emit(0, e.id);
+        }
+    }
+    let mut b = AppBuilder::new("half").durable();
+    let plain_src = b.source::<counter::Ev>("raw");
+    let v = b.operator("volatile", Volatile, &[plain_src]);
+    let _rx = b.sink("out", v);
+    let err = b.build().err().expect("refused").to_string();
+    assert!(err.contains("\"raw\" is not a durable_source"), "{err}");
+    assert!(
+        err.contains("\"volatile\" is not a durable_operator"),
+        "{err}"
+    );
+
+    // Checkpoints of an app that is not durable.
+    let mut b = AppBuilder::new("ephemeral");
+    let s = b.source::<counter::Ev>("raw");
+    let v = b.operator("volatile", Volatile, &[s]);
+    let _rx = b.sink("out", v);
+    let h = plain.deploy(b.build().expect("valid")).expect("deploys");
+    assert!(matches!(
+        h.checkpoint(),
+        Err(EngineError::Durability { .. })
+    ));
+    plain.shutdown();
+
+    // A durable app's name is a folder name.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = node(dir.path(), 1);
+    let (app, _rx) = counter::app("../escape");
+    assert!(matches!(
+        node.deploy(app),
+        Err(EngineError::InvalidApp { .. })
+    ));
+    // A checkpoint barrier does not go around the journal.
+    let (app, _rx) = counter::app("direct");
+    let h = node.deploy(app).expect("deploys");
+    assert!(matches!(
+        h.inject_barrier(BarrierKind::Checkpoint, 9),
+        Err(EngineError::Durability { .. })
+    ));
+    node.shutdown();
+}
