@@ -10,6 +10,7 @@
 
 use std::any::TypeId;
 use std::marker::PhantomData;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -400,6 +401,8 @@ pub(crate) struct Plan {
     /// Durable apps: where checkpoint barriers send operator state (the
     /// app's journal thread, see `journal`).
     pub journal: Option<mpsc::Sender<JournalMsg>>,
+    /// Durable apps: the app's data folder (`<data_dir>/<app>`).
+    pub dir: Option<PathBuf>,
 }
 
 /// The home shard of node `node` (index in declaration order: sources,
@@ -423,8 +426,9 @@ impl Plan {
         app: App,
         id: AppId,
         shards: usize,
-        journal: Option<mpsc::Sender<JournalMsg>>,
+        durable: Option<(mpsc::Sender<JournalMsg>, PathBuf)>,
     ) -> Plan {
+        let (journal, dir) = durable.unzip();
         let n = app.nodes.len();
         let mut outs: Vec<Vec<(OperatorId, EdgeId)>> = vec![Vec::new(); n];
         for (to, node) in app.nodes.iter().enumerate() {
@@ -488,6 +492,7 @@ impl Plan {
             nodes,
             counters: (0..shards).map(|_| ShardCounters::default()).collect(),
             journal,
+            dir,
         }
     }
 

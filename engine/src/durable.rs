@@ -103,7 +103,7 @@ impl<S: Default + Send + 'static + Persist> DurableState for Sequential<S> {
     }
 }
 
-type Restore = fn(&[u8]) -> Result<Box<dyn ErasedState>, PersistError>;
+pub(crate) type Restore = fn(&[u8]) -> Result<Box<dyn ErasedState>, PersistError>;
 
 /// Type-erased checkpoint and restore of one operator's state
 /// (monomorphized for the operator's state type when the app is built).

@@ -138,6 +138,15 @@ fn durable_ops(plan: &Plan) -> Vec<OperatorId> {
 pub(crate) fn open(dir: &Path, plan: &Plan, log_segment_bytes: u64) -> Result<Opened> {
     let app = plan.name.as_str();
     let (ckpts, newest) = Checkpoints::open(dir).map_err(|e| storage_err(app, e))?;
+    // Dormant states spilled by an earlier run are stale: the checkpoint
+    // and the log are the truth.
+    let spills = crate::spill::dir_of(dir);
+    if spills.exists() {
+        std::fs::remove_dir_all(&spills)
+            .map_err(|e| storage_err(app, format!("cannot clear {}: {e}", spills.display())))?;
+    }
+    std::fs::create_dir_all(&spills)
+        .map_err(|e| storage_err(app, format!("cannot create {}: {e}", spills.display())))?;
     let log = IngressLog::<LogEntry>::open(dir.join("log"), log_segment_bytes)
         .map_err(|e| storage_err(app, e))?;
     let mut recovery = Recovery {

@@ -69,6 +69,8 @@ pub mod ring;
 mod runq;
 #[cfg(feature = "runtime")]
 mod shard;
+#[cfg(feature = "runtime")]
+mod spill;
 pub mod sync;
 
 #[cfg(feature = "runtime")]

@@ -120,6 +120,17 @@ pub struct ShardStats {
     pub lessors: usize,
     pub lessees: usize,
     pub dormant: usize,
+    /// Dormant actors whose state is in a spill file now.
+    pub spilled: usize,
+    /// States written to spill files, their bytes, and failed spills (the
+    /// state then stays in memory).
+    pub spills: u64,
+    pub spill_bytes: u64,
+    pub spill_errors: u64,
+    /// States read back from spill files (cold starts) and the time they
+    /// took in total, ns (map, validate, deserialize).
+    pub unspills: u64,
+    pub unspill_ns: u64,
     pub apps: BTreeMap<AppId, AppStats>,
 }
 

@@ -195,8 +195,8 @@ impl Node {
         };
         let id = AppId(self.inner.next_app.fetch_add(1, Ordering::Relaxed));
         let (jtx, jrx) = mpsc::channel();
-        let journal_tx = dir.is_some().then(|| jtx.clone());
-        let plan = Arc::new(Plan::compile(app, id, self.shards(), journal_tx));
+        let durable = dir.clone().map(|d| (jtx.clone(), d));
+        let plan = Arc::new(Plan::compile(app, id, self.shards(), durable));
         let mut opened = match &dir {
             Some(dir) => Some(journal::open(dir, &plan, self.inner.cfg.log_segment_bytes)?),
             None => None,

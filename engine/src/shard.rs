@@ -505,6 +505,10 @@ pub(crate) struct Shard {
     /// States restored from a checkpoint at deploy, for each operator's
     /// first activation.
     restored: HashMap<ActorId, Box<dyn ErasedState>>,
+    /// Dormant actors whose state is in a spill file (see `spill`).
+    spilled: HashMap<ActorId, std::path::PathBuf>,
+    /// Spill files written by this shard (their ids and names).
+    spill_seq: u64,
     sources: HashMap<(AppId, OperatorId), SourceState>,
     /// Instances with work, by the policy's rank of their next message.
     ready: RunQueue<InstRef>,
@@ -542,6 +546,8 @@ impl Shard {
             lessees: HashMap::new(),
             dormant: HashMap::new(),
             restored: HashMap::new(),
+            spilled: HashMap::new(),
+            spill_seq: 0,
             sources: HashMap::new(),
             ready: RunQueue::default(),
             policy: p.cfg.policy.make(p.id),
@@ -753,7 +759,15 @@ impl Shard {
                 // Activate: from the dormant state if it was deactivated,
                 // else fresh.
                 let m = match self.dormant.remove(&actor) {
-                    Some(d) => Lessor::from_dormant(self.id, node.strategy, node.inputs, d),
+                    Some(d) => {
+                        let d = Self::unspill(
+                            (self.id, &mut self.spilled, &mut self.stats),
+                            actor,
+                            f,
+                            d,
+                        );
+                        Lessor::from_dormant(self.id, node.strategy, node.inputs, d)
+                    }
                     None => Lessor::new(
                         self.id,
                         node.strategy,
@@ -1155,6 +1169,13 @@ impl Shard {
                 self.lessees.retain(|(a, _), _| a.app != app);
                 self.dormant.retain(|a, _| a.app != app);
                 self.restored.retain(|a, _| a.app != app);
+                self.spilled.retain(|a, path| {
+                    let keep = a.app != app;
+                    if !keep {
+                        let _ = std::fs::remove_file(path);
+                    }
+                    keep
+                });
                 self.sources.retain(|(a, _), _| *a != app);
                 self.ready.retain(|r| match r {
                     InstRef::Lessor(a) | InstRef::Lessee(a, _) => a.app != app,
@@ -1232,7 +1253,15 @@ impl Shard {
         };
         if !self.lessors.contains_key(&actor) {
             let m = match self.dormant.remove(&actor) {
-                Some(d) => Lessor::from_dormant(self.id, node.strategy, node.inputs, d),
+                Some(d) => {
+                    let d = Self::unspill(
+                        (self.id, &mut self.spilled, &mut self.stats),
+                        actor,
+                        func,
+                        d,
+                    );
+                    Lessor::from_dormant(self.id, node.strategy, node.inputs, d)
+                }
                 None => Lessor::new(
                     self.id,
                     node.strategy,
@@ -1412,7 +1441,8 @@ impl Shard {
                     scale_after_ns,
                 } = slot;
                 match m.into_dormant() {
-                    Ok(d) => {
+                    Ok(mut d) => {
+                        self.spill(a, &mut d);
                         self.dormant.insert(a, d);
                         did += 1;
                     }
@@ -1441,11 +1471,91 @@ impl Shard {
         did
     }
 
+    /// Move a deactivated durable actor's state out of memory into a spill
+    /// file. On failure the state simply stays in memory.
+    fn spill(&mut self, actor: ActorId, d: &mut Dormant<Instance>) {
+        let Some(plan) = self.apps.get(&actor.app) else {
+            return;
+        };
+        let (Some(dir), Some(node)) = (&plan.dir, plan.node(actor.op)) else {
+            return;
+        };
+        let PlanKind::Function { f, .. } = &node.kind else {
+            return;
+        };
+        let Some(codec) = f.state_codec() else {
+            return;
+        };
+        let archived = match (codec.save)(&*d.state.user) {
+            Ok(a) => a,
+            Err(_) => {
+                self.stats.spill_errors += 1;
+                return;
+            }
+        };
+        self.spill_seq += 1;
+        let path = crate::spill::dir_of(dir).join(format!(
+            "s{}-{}-{}.seg",
+            self.id, actor.op.0, self.spill_seq
+        ));
+        match crate::spill::write(&path, self.spill_seq, &archived) {
+            Ok(len) => {
+                d.state.user = f.new_state();
+                self.spilled.insert(actor, path);
+                self.stats.spills += 1;
+                self.stats.spill_bytes += len;
+            }
+            Err(_) => {
+                let _ = std::fs::remove_file(&path);
+                self.stats.spill_errors += 1;
+            }
+        }
+    }
+
+    /// Bring a spilled dormant actor's state back from its file (the
+    /// actor's cold start).
+    ///
+    /// A spill file that cannot be read back (deleted or damaged under the
+    /// running node) leaves no state to run the actor on: the shard stops
+    /// (panics) rather than run it on an empty one; the app's checkpoint
+    /// and ingress log recover it on the next deploy.
+    fn unspill(
+        (me, spilled, stats): (
+            ShardId,
+            &mut HashMap<ActorId, std::path::PathBuf>,
+            &mut ShardStats,
+        ),
+        actor: ActorId,
+        f: &Arc<dyn crate::function::ErasedFunction>,
+        mut d: Dormant<Instance>,
+    ) -> Dormant<Instance> {
+        let Some(path) = spilled.remove(&actor) else {
+            return d;
+        };
+        let codec = f
+            .state_codec()
+            .expect("only durable operators' states are spilled");
+        let started = Instant::now();
+        match crate::spill::read(&path, codec.restore) {
+            Ok(state) => {
+                d.state.user = state;
+                stats.unspills += 1;
+                stats.unspill_ns += started.elapsed().as_nanos() as u64;
+                d
+            }
+            Err(e) => panic!(
+                "shard {me}: the dormant state of {actor} in {} cannot be read back: {e}",
+                path.display()
+            ),
+        }
+    }
+
     fn snapshot(&self) -> ShardStats {
         let mut s = self.stats.clone();
         s.lessors = self.lessors.len();
         s.lessees = self.lessees.len();
         s.dormant = self.dormant.len();
+        s.spilled = self.spilled.len();
         s.apps = self
             .app_stats
             .iter()

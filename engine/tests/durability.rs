@@ -333,3 +333,62 @@ fn misuse_is_a_clear_error() {
     ));
     node.shutdown();
 }
+
+/// Idle durable actors are deactivated to spill files (their state out of
+/// memory) and come back from them on the next message, state intact.
+#[test]
+fn idle_durable_actors_spill_to_segments_and_come_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(NodeConfig {
+        shards: 2,
+        placement: Placement::Unpinned,
+        data_dir: Some(dir.path().to_owned()),
+        idle_deactivate: Duration::from_millis(30),
+        ..NodeConfig::default()
+    })
+    .expect("node starts");
+    let (app, rx) = counter::app("sleepy");
+    let h = node.deploy(app).expect("deploys");
+    let src = h.source::<counter::Ev>("events").expect("source");
+    let spilled = |min: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = node.stats().expect("stats");
+            let n: usize = s.shards.iter().map(|s| s.spilled).sum();
+            if n >= min {
+                return s;
+            }
+            let brief: Vec<_> = s
+                .shards
+                .iter()
+                .map(|s| (s.lessors, s.lessees, s.dormant, s.spilled, s.spill_errors))
+                .collect();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "fewer than {min} spilled; (lessors, lessees, dormant, spilled, errors) per \
+                 shard: {brief:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    send(&src, 0, 2_000);
+    // counts and total (merge and the sink only run at queries).
+    let s = spilled(2);
+    assert!(s.shards.iter().map(|s| s.spill_bytes).sum::<u64>() > 2_000);
+    assert!(
+        !files(&dir.path().join("sleepy"), "s").is_empty(),
+        "spill files exist"
+    );
+    // The next events wake them from their files.
+    send(&src, 2_000, 3_000);
+    assert_eq!(query(&h, &rx), oracle(&[Step::Events(0, 3_000)]));
+    let s = node.stats().expect("stats");
+    let unspills: u64 = s.shards.iter().map(|s| s.unspills).sum();
+    assert!(unspills >= 2, "{unspills} cold starts");
+    assert_eq!(s.shards.iter().map(|s| s.spill_errors).sum::<u64>(), 0);
+    // Asleep again (merge now too), then a checkpoint wakes every actor to
+    // save it.
+    spilled(3);
+    assert!(h.checkpoint().is_ok());
+    node.shutdown();
+}

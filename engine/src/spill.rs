@@ -1,0 +1,132 @@
+//! Dormant state in segment files: what lets a shard host many more virtual
+//! actors than fit in memory.
+//!
+//! When a durable operator's actor is deactivated (idle for
+//! `idle_deactivate`), its shard archives the state and writes it to a
+//! segment file of its own, `<app dir>/dormant/s<shard>-<op>-<n>.seg`, and
+//! drops the state from memory; the protocol's `Dormant` record (epoch,
+//! counts) stays. The next message maps the file, which is validated
+//! (framing, checksums, bytecheck) before any byte is used, deserializes the
+//! state from the map and deletes the file: the actor's cold start.
+//!
+//! A spill file is not a durability point: it is written to the page cache
+//! (no fdatasync) and only ever read back by the shard that wrote it, in the
+//! same run. Checkpoints and the ingress log are what recovery uses; a new
+//! deploy clears the folder (`journal::open`).
+//!
+//! Large states are split into records of at most [`CHUNK`] bytes (a
+//! segment record holds at most `MAX_RECORD_LEN`).
+
+use std::path::{Path, PathBuf};
+
+use dirigo_storage::{Segment, SegmentWriter, StorageError};
+use rkyv::util::AlignedVec;
+
+use crate::durable::{PersistError, Restore};
+use crate::function::ErasedState;
+
+/// Largest record of a spill file.
+pub(crate) const CHUNK: usize = 8 << 20;
+
+/// The folder of an app's spill files.
+pub(crate) fn dir_of(app_dir: &Path) -> PathBuf {
+    app_dir.join("dormant")
+}
+
+/// Why a spilled state could not be brought back.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SpillError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+}
+
+/// Write an archived state to a new spill file `path` (segment id `id`).
+/// Returns the file's length.
+pub(crate) fn write(path: &Path, id: u64, archived: &[u8]) -> Result<u64, StorageError> {
+    let mut w = SegmentWriter::<Vec<u8>>::create(path, id)?;
+    for chunk in archived.chunks(CHUNK) {
+        w.append(&chunk.to_vec())?;
+    }
+    // Into the page cache, not to the disk: see the module comment.
+    w.flush()?;
+    Ok(w.len())
+}
+
+/// Map, validate and restore the state in spill file `path`, then delete
+/// the file.
+pub(crate) fn read(path: &Path, restore: Restore) -> Result<Box<dyn ErasedState>, SpillError> {
+    let seg = Segment::<Vec<u8>>::open(path)?;
+    let state = if seg.len() == 1 {
+        let (_, part) = seg.iter().next().expect("one record");
+        restore(part.as_slice())?
+    } else {
+        let total = seg.iter().map(|(_, p)| p.len()).sum();
+        let mut joined = AlignedVec::<16>::with_capacity(total);
+        for (_, part) in seg.iter() {
+            joined.extend_from_slice(part.as_slice());
+        }
+        restore(&joined)?
+    };
+    drop(seg);
+    let _ = std::fs::remove_file(path);
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::durable::{DurableState, StateCodec};
+    use crate::function::Keyed;
+
+    fn round_trip(entries: u64, value_len: usize) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut k: Keyed<Vec<u8>> = Keyed::default();
+        for i in 0..entries {
+            k.insert(i, vec![i as u8; value_len]);
+        }
+        let bytes = k.save().expect("archives");
+        let path = dir.path().join("s0-1-1.seg");
+        write(&path, 1, &bytes).expect("writes");
+        let codec = StateCodec::of::<Keyed<Vec<u8>>>();
+        let back = read(&path, codec.restore).expect("reads back");
+        let back = back
+            .as_any()
+            .downcast_ref::<Keyed<Vec<u8>>>()
+            .expect("the state type");
+        assert_eq!(back.len(), entries as usize);
+        for i in 0..entries {
+            assert_eq!(back.get(i).map(Vec::len), Some(value_len));
+            assert_eq!(back.get(i).and_then(|v| v.first()).copied(), Some(i as u8));
+        }
+        assert!(!path.exists(), "the file is deleted once read");
+    }
+
+    #[test]
+    fn small_state_round_trips() {
+        round_trip(100, 10);
+    }
+
+    #[test]
+    fn state_larger_than_a_chunk_round_trips() {
+        round_trip(3, CHUNK / 2 + 7);
+    }
+
+    #[test]
+    fn a_damaged_spill_is_an_error_not_a_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s0-1-2.seg");
+        let k: Keyed<u64> = Keyed::default();
+        write(&path, 2, &k.save().expect("archives")).expect("writes");
+        let mut bytes = std::fs::read(&path).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, bytes).expect("write");
+        let codec = StateCodec::of::<Keyed<u64>>();
+        assert!(matches!(
+            read(&path, codec.restore),
+            Err(SpillError::Storage(_))
+        ));
+    }
+}
