@@ -91,6 +91,10 @@ pub struct NodeConfig {
     pub data_dir: Option<PathBuf>,
     /// An ingress log starts a new segment file past this size.
     pub log_segment_bytes: u64,
+    /// Durable apps: every this many checkpoints, one saves every state
+    /// whole; the ones between save only what changed where the state can
+    /// tell (`Keyed`). 1: every checkpoint is full.
+    pub full_checkpoint_every: u32,
 }
 
 impl Default for NodeConfig {
@@ -111,6 +115,7 @@ impl Default for NodeConfig {
             policy: PolicyFactory::per_shard(Dirigo::default),
             data_dir: None,
             log_segment_bytes: 64 << 20,
+            full_checkpoint_every: 8,
         }
     }
 }
@@ -129,6 +134,9 @@ impl NodeConfig {
         }
         if self.inbox_capacity == 0 || self.max_batch == 0 || self.step_budget == 0 {
             return bad("inbox_capacity, max_batch and step_budget must be positive");
+        }
+        if self.full_checkpoint_every == 0 {
+            return bad("full_checkpoint_every must be at least 1");
         }
         if self.log_segment_bytes < 4096 {
             return bad("log_segment_bytes must be at least 4096");

@@ -17,7 +17,7 @@
 //! they are validated and deserialized: the stored form of a state is a
 //! byte string inside a record, whose alignment rkyv cannot rely on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rkyv::api::high::HighDeserializer;
 use rkyv::rancor;
@@ -65,28 +65,114 @@ where
     }
 }
 
-/// An operator state the engine can checkpoint and restore whole. Each
+/// An operator state the engine can checkpoint and restore. Each
 /// strategy's state is stored as the archive of its contents, so a
 /// checkpoint is independent of how the state was split among lessees.
+///
+/// Incremental checkpoints: a strategy that can tell what changed since the
+/// last checkpoint ([`Keyed`]: the keys written since) saves only that
+/// (`save_changes`), and recovery applies the changes of each incremental
+/// checkpoint to its base (`apply_changes`). The others are saved whole
+/// every time.
 pub trait DurableState: OperatorState {
-    fn save(&self) -> Result<AlignedVec, PersistError>;
+    /// The whole state (`&mut` only so that implementations can archive
+    /// their parts in place; the state is unchanged after).
+    fn save(&mut self) -> Result<AlignedVec, PersistError>;
+    /// A state from `save`'s bytes, with no change pending.
     fn restore(bytes: &[u8]) -> Result<Self, PersistError>;
+    /// An empty state, ready to track its changes.
+    fn fresh() -> Self {
+        Self::default()
+    }
+    /// What changed since the last checkpoint; `None` if this strategy is
+    /// always saved whole.
+    fn save_changes(&mut self) -> Option<Result<AlignedVec, PersistError>> {
+        None
+    }
+    /// Apply `save_changes`'s bytes.
+    fn apply_changes(&mut self, _bytes: &[u8]) -> Result<(), PersistError> {
+        Err(PersistError {
+            what: std::any::type_name::<Self>(),
+            reason: "this state is always checkpointed whole".into(),
+        })
+    }
+    /// A checkpoint saved the state (whole or its changes): none pending.
+    fn checkpointed(&mut self) {}
+    /// The whole state with its pending changes, for a spill file.
+    fn spill(&mut self) -> Result<AlignedVec, PersistError> {
+        self.save()
+    }
+    /// A state from `spill`'s bytes.
+    fn unspill(bytes: &[u8]) -> Result<Self, PersistError> {
+        Self::restore(bytes)
+    }
 }
 
 impl<V: Send + 'static> DurableState for Keyed<V>
 where
     HashMap<u64, V>: Persist,
+    (HashMap<u64, V>, Vec<u64>): Persist,
 {
-    fn save(&self) -> Result<AlignedVec, PersistError> {
+    fn save(&mut self) -> Result<AlignedVec, PersistError> {
         self.map_ref().to_bytes()
     }
     fn restore(bytes: &[u8]) -> Result<Self, PersistError> {
-        HashMap::<u64, V>::from_bytes(bytes).map(Keyed::from_map)
+        let map = HashMap::<u64, V>::from_bytes(bytes)?;
+        Ok(Keyed::from_parts(map, Some(HashSet::new())))
+    }
+    fn fresh() -> Self {
+        let mut k = Keyed::default();
+        k.track();
+        k
+    }
+    fn save_changes(&mut self) -> Option<Result<AlignedVec, PersistError>> {
+        let changed: Vec<u64> = self.changed()?.iter().copied().collect();
+        // Move the changed entries out, archive them, put them back: no
+        // value is cloned.
+        let mut upserts = HashMap::with_capacity(changed.len());
+        let mut removed = Vec::new();
+        for k in changed {
+            match self.take_entry(k) {
+                Some(v) => {
+                    upserts.insert(k, v);
+                }
+                None => removed.push(k),
+            }
+        }
+        let delta = (upserts, removed);
+        let bytes = delta.to_bytes();
+        self.put_back(delta.0);
+        Some(bytes)
+    }
+    fn apply_changes(&mut self, bytes: &[u8]) -> Result<(), PersistError> {
+        let (upserts, removed) = <(HashMap<u64, V>, Vec<u64>)>::from_bytes(bytes)?;
+        for k in removed {
+            self.take_entry(k);
+        }
+        self.put_back(upserts);
+        Ok(())
+    }
+    fn checkpointed(&mut self) {
+        self.forget_changes();
+    }
+    fn spill(&mut self) -> Result<AlignedVec, PersistError> {
+        let pending: Vec<u64> = self
+            .changed()
+            .map(|c| c.iter().copied().collect())
+            .unwrap_or_default();
+        let whole = (self.take_map(), pending);
+        let bytes = whole.to_bytes();
+        self.put_back(whole.0);
+        bytes
+    }
+    fn unspill(bytes: &[u8]) -> Result<Self, PersistError> {
+        let (map, pending) = <(HashMap<u64, V>, Vec<u64>)>::from_bytes(bytes)?;
+        Ok(Keyed::from_parts(map, Some(pending.into_iter().collect())))
     }
 }
 
 impl<S: Merge + Default + Send + 'static + Persist> DurableState for Merged<S> {
-    fn save(&self) -> Result<AlignedVec, PersistError> {
+    fn save(&mut self) -> Result<AlignedVec, PersistError> {
         self.0.to_bytes()
     }
     fn restore(bytes: &[u8]) -> Result<Self, PersistError> {
@@ -95,7 +181,7 @@ impl<S: Merge + Default + Send + 'static + Persist> DurableState for Merged<S> {
 }
 
 impl<S: Default + Send + 'static + Persist> DurableState for Sequential<S> {
-    fn save(&self) -> Result<AlignedVec, PersistError> {
+    fn save(&mut self) -> Result<AlignedVec, PersistError> {
         self.0.to_bytes()
     }
     fn restore(bytes: &[u8]) -> Result<Self, PersistError> {
@@ -104,26 +190,42 @@ impl<S: Default + Send + 'static + Persist> DurableState for Sequential<S> {
 }
 
 pub(crate) type Restore = fn(&[u8]) -> Result<Box<dyn ErasedState>, PersistError>;
+type Save = fn(&mut dyn ErasedState) -> Result<AlignedVec, PersistError>;
+type SaveChanges = fn(&mut dyn ErasedState) -> Option<Result<AlignedVec, PersistError>>;
+type ApplyChanges = fn(&mut dyn ErasedState, &[u8]) -> Result<(), PersistError>;
 
-/// Type-erased checkpoint and restore of one operator's state
+/// Type-erased checkpoint, restore and spill of one operator's state
 /// (monomorphized for the operator's state type when the app is built).
 #[derive(Clone, Copy)]
 pub(crate) struct StateCodec {
-    pub save: fn(&dyn ErasedState) -> Result<AlignedVec, PersistError>,
+    pub fresh: fn() -> Box<dyn ErasedState>,
+    pub save: Save,
+    pub save_changes: SaveChanges,
+    pub checkpointed: fn(&mut dyn ErasedState),
     pub restore: Restore,
+    pub apply_changes: ApplyChanges,
+    pub spill: Save,
+    pub unspill: Restore,
+}
+
+fn typed<S: 'static>(state: &mut dyn ErasedState) -> &mut S {
+    state
+        .as_any_mut()
+        .downcast_mut::<S>()
+        .expect("an actor instance holds its operator's state type")
 }
 
 impl StateCodec {
     pub fn of<S: DurableState>() -> StateCodec {
         StateCodec {
-            save: |state| {
-                let state = state
-                    .as_any()
-                    .downcast_ref::<S>()
-                    .expect("an actor instance holds its operator's state type");
-                state.save()
-            },
+            fresh: || Box::new(S::fresh()),
+            save: |state| typed::<S>(state).save(),
+            save_changes: |state| typed::<S>(state).save_changes(),
+            checkpointed: |state| typed::<S>(state).checkpointed(),
             restore: |bytes| S::restore(bytes).map(|s| Box::new(s) as Box<dyn ErasedState>),
+            apply_changes: |state, bytes| typed::<S>(state).apply_changes(bytes),
+            spill: |state| typed::<S>(state).spill(),
+            unspill: |bytes| S::unspill(bytes).map(|s| Box::new(s) as Box<dyn ErasedState>),
         }
     }
 }
@@ -192,7 +294,7 @@ mod tests {
 
     #[test]
     fn keyed_state_round_trips_from_unaligned_bytes() {
-        let mut k: Keyed<Acc> = Keyed::default();
+        let mut k: Keyed<Acc> = Keyed::fresh();
         k.entry(7).n = 3;
         k.entry(9).words.push("dirigo".into());
         let bytes = k.save().expect("saves");
@@ -210,14 +312,14 @@ mod tests {
 
     #[test]
     fn merged_and_sequential_round_trip() {
-        let m = Merged(41u64);
+        let mut m = Merged(41u64);
         assert_eq!(
             Merged::<u64>::restore(&m.save().expect("saves"))
                 .expect("restores")
                 .0,
             41
         );
-        let s = Sequential(vec![1u32, 2, 3]);
+        let mut s = Sequential(vec![1u32, 2, 3]);
         let back = Sequential::<Vec<u32>>::restore(&s.save().expect("saves")).expect("restores");
         assert_eq!(back.0, vec![1, 2, 3]);
     }

@@ -14,7 +14,7 @@
 //! is built, so the downcasts below cannot fail at run time.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
 use crate::durable::{DurableState, StateCodec};
@@ -91,6 +91,11 @@ pub trait OperatorState: Default + Send + 'static {
     fn take_partitions(&mut self, parts: PartitionSet) -> Self;
     /// Fold another instance's part in.
     fn absorb(&mut self, other: Self);
+    /// Remove and return the whole state, leaving an empty one of the same
+    /// kind (consolidation).
+    fn take_all(&mut self) -> Self {
+        std::mem::take(self)
+    }
 }
 
 /// Combine two partial states of a [`Merged`] operator. Must be associative
@@ -128,15 +133,23 @@ impl<K: Hash + Eq, V: Merge> Merge for HashMap<K, V> {
 
 /// Keyed state: one value per message key hash. Lessees own hash partitions;
 /// per-key message order is kept across scaling.
+///
+/// The state of a durable operator also tracks which keys may have changed
+/// since its last checkpoint (every key reached through a `&mut` accessor),
+/// so a checkpoint can save only those (see `durable`). Tracking is off for
+/// operators that are not durable.
 #[derive(Debug)]
 pub struct Keyed<V> {
     map: HashMap<u64, V>,
+    /// Keys written since the last checkpoint; `None`: not tracked.
+    changed: Option<HashSet<u64>>,
 }
 
 impl<V> Default for Keyed<V> {
     fn default() -> Self {
         Keyed {
             map: HashMap::new(),
+            changed: None,
         }
     }
 }
@@ -145,13 +158,55 @@ impl<V> Keyed<V> {
     pub(crate) fn map_ref(&self) -> &HashMap<u64, V> {
         &self.map
     }
-    pub(crate) fn from_map(map: HashMap<u64, V>) -> Self {
-        Keyed { map }
+    pub(crate) fn from_parts(map: HashMap<u64, V>, changed: Option<HashSet<u64>>) -> Self {
+        Keyed { map, changed }
+    }
+    /// Remove `key`'s entry without marking it changed.
+    pub(crate) fn take_entry(&mut self, key: u64) -> Option<V> {
+        self.map.remove(&key)
+    }
+    /// The whole map, leaving it empty, without marking anything changed.
+    pub(crate) fn take_map(&mut self) -> HashMap<u64, V> {
+        std::mem::take(&mut self.map)
+    }
+    /// Put entries (back) without marking them changed.
+    pub(crate) fn put_back(&mut self, entries: HashMap<u64, V>) {
+        if self.map.is_empty() {
+            self.map = entries;
+        } else {
+            self.map.extend(entries);
+        }
+    }
+    /// Keys changed since the last checkpoint (`None` when not tracked).
+    pub(crate) fn changed(&self) -> Option<&HashSet<u64>> {
+        self.changed.as_ref()
+    }
+    /// Track changes from now on, starting from none.
+    pub(crate) fn track(&mut self) {
+        self.changed = Some(HashSet::new());
+    }
+    /// A checkpoint saved the state: no change is pending any more.
+    pub(crate) fn forget_changes(&mut self) {
+        if let Some(c) = &mut self.changed {
+            c.clear();
+        }
+    }
+    #[inline]
+    fn touch(&mut self, key: u64) {
+        if let Some(c) = &mut self.changed {
+            c.insert(key);
+        }
+    }
+    fn touch_all(&mut self) {
+        if let Some(c) = &mut self.changed {
+            c.extend(self.map.keys().copied());
+        }
     }
     pub fn get(&self, key: u64) -> Option<&V> {
         self.map.get(&key)
     }
     pub fn get_mut(&mut self, key: u64) -> Option<&mut V> {
+        self.touch(key);
         self.map.get_mut(&key)
     }
     /// The value of `key`, created with `Default` if absent.
@@ -159,12 +214,15 @@ impl<V> Keyed<V> {
     where
         V: Default,
     {
+        self.touch(key);
         self.map.entry(key).or_default()
     }
     pub fn insert(&mut self, key: u64, v: V) -> Option<V> {
+        self.touch(key);
         self.map.insert(key, v)
     }
     pub fn remove(&mut self, key: u64) -> Option<V> {
+        self.touch(key);
         self.map.remove(&key)
     }
     pub fn len(&self) -> usize {
@@ -177,10 +235,12 @@ impl<V> Keyed<V> {
         self.map.iter().map(|(k, v)| (*k, v))
     }
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut V)> {
+        self.touch_all();
         self.map.iter_mut().map(|(k, v)| (*k, v))
     }
     /// Remove and yield every entry (e.g. at a window close).
     pub fn drain(&mut self) -> impl Iterator<Item = (u64, V)> + '_ {
+        self.touch_all();
         self.map.drain()
     }
 }
@@ -200,12 +260,35 @@ impl<V: Send + 'static> OperatorState for Keyed<V> {
                 out.insert(k, v);
             }
         }
-        Keyed { map: out }
+        // Pending changes travel with their keys (removed keys included).
+        let changed = self.changed.as_mut().map(|mine| {
+            let theirs: HashSet<u64> = mine
+                .iter()
+                .copied()
+                .filter(|k| parts.contains_key(*k))
+                .collect();
+            mine.retain(|k| !theirs.contains(k));
+            theirs
+        });
+        Keyed { map: out, changed }
+    }
+    fn take_all(&mut self) -> Self {
+        // What stays keeps tracking, empty.
+        let changed = self.changed.as_mut().map(std::mem::take);
+        Keyed {
+            map: std::mem::take(&mut self.map),
+            changed,
+        }
     }
     fn absorb(&mut self, other: Self) {
         for (k, v) in other.map {
             let prev = self.map.insert(k, v);
             debug_assert!(prev.is_none(), "key {k:#x} held by two instances");
+        }
+        match (&mut self.changed, other.changed) {
+            (Some(mine), Some(theirs)) => mine.extend(theirs),
+            (None, Some(theirs)) => self.changed = Some(theirs),
+            _ => {}
         }
     }
 }
@@ -261,7 +344,7 @@ impl<S: OperatorState> ErasedState for S {
         Box::new(OperatorState::take_partitions(self, parts))
     }
     fn take_all(&mut self) -> Box<dyn ErasedState> {
-        Box::new(std::mem::take(self))
+        Box::new(OperatorState::take_all(self))
     }
     fn absorb(&mut self, other: Box<dyn ErasedState>) {
         let other = other
@@ -337,7 +420,10 @@ impl<F: Function> ErasedFunction for Typed<F> {
         F::State::STRATEGY
     }
     fn new_state(&self) -> Box<dyn ErasedState> {
-        Box::new(F::State::default())
+        match &self.codec {
+            Some(c) => (c.fresh)(),
+            None => Box::new(F::State::default()),
+        }
     }
     fn run(
         &self,

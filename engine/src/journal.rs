@@ -80,6 +80,8 @@ pub(crate) enum JournalMsg {
     State {
         checkpoint: u64,
         op: OperatorId,
+        /// Only the changes since the previous checkpoint.
+        delta: bool,
         bytes: std::result::Result<AlignedVec, String>,
     },
     Stop,
@@ -158,7 +160,7 @@ pub(crate) fn open(dir: &Path, plan: &Plan, log_segment_bytes: u64) -> Result<Op
     let mut states = Vec::new();
     let mut resume_from = log.first_seq();
     if let Some(ckpt) = newest {
-        resume_from = restore(&ckpt, plan, &mut states)?;
+        resume_from = restore(&ckpts, &ckpt, plan, &mut states)?;
         recovery.checkpoint = Some(ckpt.epoch());
     } else if log.first_seq() > 0 {
         // Without a checkpoint the whole log must still be there.
@@ -180,41 +182,50 @@ pub(crate) fn open(dir: &Path, plan: &Plan, log_segment_bytes: u64) -> Result<Op
     })
 }
 
-/// Decode every durable operator's state of `ckpt`; returns the log
-/// position to replay from.
+/// Where an incremental checkpoint keeps an operator's changes: under the
+/// operator's id with this bit set (operator ids are below `MAX_NODES`).
+pub(crate) const DELTA: u16 = 0x8000;
+
+const _: () = assert!(crate::app::MAX_NODES <= DELTA as usize);
+
+/// The tag of a checkpoint barrier: the checkpoint's number, and whether
+/// every operator saves its whole state (else only its changes, where it
+/// can).
+pub(crate) fn checkpoint_tag(id: u64, full: bool) -> u64 {
+    debug_assert!(id < 1 << 63);
+    id << 1 | u64::from(full)
+}
+
+pub(crate) fn split_checkpoint_tag(tag: u64) -> (u64, bool) {
+    (tag >> 1, tag & 1 == 1)
+}
+
+/// The checkpoint of `epoch`: the newest, or one loaded as a base.
+fn at<'a>(newest: &'a Checkpoint, loaded: &'a [Checkpoint], epoch: u64) -> &'a Checkpoint {
+    if epoch == newest.epoch() {
+        newest
+    } else {
+        loaded
+            .iter()
+            .find(|c| c.epoch() == epoch)
+            .expect("bases are loaded before they are looked up")
+    }
+}
+
+/// Decode every durable operator's state as of `ckpt`: its whole state in
+/// `ckpt`, or, for an incremental checkpoint, the whole state in the
+/// newest earlier listed checkpoint that has it, with the changes of every
+/// checkpoint after that one applied in order. Returns the log position to
+/// replay from.
 fn restore(
+    ckpts: &Checkpoints,
     ckpt: &Checkpoint,
     plan: &Plan,
     states: &mut Vec<(OperatorId, Box<dyn ErasedState>)>,
 ) -> Result<u64> {
     let app = plan.name.as_str();
-    for op in durable_ops(plan) {
-        let PlanKind::Function { f, .. } = &plan.nodes[op.0 as usize].kind else {
-            continue;
-        };
-        let codec = f
-            .state_codec()
-            .expect("durable_ops returns operators with a codec");
-        let name = &plan.nodes[op.0 as usize].name;
-        let bytes = ckpt.state(op.0).ok_or_else(|| {
-            storage_err(
-                app,
-                format!(
-                    "checkpoint {} has no state for operator {name:?} (did the app's DAG change?)",
-                    ckpt.epoch()
-                ),
-            )
-        })?;
-        let state = (codec.restore)(&bytes).map_err(|e| {
-            storage_err(
-                app,
-                format!("checkpoint {}, operator {name:?}: {e}", ckpt.epoch()),
-            )
-        })?;
-        states.push((op, state));
-    }
-    let saved: BTreeSet<u16> = ckpt.operators().into_iter().collect();
     let expected: BTreeSet<u16> = durable_ops(plan).iter().map(|o| o.0).collect();
+    let saved: BTreeSet<u16> = ckpt.operators().into_iter().map(|o| o & !DELTA).collect();
     if saved != expected {
         return Err(storage_err(
             app,
@@ -224,6 +235,68 @@ fn restore(
                 ckpt.epoch()
             ),
         ));
+    }
+    // Older checkpoints, loaded (and validated) only if a chain needs them.
+    let older: Vec<u64> = ckpts
+        .listed()
+        .into_iter()
+        .filter(|&e| e < ckpt.epoch())
+        .collect();
+    let mut loaded: Vec<Checkpoint> = Vec::new();
+    for op in durable_ops(plan) {
+        let PlanKind::Function { f, .. } = &plan.nodes[op.0 as usize].kind else {
+            continue;
+        };
+        let codec = f
+            .state_codec()
+            .expect("durable_ops returns operators with a codec");
+        let name = &plan.nodes[op.0 as usize].name;
+        let ctx = |epoch: u64, e: &dyn std::fmt::Display| {
+            storage_err(app, format!("checkpoint {epoch}, operator {name:?}: {e}"))
+        };
+        // Epochs, newest first: the changes down to the whole state.
+        let mut chain = vec![ckpt.epoch()];
+        loop {
+            let cp = at(
+                ckpt,
+                &loaded,
+                *chain.last().expect("starts with the newest"),
+            );
+            if cp.state(op.0).is_some() {
+                break;
+            }
+            if cp.state(op.0 | DELTA).is_none() {
+                return Err(ctx(
+                    cp.epoch(),
+                    &"no saved state (did the app's DAG change?)",
+                ));
+            }
+            let Some(&epoch) = older.get(chain.len() - 1) else {
+                return Err(ctx(
+                    cp.epoch(),
+                    &"incremental, and its base checkpoint is not listed any more",
+                ));
+            };
+            if loaded.iter().all(|c| c.epoch() != epoch) {
+                loaded.push(ckpts.load(epoch).map_err(|e| ctx(epoch, &e))?);
+            }
+            chain.push(epoch);
+        }
+        let base = at(
+            ckpt,
+            &loaded,
+            chain.pop().expect("ends with the whole state"),
+        );
+        let bytes = base.state(op.0).expect("the walk stops at a whole state");
+        let mut state = (codec.restore)(&bytes).map_err(|e| ctx(base.epoch(), &e))?;
+        for &epoch in chain.iter().rev() {
+            let cp = at(ckpt, &loaded, epoch);
+            let delta = cp
+                .state(op.0 | DELTA)
+                .expect("the walk went through changes only");
+            (codec.apply_changes)(&mut *state, &delta).map_err(|e| ctx(epoch, &e))?;
+        }
+        states.push((op, state));
     }
     ckpt.sources()
         .iter()
@@ -324,6 +397,7 @@ pub(crate) fn replay(opened: &mut Opened, app: &AppHandle, plan: &Plan) -> Resul
 
 struct Pending {
     id: u64,
+    full: bool,
     /// Log position the checkpoint's barrier follows.
     pos: u64,
     writer: CheckpointWriter,
@@ -339,6 +413,13 @@ pub(crate) struct Journal {
     log: IngressLog<LogEntry>,
     ckpts: Checkpoints,
     durable_ops: Vec<OperatorId>,
+    /// A full checkpoint at least every this many (`NodeConfig`).
+    full_every: u32,
+    /// The current chain of incremental checkpoints: its base (a full
+    /// checkpoint) and length. `None`: the next checkpoint is full (after a
+    /// deploy, or after a checkpoint was given up, since operators may have
+    /// forgotten changes it never committed).
+    chain: Option<(u64, u32)>,
     pending: Option<Pending>,
     /// Set after a log failure: the journal takes no more input.
     failed: Option<String>,
@@ -364,10 +445,12 @@ enum Logged {
 }
 
 impl Journal {
-    pub(crate) fn new(opened: Opened, app: AppHandle, plan: &Plan) -> Journal {
+    pub(crate) fn new(opened: Opened, app: AppHandle, plan: &Plan, full_every: u32) -> Journal {
         Journal {
             name: plan.name.clone(),
             durable_ops: durable_ops(plan),
+            full_every: full_every.max(1),
+            chain: None,
             log: opened.log,
             ckpts: opened.ckpts,
             app,
@@ -435,8 +518,9 @@ impl Journal {
                 JournalMsg::State {
                     checkpoint,
                     op,
+                    delta,
                     bytes,
-                } => self.on_state(checkpoint, op, bytes),
+                } => self.on_state(checkpoint, op, delta, bytes),
                 JournalMsg::Stop => go_on = false,
                 JournalMsg::Ingest {
                     source,
@@ -571,12 +655,17 @@ impl Journal {
                 return;
             }
         };
-        if let Err(e) = self.app.inject_now(BarrierKind::Checkpoint, id) {
+        let full = self.chain.is_none_or(|(_, len)| len >= self.full_every);
+        if let Err(e) = self
+            .app
+            .inject_now(BarrierKind::Checkpoint, checkpoint_tag(id, full))
+        {
             let _ = reply.send(Err(e));
             return;
         }
         let pending = Pending {
             id,
+            full,
             pos,
             writer,
             missing: self.durable_ops.iter().map(|o| o.0).collect(),
@@ -592,6 +681,7 @@ impl Journal {
         &mut self,
         checkpoint: u64,
         op: OperatorId,
+        delta: bool,
         bytes: std::result::Result<AlignedVec, String>,
     ) {
         let Some(p) = &mut self.pending else {
@@ -600,9 +690,12 @@ impl Journal {
         if p.id != checkpoint || !p.missing.remove(&op.0) {
             return;
         }
-        let put = bytes.and_then(|b| p.writer.put(op.0, &b).map_err(|e| e.to_string()));
+        debug_assert!(!(delta && p.full), "a full checkpoint saves whole states");
+        let key = if delta { op.0 | DELTA } else { op.0 };
+        let put = bytes.and_then(|b| p.writer.put(key, &b).map_err(|e| e.to_string()));
         if let Err(reason) = put {
             let p = self.pending.take().expect("checked above");
+            self.chain = None;
             let _ = p.reply.send(Err(EngineError::Durability {
                 app: self.name.clone(),
                 reason: format!("checkpoint {}: state of operator {}: {reason}", p.id, op.0),
@@ -617,9 +710,25 @@ impl Journal {
             return;
         }
         let p = self.pending.take().expect("checked above");
-        let r = self
+        // Keep what recovery may need: this checkpoint's chain, and while
+        // it is a new base, the previous chain too (its newest member is the
+        // fallback).
+        let keep_from = match (p.full, self.chain) {
+            (true, Some((base, _))) => base,
+            (true, None) => p.id,
+            (false, Some((base, _))) => base,
+            (false, None) => unreachable!("an incremental checkpoint follows a chain"),
+        };
+        let committed = self
             .ckpts
-            .commit(p.writer, &[(0, p.pos)])
+            .commit_keeping(p.writer, &[(0, p.pos)], keep_from);
+        self.chain = match (&committed, p.full, self.chain) {
+            (Err(_), ..) => None,
+            (Ok(()), true, _) => Some((p.id, 1)),
+            (Ok(()), false, Some((base, len))) => Some((base, len + 1)),
+            (Ok(()), false, None) => None,
+        };
+        let r = committed
             .map_err(|e| storage_err(&self.name, e))
             .and_then(|()| {
                 // The log before the oldest kept checkpoint (the fallback if
@@ -639,6 +748,7 @@ impl Journal {
             .is_some_and(|p| Instant::now() >= p.deadline)
         {
             let p = self.pending.take().expect("checked above");
+            self.chain = None;
             let _ = p.reply.send(Err(EngineError::Durability {
                 app: self.name.clone(),
                 reason: format!(

@@ -45,7 +45,9 @@ pub enum Kind {
 pub enum BarrierKind {
     /// Close the current window (the tag is the window number).
     WindowClose,
-    /// Take a checkpoint (storage issue).
+    /// Take a checkpoint (durable apps, `AppHandle::checkpoint`); the tag is
+    /// the checkpoint's number shifted left by one, its low bit set when
+    /// every state is saved whole rather than only its changes.
     Checkpoint,
     /// Observe the full, consolidated state.
     Query,

@@ -260,6 +260,7 @@ impl Node {
                         entry: entry.clone(),
                     },
                     &plan,
+                    self.inner.cfg.full_checkpoint_every,
                 );
                 let thread = std::thread::Builder::new()
                     .name(format!("dirigo-journal-{}", plan.name))

@@ -242,22 +242,35 @@ struct ShardFx<'a> {
 impl<'a> ShardFx<'a> {
     /// Hand the operator's whole state to the app's journal for checkpoint
     /// `checkpoint` (durable operators of durable apps only).
+    ///
+    /// `tag` is the barrier's: the checkpoint number, and whether it is a
+    /// full one (`journal::checkpoint_tag`). An incremental checkpoint saves
+    /// what changed since the last one where the state can tell.
     fn save_checkpoint(
         &mut self,
         f: &Arc<dyn crate::function::ErasedFunction>,
-        state: &Instance,
-        checkpoint: u64,
+        state: &mut Instance,
+        tag: u64,
     ) {
         let (Some(journal), Some(codec)) = (&self.plan.journal, f.state_codec()) else {
             return;
         };
-        let bytes = (codec.save)(&*state.user).map_err(|e| e.to_string());
+        let (checkpoint, full) = crate::journal::split_checkpoint_tag(tag);
+        let user = &mut *state.user;
+        let (bytes, delta) = match (full, (codec.save_changes)(user)) {
+            (false, Some(changes)) => (changes, true),
+            _ => ((codec.save)(user), false),
+        };
+        if bytes.is_ok() {
+            (codec.checkpointed)(user);
+        }
         // The journal outlives every plan that names it; if it is gone the
         // app is being torn down and the checkpoint is moot.
         let _ = journal.send(JournalMsg::State {
             checkpoint,
             op: self.actor.op,
-            bytes,
+            delta,
+            bytes: bytes.map_err(|e| e.to_string()),
         });
     }
 
@@ -632,6 +645,12 @@ impl Shard {
             return;
         }
         self.stats.parks += 1;
+        // An idle shard says so before it sleeps: a gauge left at the last
+        // busy value would make peers' lease requests be refused until the
+        // next housekeeping.
+        self.gauges[self.id as usize]
+            .backlog
+            .store(self.backlog(), Ordering::Relaxed);
         // Wake for housekeeping (idle deactivation) even when nobody rings.
         // Wake for the next idle timer too.
         let mut nap =
@@ -1486,7 +1505,7 @@ impl Shard {
         let Some(codec) = f.state_codec() else {
             return;
         };
-        let archived = match (codec.save)(&*d.state.user) {
+        let archived = match (codec.spill)(&mut *d.state.user) {
             Ok(a) => a,
             Err(_) => {
                 self.stats.spill_errors += 1;
@@ -1536,7 +1555,7 @@ impl Shard {
             .state_codec()
             .expect("only durable operators' states are spilled");
         let started = Instant::now();
-        match crate::spill::read(&path, codec.restore) {
+        match crate::spill::read(&path, codec.unspill) {
             Ok(state) => {
                 d.state.user = state;
                 stats.unspills += 1;

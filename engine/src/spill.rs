@@ -82,20 +82,22 @@ mod tests {
 
     fn round_trip(entries: u64, value_len: usize) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut k: Keyed<Vec<u8>> = Keyed::default();
+        let mut k: Keyed<Vec<u8>> = Keyed::fresh();
         for i in 0..entries {
             k.insert(i, vec![i as u8; value_len]);
         }
-        let bytes = k.save().expect("archives");
+        let bytes = k.spill().expect("archives");
         let path = dir.path().join("s0-1-1.seg");
         write(&path, 1, &bytes).expect("writes");
         let codec = StateCodec::of::<Keyed<Vec<u8>>>();
-        let back = read(&path, codec.restore).expect("reads back");
+        let back = read(&path, codec.unspill).expect("reads back");
         let back = back
             .as_any()
             .downcast_ref::<Keyed<Vec<u8>>>()
             .expect("the state type");
         assert_eq!(back.len(), entries as usize);
+        // Changes not yet checkpointed survive the spill.
+        assert_eq!(back.changed().map(|c| c.len()), Some(entries as usize));
         for i in 0..entries {
             assert_eq!(back.get(i).map(Vec::len), Some(value_len));
             assert_eq!(back.get(i).and_then(|v| v.first()).copied(), Some(i as u8));
@@ -117,15 +119,15 @@ mod tests {
     fn a_damaged_spill_is_an_error_not_a_state() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s0-1-2.seg");
-        let k: Keyed<u64> = Keyed::default();
-        write(&path, 2, &k.save().expect("archives")).expect("writes");
+        let mut k: Keyed<u64> = Keyed::fresh();
+        write(&path, 2, &k.spill().expect("archives")).expect("writes");
         let mut bytes = std::fs::read(&path).expect("read");
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         std::fs::write(&path, bytes).expect("write");
         let codec = StateCodec::of::<Keyed<u64>>();
         assert!(matches!(
-            read(&path, codec.restore),
+            read(&path, codec.unspill),
             Err(SpillError::Storage(_))
         ));
     }

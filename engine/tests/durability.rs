@@ -160,9 +160,11 @@ fn log_replay_without_checkpoint_and_compaction_after_checkpoints() {
         log_files_after < log_files_before,
         "compaction removed log segments: {log_files_before} -> {log_files_after}"
     );
-    assert!(
-        files(dir.path(), "ckpt-").len() <= 2,
-        "only the kept checkpoints remain: {:?}",
+    // Checkpoint 1 is full, 2..=4 incremental on it: the chain remains.
+    assert_eq!(
+        files(dir.path(), "ckpt-").len(),
+        4,
+        "only the current chain remains: {:?}",
         files(dir.path(), "ckpt-")
     );
     let node = node(dir.path(), 2);
@@ -390,5 +392,128 @@ fn idle_durable_actors_spill_to_segments_and_come_back() {
     // save it.
     spilled(3);
     assert!(h.checkpoint().is_ok());
+    node.shutdown();
+}
+
+/// Incremental checkpoints: between full ones, a checkpoint saves only the
+/// keys written since the previous one (much smaller here), chains survive
+/// leases, window closes (every key rewritten) and restarts, recovery
+/// applies the chain in order, and a new full checkpoint drops the old chain.
+#[test]
+fn incremental_checkpoints_save_changes_and_recover_through_the_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = |dir: &Path| NodeConfig {
+        shards: 2,
+        placement: Placement::Unpinned,
+        data_dir: Some(dir.to_owned()),
+        full_checkpoint_every: 4,
+        ..NodeConfig::default()
+    };
+    let size = |dir: &Path, epoch: u64| {
+        let f = files(dir, "ckpt-")
+            .into_iter()
+            .find(|p| p.to_string_lossy().ends_with(&format!("{epoch:020}.seg")))
+            .expect("the checkpoint's file");
+        std::fs::metadata(f).expect("stat").len()
+    };
+    let mut steps = Vec::new();
+    let small;
+    {
+        let node = Node::start(cfg(dir.path())).expect("node");
+        let (app, _rx) = counter::app("incr");
+        let h = node.deploy(app).expect("deploys");
+        let src = h.source::<counter::Ev>("events").expect("source");
+        // Every word (97 keys) written, then a full checkpoint.
+        send(&src, 0, 5_000);
+        steps.push(Step::Events(0, 5_000));
+        assert_eq!(h.checkpoint().expect("full"), 1);
+        // Three events: three keys change; the checkpoint saves those.
+        send(&src, 5_000, 5_003);
+        steps.push(Step::Events(5_000, 5_003));
+        // A lessee takes partitions, with their pending changes. (A shard
+        // still busy refuses a lease: ask until one is granted.)
+        let other = 1 - dirigo_engine::home_shard("incr", 1, 2) as usize;
+        let granted = || {
+            let s = node.stats().expect("stats");
+            s.apps.values().map(|a| a.leases_granted).sum::<u64>()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while granted() == 0 {
+            assert!(std::time::Instant::now() < deadline, "a lease is granted");
+            let _ = h.lease("counts", other).expect("lease");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(h.checkpoint().expect("incremental"), 2);
+        small = size(dir.path(), 2);
+        assert!(
+            small * 3 < size(dir.path(), 1),
+            "incremental {small} vs full {}",
+            size(dir.path(), 1)
+        );
+        node.shutdown();
+    }
+    {
+        // Recovery from full 1 + changes 2 (some made on the lessee).
+        let node = Node::start(cfg(dir.path())).expect("node");
+        let (app, rx) = counter::app("incr");
+        let h = node.deploy(app).expect("redeploys");
+        assert_eq!(h.recovery().and_then(|r| r.checkpoint), Some(2));
+        assert_eq!(query(&h, &rx), oracle(&steps));
+        node.shutdown();
+    }
+    {
+        let node = Node::start(cfg(dir.path())).expect("node");
+        let (app, _rx) = counter::app("incr");
+        let h = node.deploy(app).expect("redeploys");
+        let src = h.source::<counter::Ev>("events").expect("source");
+        // After a restart the chain goes on from a full checkpoint.
+        assert_eq!(h.checkpoint().expect("full"), 3);
+        let _ = h.lease(
+            "counts",
+            1 - dirigo_engine::home_shard("incr", 1, 2) as usize,
+        );
+        // A window close rewrites every key: the next one saves them all.
+        h.inject_barrier(BarrierKind::WindowClose, 1)
+            .expect("window");
+        steps.push(Step::WindowClose);
+        send(&src, 5_003, 5_500);
+        steps.push(Step::Events(5_003, 5_500));
+        assert_eq!(h.checkpoint().expect("incremental"), 4);
+        let _ = h.revoke("counts", None);
+        send(&src, 5_500, 5_510);
+        steps.push(Step::Events(5_500, 5_510));
+        assert_eq!(h.checkpoint().expect("incremental"), 5);
+        send(&src, 5_510, 5_600);
+        steps.push(Step::Events(5_510, 5_600));
+        node.shutdown();
+    }
+    {
+        // Recovery: full 3 + changes 4, 5 + the log after 5.
+        let node = Node::start(cfg(dir.path())).expect("node");
+        let (app, rx) = counter::app("incr");
+        let h = node.deploy(app).expect("redeploys");
+        let rec = h.recovery().expect("recovery").clone();
+        assert_eq!(
+            (rec.checkpoint, rec.replayed_events),
+            (Some(5), 90),
+            "{rec:?}"
+        );
+        assert_eq!(query(&h, &rx), oracle(&steps));
+        // Full again (6); the next is incremental (7), and the old chain is
+        // gone but for 5, the fallback of 6.
+        assert_eq!(h.checkpoint().expect("full"), 6);
+        assert!(size(dir.path(), 6) > small * 3);
+        send(&h.source("events").expect("source"), 5_600, 5_601);
+        steps.push(Step::Events(5_600, 5_601));
+        assert_eq!(h.checkpoint().expect("incremental"), 7);
+        let left: Vec<_> = files(dir.path(), "ckpt-");
+        assert_eq!(left.len(), 2, "{left:?}");
+        node.shutdown();
+    }
+    let node = Node::start(cfg(dir.path())).expect("node");
+    let (app, rx) = counter::app("incr");
+    let h = node.deploy(app).expect("redeploys");
+    assert_eq!(h.recovery().and_then(|r| r.checkpoint), Some(7));
+    assert_eq!(query(&h, &rx), oracle(&steps));
     node.shutdown();
 }

@@ -26,9 +26,10 @@
 //! not list the new segment; [`Checkpoints::open`] deletes such leftovers.
 //!
 //! Invariants:
-//! - The manifest lists at most [`CHECKPOINTS_KEPT`] checkpoints, newest
-//!   first, each one that was valid when it was listed: a fallback if the
-//!   newest is found damaged later.
+//! - The manifest lists the newest checkpoint, [`CHECKPOINTS_KEPT`]` - 1`
+//!   fallbacks, and whatever older ones a commit asked to keep (bases of
+//!   incremental state, [`Checkpoints::commit_keeping`]), newest first, each
+//!   one that was valid when it was listed.
 //! - Epochs only grow: `begin` and `commit` refuse an epoch not newer than
 //!   every epoch listed or begun, so a segment name is never reused.
 //! - `open` returns only a checkpoint whose every byte passed its checks
@@ -505,6 +506,18 @@ impl Checkpoints {
     /// error from that last deletion comes after the commit took effect:
     /// [`newest`](Self::newest) tells.)
     pub fn commit(&mut self, w: CheckpointWriter, sources: &[(u16, u64)]) -> Result<()> {
+        self.commit_keeping(w, sources, u64::MAX)
+    }
+
+    /// [`commit`](Self::commit), keeping listed, besides the newest and its
+    /// fallback, every earlier checkpoint of epoch `keep_from` or newer:
+    /// the bases an incremental checkpoint's state builds on.
+    pub fn commit_keeping(
+        &mut self,
+        w: CheckpointWriter,
+        sources: &[(u16, u64)],
+        keep_from: u64,
+    ) -> Result<()> {
         assert_eq!(
             w.dir, self.dir,
             "a checkpoint writer is committed to the folder it was begun in"
@@ -539,7 +552,13 @@ impl Checkpoints {
             len,
             sources,
         });
-        kept.extend(self.kept.iter().take(CHECKPOINTS_KEPT - 1).cloned());
+        kept.extend(
+            self.kept
+                .iter()
+                .enumerate()
+                .take_while(|(i, c)| *i < CHECKPOINTS_KEPT - 1 || c.epoch >= keep_from)
+                .map(|(_, c)| c.clone()),
+        );
         let manifest = Manifest {
             generation: self.generation + 1,
             checkpoints: kept,
@@ -568,8 +587,11 @@ impl Checkpoints {
     /// (`IngressLog::truncate_before`), not further. 0 if no checkpoint is
     /// kept, or if a kept checkpoint has no resume point for `source`.
     pub fn keep_log_from(&self, source: u16) -> u64 {
+        // Older listed checkpoints are bases of incremental ones, never a
+        // point recovery replays from.
         self.kept
             .iter()
+            .take(CHECKPOINTS_KEPT)
             .map(|c| {
                 c.sources
                     .iter()
@@ -585,6 +607,20 @@ impl Checkpoints {
     /// ones `open` skipped as damaged; the next commit drops those).
     pub fn listed(&self) -> Vec<u64> {
         self.kept.iter().map(|c| c.epoch).collect()
+    }
+
+    /// Maps and validates listed checkpoint `epoch` (an older one, e.g. the
+    /// base of an incremental checkpoint), with the same checks as `open`.
+    pub fn load(&self, epoch: u64) -> Result<Checkpoint> {
+        let listed =
+            self.kept
+                .iter()
+                .find(|c| c.epoch == epoch)
+                .ok_or_else(|| StorageError::NotListed {
+                    path: self.dir.join(MANIFEST),
+                    epoch,
+                })?;
+        Checkpoint::load(&self.dir, listed)
     }
 
     /// The checkpoint folder.

@@ -16,6 +16,10 @@ use crate::format::Region;
 /// What went wrong in the storage layer, and in which file, at which byte.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// A checkpoint asked for by epoch is not in the manifest.
+    #[error("{path}: checkpoint {epoch} is not listed", path = path.display())]
+    NotListed { path: PathBuf, epoch: u64 },
+
     /// A system call (open, mmap, an io_uring write or fdatasync) failed.
     #[error("{path}: {op} failed: {source}", path = path.display())]
     Io {
@@ -225,7 +229,8 @@ impl StorageError {
             | Self::DuplicateState { .. }
             | Self::DuplicateSource { .. }
             | Self::ManifestMissing { .. }
-            | Self::NoValidCheckpoint { .. } => None,
+            | Self::NoValidCheckpoint { .. }
+            | Self::NotListed { .. } => None,
         }
     }
 }

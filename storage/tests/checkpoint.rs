@@ -179,6 +179,44 @@ fn keep_log_from_is_the_oldest_kept_resume_point() {
     );
 }
 
+/// Incremental chains: `commit_keeping` keeps every checkpoint back to a
+/// base, `load` reads any listed one, reopening lists them all again, and
+/// the log is kept only back to the newest two (the replay candidates).
+#[test]
+fn commit_keeping_keeps_the_chain_back_to_its_base() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut cps, _) = Checkpoints::open(dir.path()).expect("open");
+    for epoch in 1..=5 {
+        let mut w = cps.begin(epoch).expect("begin");
+        for (&op, bytes) in &states(epoch) {
+            w.put(op, bytes).expect("put");
+        }
+        cps.commit_keeping(w, &sources(epoch), 2).expect("commit");
+    }
+    assert_eq!(cps.listed(), vec![5, 4, 3, 2]);
+    assert_eq!(segment_epochs(dir.path()), vec![2, 3, 4, 5]);
+    let base = cps.load(2).expect("the base loads");
+    assert_checkpoint(&base, 2, &states(2), &sources(2));
+    assert!(matches!(
+        cps.load(1),
+        Err(StorageError::NotListed { epoch: 1, .. })
+    ));
+    // Only the newest and its fallback bound the log.
+    assert_eq!(cps.keep_log_from(7), 400);
+    drop(cps);
+    let (cps, newest) = Checkpoints::open(dir.path()).expect("reopen");
+    assert_eq!(newest.map(|c| c.epoch()), Some(5));
+    assert_eq!(cps.listed(), vec![5, 4, 3, 2]);
+    assert_checkpoint(&cps.load(3).expect("loads"), 3, &states(3), &sources(3));
+    // A new base: the old chain goes.
+    let mut cps = cps;
+    let mut w = cps.begin(6).expect("begin");
+    w.put(1, b"full").expect("put");
+    cps.commit_keeping(w, &sources(6), 6).expect("commit");
+    assert_eq!(cps.listed(), vec![6, 5]);
+    assert_eq!(segment_epochs(dir.path()), vec![5, 6]);
+}
+
 #[test]
 fn state_larger_than_a_record_round_trips() {
     let dir = tempfile::tempdir().expect("tempdir");
