@@ -330,6 +330,82 @@ mod tests {
         assert!(e.what.contains("HashMap"), "{e}");
     }
 
+    use proptest::prelude::*;
+
+    /// One write to a keyed state.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Put(u8, Vec<u8>),
+        Remove(u8),
+        /// A checkpoint: whole (true) or only the changes (false).
+        Checkpoint(bool),
+        /// Rewrite every value (a window close).
+        Touch,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..12))
+                .prop_map(|(k, v)| Op::Put(k, v)),
+            2 => any::<u8>().prop_map(Op::Remove),
+            1 => any::<bool>().prop_map(Op::Checkpoint),
+            1 => Just(Op::Touch),
+        ]
+    }
+
+    proptest! {
+        /// Restoring the last whole checkpoint and applying every later
+        /// incremental one in order gives the state as it was at the last
+        /// checkpoint, whatever the writes, and a spill in between loses
+        /// no pending change.
+        #[test]
+        fn a_chain_of_checkpoints_restores_the_state(ops in proptest::collection::vec(op(), 0..60)) {
+            let mut live: Keyed<Vec<u8>> = Keyed::fresh();
+            let mut chain: Vec<(bool, AlignedVec)> = Vec::new();
+            let mut at_last: Option<HashMap<u64, Vec<u8>>> = None;
+            for (i, op) in ops.iter().enumerate() {
+                match op {
+                    Op::Put(k, v) => { live.insert(u64::from(*k), v.clone()); }
+                    Op::Remove(k) => { live.remove(u64::from(*k)); }
+                    Op::Touch => {
+                        for (_, v) in live.iter_mut() {
+                            v.push(i as u8);
+                        }
+                    }
+                    Op::Checkpoint(full) => {
+                        let full = *full || chain.is_empty();
+                        let bytes = if full {
+                            live.save().expect("saves")
+                        } else {
+                            live.save_changes().expect("keyed tracks").expect("saves")
+                        };
+                        live.checkpointed();
+                        if full {
+                            chain.clear();
+                        }
+                        chain.push((full, bytes));
+                        at_last = Some(live.map_ref().clone());
+                    }
+                }
+                if i % 7 == 3 {
+                    // A spill and wake-up keeps the pending changes.
+                    let bytes = live.spill().expect("spills");
+                    live = Keyed::unspill(&bytes).expect("unspills");
+                }
+            }
+            if let Some(want) = at_last {
+                let (first, rest) = chain.split_first().expect("a checkpoint was taken");
+                prop_assert!(first.0, "a chain starts whole");
+                let mut back = Keyed::<Vec<u8>>::restore(&first.1).expect("restores");
+                for (full, delta) in rest {
+                    prop_assert!(!full);
+                    back.apply_changes(delta).expect("applies");
+                }
+                prop_assert_eq!(back.map_ref(), &want);
+            }
+        }
+    }
+
     #[test]
     fn barrier_kinds_have_stable_codes() {
         for k in [
