@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use dirigo_engine::rkyv;
 use dirigo_engine::{
     key_hash, App, AppBuilder, Barrier, BarrierKind, Context, Function, Keyed, Merge, Merged,
     SinkReceiver,
@@ -54,7 +55,8 @@ impl Function for Split {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(crate = dirigo_engine::rkyv)]
 struct WordCount {
     word: String,
     count: u64,
@@ -99,16 +101,39 @@ impl Function for Count {
 
 /// Windowed word count; `work_us` per line (split) and per word (count).
 pub fn wordcount(name: &str, slo: Duration, work_us: u64) -> (App, SinkReceiver<WindowRow>) {
+    wordcount_app(name, slo, work_us, false)
+}
+
+/// The same word count as a durable app: lines go into its ingress log
+/// before they are acknowledged, and checkpoints save the counts.
+pub fn wordcount_durable(
+    name: &str,
+    slo: Duration,
+    work_us: u64,
+) -> (App, SinkReceiver<WindowRow>) {
+    wordcount_app(name, slo, work_us, true)
+}
+
+fn wordcount_app(
+    name: &str,
+    slo: Duration,
+    work_us: u64,
+    durable: bool,
+) -> (App, SinkReceiver<WindowRow>) {
     let mut b = AppBuilder::new(name).slo(slo);
-    let lines = b.source::<String>("lines");
-    let words = b.operator("split", Split { work_us }, &[lines]);
-    let counts = b.operator(
-        "count",
-        Count {
-            work_us: work_us / 4,
-        },
-        &[words],
-    );
+    let count = Count {
+        work_us: work_us / 4,
+    };
+    let counts = if durable {
+        b = b.durable();
+        let lines = b.durable_source::<String>("lines");
+        let words = b.durable_operator("split", Split { work_us }, &[lines]);
+        b.durable_operator("count", count, &[words])
+    } else {
+        let lines = b.source::<String>("lines");
+        let words = b.operator("split", Split { work_us }, &[lines]);
+        b.operator("count", count, &[words])
+    };
     let rx = b.sink("out", counts);
     (b.build().expect("the built-in wordcount app is valid"), rx)
 }
