@@ -293,7 +293,7 @@ durable wordcount: {} checkpoints after window closes, p50 {:.2} ms (min {:.2}, 
     println!(
         "restart: a new node recovered wordcount from checkpoint {} and replayed {} log \
          entries ({} events, {} barriers) in {:.1} ms; {} damaged checkpoints skipped; \
-         the replay emitted {rows} rows",
+         the replay emitted {rows} output row(s)",
         rec.checkpoint.map_or("none".to_string(), |c| c.to_string()),
         rec.replayed_events + rec.replayed_barriers,
         rec.replayed_events,
