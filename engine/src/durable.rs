@@ -56,13 +56,32 @@ where
     }
 
     fn from_bytes(bytes: &[u8]) -> Result<Self, PersistError> {
-        let mut aligned = AlignedVec::<16>::with_capacity(bytes.len());
-        aligned.extend_from_slice(bytes);
-        rkyv::from_bytes::<T, rancor::Error>(&aligned).map_err(|e| PersistError {
+        let invalid = |e: rancor::Error| PersistError {
             what: std::any::type_name::<T>(),
             reason: format!("not a valid archive: {e}"),
-        })
+        };
+        // rkyv reads the archive in place, which needs its alignment (at
+        // most 16); bytes that do not have it are copied once.
+        if (bytes.as_ptr() as usize).is_multiple_of(ALIGN) {
+            return rkyv::from_bytes::<T, rancor::Error>(bytes).map_err(invalid);
+        }
+        rkyv::from_bytes::<T, rancor::Error>(&aligned_copy([bytes], bytes.len())).map_err(invalid)
     }
+}
+
+/// The alignment archives are read at (rkyv's largest).
+pub(crate) const ALIGN: usize = 16;
+
+/// `parts` (`len` bytes in all) joined into one 16-aligned buffer: one copy.
+pub(crate) fn aligned_copy<'a>(
+    parts: impl IntoIterator<Item = &'a [u8]>,
+    len: usize,
+) -> AlignedVec<ALIGN> {
+    let mut out = AlignedVec::<ALIGN>::with_capacity(len);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out
 }
 
 /// An operator state the engine can checkpoint and restore. Each

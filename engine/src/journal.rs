@@ -38,7 +38,7 @@ use dirigo_storage::{Checkpoint, CheckpointWriter, Checkpoints, IngressLog};
 use rkyv::util::AlignedVec;
 
 use crate::app::{Plan, PlanKind};
-use crate::durable::{kind_code, kind_of, LogEntry};
+use crate::durable::{aligned_copy, kind_code, kind_of, LogEntry};
 use crate::error::{EngineError, Result};
 use crate::function::{AnyBox, ErasedState};
 use crate::message::{BarrierKind, OperatorId};
@@ -287,13 +287,18 @@ fn restore(
             &loaded,
             chain.pop().expect("ends with the whole state"),
         );
-        let bytes = base.state(op.0).expect("the walk stops at a whole state");
+        // Joined straight into an aligned buffer: the one copy before rkyv
+        // reads the archive in place.
+        let whole = |cp: &Checkpoint, key: u16| {
+            let len = cp.state_len(key).unwrap_or(0) as usize;
+            aligned_copy(cp.state_parts(key).into_iter().flatten(), len)
+        };
+        let bytes = whole(base, op.0);
         let mut state = (codec.restore)(&bytes).map_err(|e| ctx(base.epoch(), &e))?;
+        drop(bytes);
         for &epoch in chain.iter().rev() {
             let cp = at(ckpt, &loaded, epoch);
-            let delta = cp
-                .state(op.0 | DELTA)
-                .expect("the walk went through changes only");
+            let delta = whole(cp, op.0 | DELTA);
             (codec.apply_changes)(&mut *state, &delta).map_err(|e| ctx(epoch, &e))?;
         }
         states.push((op, state));

@@ -19,11 +19,9 @@
 
 use std::path::{Path, PathBuf};
 
-use dirigo_storage::{Segment, SegmentWriter, StorageError};
-use rkyv::util::AlignedVec;
-
-use crate::durable::{PersistError, Restore};
+use crate::durable::{aligned_copy, PersistError, Restore};
 use crate::function::ErasedState;
+use dirigo_storage::{Segment, SegmentWriter, StorageError};
 
 /// Largest record of a spill file.
 pub(crate) const CHUNK: usize = 8 << 20;
@@ -58,17 +56,11 @@ pub(crate) fn write(path: &Path, id: u64, archived: &[u8]) -> Result<u64, Storag
 /// the file.
 pub(crate) fn read(path: &Path, restore: Restore) -> Result<Box<dyn ErasedState>, SpillError> {
     let seg = Segment::<Vec<u8>>::open(path)?;
-    let state = if seg.len() == 1 {
-        let (_, part) = seg.iter().next().expect("one record");
-        restore(part.as_slice())?
-    } else {
-        let total = seg.iter().map(|(_, p)| p.len()).sum();
-        let mut joined = AlignedVec::<16>::with_capacity(total);
-        for (_, part) in seg.iter() {
-            joined.extend_from_slice(part.as_slice());
-        }
-        restore(&joined)?
-    };
+    // One copy into an aligned buffer, which rkyv then reads in place.
+    let len = seg.iter().map(|(_, p)| p.len()).sum();
+    let joined = aligned_copy(seg.iter().map(|(_, p)| p.as_slice()), len);
+    let state = restore(&joined)?;
+    drop(joined);
     drop(seg);
     let _ = std::fs::remove_file(path);
     Ok(state)
