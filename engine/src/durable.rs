@@ -62,7 +62,7 @@ where
         };
         // rkyv reads the archive in place, which needs its alignment (at
         // most 16); bytes that do not have it are copied once.
-        if (bytes.as_ptr() as usize).is_multiple_of(ALIGN) {
+        if (bytes.as_ptr() as usize) % ALIGN == 0 {
             return rkyv::from_bytes::<T, rancor::Error>(bytes).map_err(invalid);
         }
         rkyv::from_bytes::<T, rancor::Error>(&aligned_copy([bytes], bytes.len())).map_err(invalid)
