@@ -131,6 +131,7 @@ impl<V: Send + 'static> DurableState for Keyed<V>
 where
     HashMap<u64, V>: Persist,
     (HashMap<u64, V>, Vec<u64>): Persist,
+    (HashMap<u64, V>, Option<Vec<u64>>): Persist,
 {
     fn save(&mut self) -> Result<AlignedVec, PersistError> {
         self.map_ref().to_bytes()
@@ -175,18 +176,19 @@ where
         self.forget_changes();
     }
     fn spill(&mut self) -> Result<AlignedVec, PersistError> {
-        let pending: Vec<u64> = self
-            .changed()
-            .map(|c| c.iter().copied().collect())
-            .unwrap_or_default();
+        // `None` (not tracking) stays `None`: everything may have changed.
+        let pending: Option<Vec<u64>> = self.changed().map(|c| c.iter().copied().collect());
         let whole = (self.take_map(), pending);
         let bytes = whole.to_bytes();
         self.put_back(whole.0);
         bytes
     }
     fn unspill(bytes: &[u8]) -> Result<Self, PersistError> {
-        let (map, pending) = <(HashMap<u64, V>, Vec<u64>)>::from_bytes(bytes)?;
-        Ok(Keyed::from_parts(map, Some(pending.into_iter().collect())))
+        let (map, pending) = <(HashMap<u64, V>, Option<Vec<u64>>)>::from_bytes(bytes)?;
+        Ok(Keyed::from_parts(
+            map,
+            pending.map(|p| p.into_iter().collect()),
+        ))
     }
 }
 
@@ -360,6 +362,8 @@ mod tests {
         Checkpoint(bool),
         /// Rewrite every value (a window close).
         Touch,
+        /// The function replaces its state with a fresh, untracked one.
+        Reset,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -369,6 +373,7 @@ mod tests {
             2 => any::<u8>().prop_map(Op::Remove),
             1 => any::<bool>().prop_map(Op::Checkpoint),
             1 => Just(Op::Touch),
+            1 => Just(Op::Reset),
         ]
     }
 
@@ -391,12 +396,18 @@ mod tests {
                             v.push(i as u8);
                         }
                     }
+                    Op::Reset => live = Keyed::default(),
                     Op::Checkpoint(full) => {
-                        let full = *full || chain.is_empty();
-                        let bytes = if full {
-                            live.save().expect("saves")
+                        // As the shard does: changes where asked and known.
+                        let changes = if *full || chain.is_empty() {
+                            None
                         } else {
-                            live.save_changes().expect("keyed tracks").expect("saves")
+                            live.save_changes()
+                        };
+                        let full = changes.is_none();
+                        let bytes = match changes {
+                            Some(c) => c.expect("saves"),
+                            None => live.save().expect("saves"),
                         };
                         live.checkpointed();
                         if full {

@@ -40,6 +40,8 @@ pub enum EngineError {
     Config(String),
     #[error("shard {shard} failed to start: {reason}")]
     ShardStart { shard: usize, reason: String },
+    #[error("an event of {len} bytes (archived) exceeds the limit of {max}")]
+    EventTooLarge { len: usize, max: usize },
     #[error("application {0:?} is durable, but the node has no data_dir")]
     NoDataDir(String),
     #[error("durability of {app:?}: {reason}")]

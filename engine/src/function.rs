@@ -85,6 +85,10 @@ pub trait Function: Send + Sync + 'static {
 }
 
 /// State of an operator, with the strategy that splits it.
+///
+/// Its methods are the engine's, for moving state between a lessor and its
+/// lessees; a function should not call them on its own state (to reset a
+/// `Keyed` state, `drain` it or assign `Keyed::default()`).
 pub trait OperatorState: Default + Send + 'static {
     const STRATEGY: Strategy;
     /// Remove and return the entries of these partitions (`Keyed` only).
@@ -137,7 +141,11 @@ impl<K: Hash + Eq, V: Merge> Merge for HashMap<K, V> {
 /// The state of a durable operator also tracks which keys may have changed
 /// since its last checkpoint (every key reached through a `&mut` accessor),
 /// so a checkpoint can save only those (see `durable`). Tracking is off for
-/// operators that are not durable.
+/// operators that are not durable, and in a state a function replaced with
+/// `Keyed::default()`: such a state is saved whole at the next checkpoint.
+/// A change made through a shared reference (interior mutability in a
+/// value reached by `get` or `iter`) is not seen: write through `get_mut`,
+/// `entry`, `insert` or `iter_mut`.
 #[derive(Debug)]
 pub struct Keyed<V> {
     map: HashMap<u64, V>,
@@ -185,10 +193,14 @@ impl<V> Keyed<V> {
     pub(crate) fn track(&mut self) {
         self.changed = Some(HashSet::new());
     }
-    /// A checkpoint saved the state: no change is pending any more.
+    /// A checkpoint saved the state (whole, or its changes): no change is
+    /// pending any more, and changes are tracked from here on (a state that
+    /// was not tracking, e.g. one a function replaced with `default()`, was
+    /// saved whole).
     pub(crate) fn forget_changes(&mut self) {
-        if let Some(c) = &mut self.changed {
-            c.clear();
+        match &mut self.changed {
+            Some(c) => c.clear(),
+            None => self.changed = Some(HashSet::new()),
         }
     }
     #[inline]
@@ -285,11 +297,15 @@ impl<V: Send + 'static> OperatorState for Keyed<V> {
             let prev = self.map.insert(k, v);
             debug_assert!(prev.is_none(), "key {k:#x} held by two instances");
         }
-        match (&mut self.changed, other.changed) {
-            (Some(mine), Some(theirs)) => mine.extend(theirs),
-            (None, Some(theirs)) => self.changed = Some(theirs),
-            _ => {}
-        }
+        // A part that did not track may have changed anything: then the
+        // whole is not tracked (saved whole at the next checkpoint).
+        self.changed = match (self.changed.take(), other.changed) {
+            (Some(mut mine), Some(theirs)) => {
+                mine.extend(theirs);
+                Some(mine)
+            }
+            _ => None,
+        };
     }
 }
 

@@ -49,6 +49,10 @@ use crate::protocol::Epoch;
 /// up (its reply gets an error; the next checkpoint starts afresh).
 pub(crate) const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Largest archived event a durable source takes: what one log record
+/// holds, less room for the entry's other fields.
+pub const MAX_EVENT_BYTES: usize = dirigo_storage::MAX_RECORD_LEN - 1024;
+
 /// Most requests taken into one group commit.
 const MAX_GROUP: usize = 1024;
 
@@ -106,10 +110,14 @@ pub struct Recovery {
 
 /// The storage of a durable app, opened and read, before deploy.
 pub(crate) struct Opened {
+    /// The folder's lock, held for as long as the app is deployed.
+    _lock: std::fs::File,
     log: IngressLog<LogEntry>,
     ckpts: Checkpoints,
     /// Log position the restored checkpoint covers (replay starts here).
     resume_from: u64,
+    /// Base of the restored checkpoint's chain (its oldest member used).
+    base: Option<u64>,
     pub recovery: Recovery,
     /// Restored states of durable operators, by operator.
     pub states: Vec<(OperatorId, Box<dyn ErasedState>)>,
@@ -120,6 +128,36 @@ fn storage_err(app: &str, e: impl std::fmt::Display) -> EngineError {
         app: app.to_owned(),
         reason: e.to_string(),
     }
+}
+
+/// Take the exclusive lock of an app's folder (`LOCK`, flock): a second
+/// node (or process) deploying the same app's folder would interleave two
+/// logs and clean the other's files.
+fn lock_folder(dir: &Path) -> std::result::Result<std::fs::File, String> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock only takes a descriptor, which `file` owns and keeps
+    // open across the call; no memory is passed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
+            format!(
+                "{} is locked: the app's folder is in use by another node",
+                path.display()
+            )
+        } else {
+            format!("cannot lock {}: {e}", path.display())
+        });
+    }
+    Ok(file)
 }
 
 /// The durable operators of a plan: those whose state checkpoints save.
@@ -139,6 +177,8 @@ fn durable_ops(plan: &Plan) -> Vec<OperatorId> {
 /// the log, recovered to its last intact entry.
 pub(crate) fn open(dir: &Path, plan: &Plan, log_segment_bytes: u64) -> Result<Opened> {
     let app = plan.name.as_str();
+    // One node at a time: before anything in the folder is read or cleaned.
+    let lock = lock_folder(dir).map_err(|e| storage_err(app, e))?;
     let (ckpts, newest) = Checkpoints::open(dir).map_err(|e| storage_err(app, e))?;
     // Dormant states spilled by an earlier run are stale: the checkpoint
     // and the log are the truth.
@@ -159,8 +199,11 @@ pub(crate) fn open(dir: &Path, plan: &Plan, log_segment_bytes: u64) -> Result<Op
     };
     let mut states = Vec::new();
     let mut resume_from = log.first_seq();
+    let mut base = None;
     if let Some(ckpt) = newest {
-        resume_from = restore(&ckpts, &ckpt, plan, &mut states)?;
+        let (pos, oldest) = restore(&ckpts, &ckpt, plan, &mut states)?;
+        resume_from = pos;
+        base = Some(oldest);
         recovery.checkpoint = Some(ckpt.epoch());
     } else if log.first_seq() > 0 {
         // Without a checkpoint the whole log must still be there.
@@ -174,9 +217,11 @@ pub(crate) fn open(dir: &Path, plan: &Plan, log_segment_bytes: u64) -> Result<Op
         ));
     }
     Ok(Opened {
+        _lock: lock,
         log,
         ckpts,
         resume_from,
+        base,
         recovery,
         states,
     })
@@ -222,8 +267,9 @@ fn restore(
     ckpt: &Checkpoint,
     plan: &Plan,
     states: &mut Vec<(OperatorId, Box<dyn ErasedState>)>,
-) -> Result<u64> {
+) -> Result<(u64, u64)> {
     let app = plan.name.as_str();
+    let mut oldest = ckpt.epoch();
     let expected: BTreeSet<u16> = durable_ops(plan).iter().map(|o| o.0).collect();
     let saved: BTreeSet<u16> = ckpt.operators().into_iter().map(|o| o & !DELTA).collect();
     if saved != expected {
@@ -287,6 +333,7 @@ fn restore(
             &loaded,
             chain.pop().expect("ends with the whole state"),
         );
+        oldest = oldest.min(base.epoch());
         // Joined straight into an aligned buffer: the one copy before rkyv
         // reads the archive in place.
         let whole = |cp: &Checkpoint, key: u16| {
@@ -306,7 +353,7 @@ fn restore(
     ckpt.sources()
         .iter()
         .find(|(s, _)| *s == 0)
-        .map(|&(_, pos)| pos)
+        .map(|&(_, pos)| (pos, oldest))
         .ok_or_else(|| {
             storage_err(
                 app,
@@ -413,6 +460,8 @@ struct Pending {
 
 /// The journal thread's state.
 pub(crate) struct Journal {
+    /// The app folder's lock, released when the journal stops.
+    _lock: std::fs::File,
     app: AppHandle,
     name: String,
     log: IngressLog<LogEntry>,
@@ -420,6 +469,9 @@ pub(crate) struct Journal {
     durable_ops: Vec<OperatorId>,
     /// A full checkpoint at least every this many (`NodeConfig`).
     full_every: u32,
+    /// Base (full checkpoint) of the newest committed checkpoint's chain:
+    /// what the manifest must keep while that checkpoint is a fallback.
+    newest_base: Option<u64>,
     /// The current chain of incremental checkpoints: its base (a full
     /// checkpoint) and length. `None`: the next checkpoint is full (after a
     /// deploy, or after a checkpoint was given up, since operators may have
@@ -452,10 +504,12 @@ enum Logged {
 impl Journal {
     pub(crate) fn new(opened: Opened, app: AppHandle, plan: &Plan, full_every: u32) -> Journal {
         Journal {
+            _lock: opened._lock,
             name: plan.name.clone(),
             durable_ops: durable_ops(plan),
             full_every: full_every.max(1),
             chain: None,
+            newest_base: opened.base,
             log: opened.log,
             ckpts: opened.ckpts,
             app,
@@ -534,7 +588,20 @@ impl Journal {
                     encoded,
                     reply,
                 } => {
-                    if let Err(e) = self.refuse_if_failed() {
+                    // Refused here, nothing of it is logged: a closed app, a
+                    // stopping node, a failed log, an event too large.
+                    if let Err(e) = self
+                        .refuse_if_failed()
+                        .and_then(|()| self.app.ensure_open())
+                    {
+                        let _ = reply.send(Err((e, events)));
+                        continue;
+                    }
+                    if let Some(b) = encoded.iter().find(|b| b.len() > MAX_EVENT_BYTES) {
+                        let e = EngineError::EventTooLarge {
+                            len: b.len(),
+                            max: MAX_EVENT_BYTES,
+                        };
                         let _ = reply.send(Err((e, events)));
                         continue;
                     }
@@ -567,7 +634,10 @@ impl Journal {
                     }
                 }
                 JournalMsg::Barrier { kind, tag, reply } => {
-                    if let Err(e) = self.refuse_if_failed() {
+                    if let Err(e) = self
+                        .refuse_if_failed()
+                        .and_then(|()| self.app.ensure_open())
+                    {
                         let _ = reply.send(Err(e));
                         continue;
                     }
@@ -586,7 +656,10 @@ impl Journal {
                     }
                 }
                 JournalMsg::Checkpoint { reply } => {
-                    if let Err(e) = self.refuse_if_failed() {
+                    if let Err(e) = self
+                        .refuse_if_failed()
+                        .and_then(|()| self.app.ensure_open())
+                    {
                         let _ = reply.send(Err(e));
                         continue;
                     }
@@ -627,6 +700,10 @@ impl Journal {
     }
 
     /// Hand a logged request to the shards, then acknowledge it.
+    ///
+    /// Once committed, a request is accepted whatever happens next: if the
+    /// node stops before the shards take it, recovery applies it from the
+    /// log. Refusing it then would invite the client to send it twice.
     fn forward(&mut self, l: Logged) {
         match l {
             Logged::Ingest {
@@ -635,9 +712,12 @@ impl Journal {
                 events,
                 reply,
             } => {
-                let _ = reply.send(self.app.forward_ingest(source, at_ns, events));
+                let _ = self.app.forward_ingest(source, at_ns, events);
+                let _ = reply.send(Ok(()));
             }
             Logged::Barrier { kind, tag, reply } => {
+                // A barrier's reply is its id, which only an injection
+                // gives: `Stopped` here means "logged, applied at recovery".
                 let _ = reply.send(self.app.inject_now(kind, tag));
             }
             Logged::Checkpoint { pos, reply } => self.start_checkpoint(pos, reply),
@@ -665,6 +745,8 @@ impl Journal {
             .app
             .inject_now(BarrierKind::Checkpoint, checkpoint_tag(id, full))
         {
+            // Some operators may have run it and forgotten their changes.
+            self.chain = None;
             let _ = reply.send(Err(e));
             return;
         }
@@ -718,11 +800,18 @@ impl Journal {
         // Keep what recovery may need: this checkpoint's chain, and while
         // it is a new base, the previous chain too (its newest member is the
         // fallback).
-        let keep_from = match (p.full, self.chain) {
-            (true, Some((base, _))) => base,
-            (true, None) => p.id,
+        let base = match (p.full, self.chain) {
+            (true, _) => p.id,
             (false, Some((base, _))) => base,
             (false, None) => unreachable!("an incremental checkpoint follows a chain"),
+        };
+        // Keep what recovery may need: this checkpoint's chain back to its
+        // base and, while a new base is the newest, the chain of the
+        // previous newest (the fallback) back to its base.
+        let keep_from = if p.full {
+            self.newest_base.unwrap_or(p.id)
+        } else {
+            base
         };
         let committed = self
             .ckpts
@@ -733,6 +822,9 @@ impl Journal {
             (Ok(()), false, Some((base, len))) => Some((base, len + 1)),
             (Ok(()), false, None) => None,
         };
+        if committed.is_ok() {
+            self.newest_base = Some(base);
+        }
         let r = committed
             .map_err(|e| storage_err(&self.name, e))
             .and_then(|()| {

@@ -83,7 +83,7 @@ pub use error::{EngineError, Result};
 #[cfg(feature = "runtime")]
 pub use function::{Context, Function, Keyed, Merge, Merged, OperatorState, Sequential};
 #[cfg(feature = "runtime")]
-pub use journal::Recovery;
+pub use journal::{Recovery, MAX_EVENT_BYTES};
 pub use message::{
     key_hash, ActorId, AppId, Barrier, BarrierKind, Header, Kind, Message, OperatorId,
 };

@@ -364,9 +364,11 @@ impl Node {
     }
 
     fn stop_threads(&mut self) {
-        if self.inner.stopped.swap(true, Ordering::SeqCst) {
+        if self.inner.stopped.load(Ordering::SeqCst) {
             return;
         }
+        // Journals first, while the shards still take what they forward:
+        // what a journal committed reaches the shards, or recovery.
         let entries: Vec<Arc<AppEntry>> = self
             .inner
             .apps
@@ -375,6 +377,9 @@ impl Node {
             .unwrap_or_default();
         for e in entries {
             e.stop_journal();
+        }
+        if self.inner.stopped.swap(true, Ordering::SeqCst) {
+            return;
         }
         for s in 0..self.inner.links.len() {
             let _ = self.inner.control(s, Command::Stop);
@@ -623,17 +628,50 @@ impl AppHandle {
             kind,
             tag,
         };
-        for (i, node) in self.entry.plan.nodes.iter().enumerate() {
-            if matches!(node.kind, PlanKind::Source) {
-                let cmd = Command::Barrier {
-                    app: self.id(),
-                    source: OperatorId(i as u16),
-                    barrier,
-                };
-                self.begin_submit()?;
-                if let Err(e) = self.node.control(node.home as usize, cmd) {
+        // All or nothing: a barrier that some sources took and others not
+        // would break barrier order. Every source's command is counted
+        // first; then each is sent, waiting out a full inbox for as long as
+        // the node runs.
+        let sources: Vec<(OperatorId, usize)> = self
+            .entry
+            .plan
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| matches!(n.kind, PlanKind::Source))
+            .map(|(i, n)| (OperatorId(i as u16), n.home as usize))
+            .collect();
+        for entered in 0..sources.len() {
+            if let Err(e) = self.begin_submit() {
+                for _ in 0..entered {
                     self.entry.gate.undo();
-                    return Err(e);
+                }
+                return Err(e);
+            }
+        }
+        for (sent, &(source, home)) in sources.iter().enumerate() {
+            let mut cmd = Command::Barrier {
+                app: self.id(),
+                source,
+                barrier,
+            };
+            loop {
+                match self.node.try_command(home, cmd) {
+                    Ok(()) => break,
+                    Err(TrySendError::Full(c)) if !self.node.stopped.load(Ordering::SeqCst) => {
+                        cmd = c;
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                    Err(_) => {
+                        for _ in sent..sources.len() {
+                            self.entry.gate.undo();
+                        }
+                        if sent > 0 {
+                            // Some sources have it: its id is used.
+                            *last = barrier.id;
+                        }
+                        return Err(EngineError::Stopped);
+                    }
                 }
             }
         }
@@ -729,7 +767,7 @@ impl AppHandle {
         }
     }
 
-    fn ensure_open(&self) -> Result<()> {
+    pub(crate) fn ensure_open(&self) -> Result<()> {
         if self.node.stopped.load(Ordering::SeqCst) {
             return Err(EngineError::Stopped);
         }
@@ -864,6 +902,15 @@ impl<T: Send + 'static> SourceHandle<T> {
                 })
             }
         };
+        if let Some(big) = encoded.iter().find(|b| b.len() > journal::MAX_EVENT_BYTES) {
+            return Err(Rejected {
+                error: EngineError::EventTooLarge {
+                    len: big.len(),
+                    max: journal::MAX_EVENT_BYTES,
+                },
+                events: back(erased),
+            });
+        }
         let (tx, rx) = mpsc::channel();
         let msg = JournalMsg::Ingest {
             source: self.op,

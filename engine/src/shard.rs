@@ -257,9 +257,16 @@ impl<'a> ShardFx<'a> {
         };
         let (checkpoint, full) = crate::journal::split_checkpoint_tag(tag);
         let user = &mut *state.user;
-        let (bytes, delta) = match (full, (codec.save_changes)(user)) {
-            (false, Some(changes)) => (changes, true),
-            _ => ((codec.save)(user), false),
+        // Changes only where asked and where the state can tell; whole
+        // otherwise (a state that stopped tracking says so with `None`).
+        let changes = if full {
+            None
+        } else {
+            (codec.save_changes)(user)
+        };
+        let (bytes, delta) = match changes {
+            Some(changes) => (changes, true),
+            None => ((codec.save)(user), false),
         };
         if bytes.is_ok() {
             (codec.checkpointed)(user);

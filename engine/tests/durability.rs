@@ -517,3 +517,134 @@ fn incremental_checkpoints_save_changes_and_recover_through_the_chain() {
     assert_eq!(query(&h, &rx), oracle(&steps));
     node.shutdown();
 }
+
+/// After a restart, the first checkpoint is a new base; the manifest still
+/// keeps the previous newest checkpoint's whole chain, so if the new one is
+/// found damaged, recovery falls back to an incremental checkpoint whose
+/// base is still there.
+#[test]
+fn the_fallback_of_a_new_base_keeps_its_own_base() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let node = node(dir.path(), 2);
+        let (app, _rx) = counter::app("base");
+        let h = node.deploy(app).expect("deploys");
+        let src = h.source::<counter::Ev>("events").expect("source");
+        send(&src, 0, 2_000);
+        assert_eq!(h.checkpoint().expect("full"), 1);
+        send(&src, 2_000, 2_100);
+        assert_eq!(h.checkpoint().expect("incremental"), 2);
+        node.shutdown();
+    }
+    {
+        let node = node(dir.path(), 2);
+        let (app, _rx) = counter::app("base");
+        let h = node.deploy(app).expect("redeploys");
+        let src = h.source::<counter::Ev>("events").expect("source");
+        send(&src, 2_100, 2_500);
+        assert_eq!(h.checkpoint().expect("full after a restart"), 3);
+        send(&src, 2_500, 2_600);
+        node.shutdown();
+    }
+    let newest = files(dir.path(), "ckpt-")
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(&format!("{:020}.seg", 3)))
+        .expect("checkpoint 3");
+    let mut bytes = std::fs::read(&newest).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&newest, bytes).expect("write");
+    let node = node(dir.path(), 2);
+    let (app, rx) = counter::app("base");
+    let h = node.deploy(app).expect("recovers from the fallback");
+    let rec = h.recovery().expect("recovery").clone();
+    assert_eq!(rec.checkpoint, Some(2), "{rec:?}");
+    assert_eq!(rec.replayed_events, 500, "{rec:?}");
+    assert_eq!(query(&h, &rx), oracle(&[Step::Events(0, 2_600)]));
+    node.shutdown();
+}
+
+/// A deployed durable app's folder is locked: a second node cannot deploy
+/// the same app on it until the first lets go.
+#[test]
+fn a_second_node_cannot_take_a_deployed_apps_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = node(dir.path(), 1);
+    let (app, _rx) = counter::app("shared");
+    let h = first.deploy(app).expect("deploys");
+    send(&h.source("events").expect("source"), 0, 10);
+    let second = node(dir.path(), 1);
+    let (app, _rx) = counter::app("shared");
+    match second.deploy(app) {
+        Err(EngineError::Durability { reason, .. }) => {
+            assert!(reason.contains("in use by another node"), "{reason}")
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("two nodes deployed one folder"),
+    }
+    first.shutdown();
+    let (app, rx) = counter::app("shared");
+    let h = second.deploy(app).expect("the folder is free again");
+    assert_eq!(query(&h, &rx), oracle(&[Step::Events(0, 10)]));
+    second.shutdown();
+}
+
+/// An event too large for a log record is refused with the batch handed
+/// back; nothing of the batch is logged, and the app goes on.
+#[test]
+fn an_oversized_event_is_refused_without_harm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = node(dir.path(), 1);
+    let (app, rx) = counter::app("big");
+    let h = node.deploy(app).expect("deploys");
+    let src = h.source::<counter::Ev>("events").expect("source");
+    send(&src, 0, 5);
+    // Build the other app: its source takes raw bytes.
+    struct Len;
+    impl dirigo_engine::Function for Len {
+        type In = Vec<u8>;
+        type Out = u64;
+        type State = Keyed<u64>;
+        fn on_message(
+            &self,
+            s: &mut Keyed<u64>,
+            k: u64,
+            v: Vec<u8>,
+            ctx: &mut dirigo_engine::Context<'_, u64>,
+        ) {
+            *s.entry(k) += v.len() as u64;
+            ctx.emit(k, v.len() as u64);
+        }
+    }
+    let mut b = AppBuilder::new("blobs").durable();
+    let raw = b.durable_source::<Vec<u8>>("raw");
+    let lens = b.durable_operator("len", Len, &[raw]);
+    let out = b.sink("out", lens);
+    let blobs = node.deploy(b.build().expect("valid")).expect("deploys");
+    let bsrc = blobs.source::<Vec<u8>>("raw").expect("source");
+    let huge = vec![7u8; dirigo_engine::MAX_EVENT_BYTES + 1];
+    let r = bsrc
+        .try_send_batch(vec![(1, vec![1u8; 100]), (2, huge)])
+        .expect_err("refused");
+    assert!(
+        matches!(r.error, EngineError::EventTooLarge { .. }),
+        "{}",
+        r.error
+    );
+    assert_eq!(r.events.len(), 2, "the whole batch comes back");
+    bsrc.try_send_batch(vec![(3, vec![0u8; 10])])
+        .map_err(|r| r.error)
+        .expect("the app goes on");
+    blobs.quiesce(Duration::from_secs(10)).expect("drains");
+    let got: Vec<u64> = out
+        .drain()
+        .into_iter()
+        .filter_map(|e| match e {
+            dirigo_engine::SinkEvent::Data { value, .. } => Some(value),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, vec![10], "only the accepted event ran");
+    assert_eq!(query(&h, &rx), oracle(&[Step::Events(0, 5)]));
+    node.shutdown();
+}
