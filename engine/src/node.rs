@@ -33,7 +33,11 @@ use crate::shard::{Clock, Command, Gauge, Shard, ShardParts};
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct ShardLink {
+    /// Ingest and barriers: bounded (backpressure), in order.
     tx: SyncSender<Command>,
+    /// Everything else (deploy, stats, lease, stop): taken every turn, even
+    /// while the shard holds back ingest, so a loaded shard still answers.
+    ctl: mpsc::Sender<Command>,
     bell: Arc<Doorbell>,
 }
 
@@ -123,8 +127,10 @@ impl Node {
             .enumerate()
         {
             let (tx, rx) = mpsc::sync_channel(cfg.inbox_capacity);
+            let (ctl, ctl_rx) = mpsc::channel();
             links.push(ShardLink {
                 tx,
+                ctl,
                 bell: bells[i].clone(),
             });
             let parts = ShardParts {
@@ -136,6 +142,7 @@ impl Node {
                 bells: bells.clone(),
                 waiter,
                 commands: rx,
+                control: ctl_rx,
                 gauges: gauges.clone(),
             };
             let placement = match cfg.placement {
@@ -409,22 +416,13 @@ impl Inner {
         Ok(())
     }
 
-    /// Send a control command, waiting for room in the inbox.
-    fn control(&self, shard: usize, mut cmd: Command) -> Result<()> {
-        let deadline = Instant::now() + CONTROL_TIMEOUT;
-        loop {
-            match self.try_command(shard, cmd) {
-                Ok(()) => return Ok(()),
-                Err(TrySendError::Disconnected(_)) => return Err(EngineError::Stopped),
-                Err(TrySendError::Full(c)) => {
-                    if Instant::now() > deadline {
-                        return Err(EngineError::Timeout(CONTROL_TIMEOUT));
-                    }
-                    cmd = c;
-                    std::thread::sleep(Duration::from_micros(100));
-                }
-            }
-        }
+    /// Send a control command on the shard's control channel (never full:
+    /// control commands come from client calls that wait for their reply).
+    fn control(&self, shard: usize, cmd: Command) -> Result<()> {
+        let link = &self.links[shard];
+        link.ctl.send(cmd).map_err(|_| EngineError::Stopped)?;
+        link.bell.ring();
+        Ok(())
     }
 
     fn stats(&self) -> Result<NodeStats> {
@@ -803,6 +801,11 @@ impl<T: Send + 'static> SourceHandle<T> {
     /// Hand a batch of `(key hash, event)` to the source's shard, or get it
     /// back: `Backpressure` when the shard's inbox is full, `NotDeployed`
     /// after undeploy, `BatchTooLarge` over the configured limit.
+    ///
+    /// On a durable app, `Ok` means the batch is in the ingress log (this
+    /// call waits for the journal's group commit, and the journal waits out
+    /// a full inbox rather than refuse what it logged); `EventTooLarge` over
+    /// `MAX_EVENT_BYTES` archived.
     pub fn try_send_batch(&self, events: Vec<(u64, T)>) -> std::result::Result<(), Rejected<T>> {
         let max = self.app.node.cfg.max_batch;
         if events.len() > max {

@@ -8,7 +8,8 @@
 //! atomic gauges, nothing else.
 //!
 //! The dispatcher loop, one turn at a time: drain the rings (and the local
-//! queue of packets a shard sends itself), take client commands while the
+//! queue of packets a shard sends itself), take control commands (deploy,
+//! stats, lease, stop: always), take ingest and barrier commands while the
 //! backlog allows, run up to `step_budget` instance steps or `run_quota` of
 //! time (one message each, instances in the policy's rank order, FIFO within
 //! an instance), fire due idle timers, housekeep, push spilled packets,
@@ -127,6 +128,7 @@ pub(crate) struct ShardParts {
     pub bells: Vec<Arc<Doorbell>>,
     pub waiter: DoorbellWaiter,
     pub commands: Receiver<Command>,
+    pub control: Receiver<Command>,
     pub gauges: Arc<[Gauge]>,
 }
 
@@ -517,6 +519,10 @@ pub(crate) struct Shard {
     commands: Receiver<Command>,
     /// A command taken while checking for work before parking.
     pending_cmd: Option<Command>,
+    /// Control commands (deploy, stats, lease, stop): taken every turn,
+    /// whatever the backlog.
+    control: Receiver<Command>,
+    pending_ctl: Option<Command>,
     gauges: Arc<[Gauge]>,
     apps: HashMap<AppId, Arc<Plan>>,
     lessors: HashMap<ActorId, LessorSlot>,
@@ -559,6 +565,8 @@ impl Shard {
             },
             waiter: p.waiter.into_local(),
             commands: p.commands,
+            control: p.control,
+            pending_ctl: None,
             pending_cmd: None,
             gauges: p.gauges,
             apps: HashMap::new(),
@@ -613,6 +621,7 @@ impl Shard {
     fn turn(&mut self) -> usize {
         let mut did = 0;
         did += self.drain_inbound();
+        did += self.take_control();
         did += self.take_commands();
         did += self.run_ready();
         let now = self.clock.now_ns();
@@ -636,6 +645,18 @@ impl Shard {
             || !self.ready.is_empty()
             || self.outbox.spilled() > 0
             || self.pending_cmd.is_some()
+            || self.pending_ctl.is_some()
+            || match self.control.try_recv() {
+                Ok(c) => {
+                    self.pending_ctl = Some(c);
+                    true
+                }
+                Err(TryRecvError::Empty) => false,
+                Err(TryRecvError::Disconnected) => {
+                    self.stopping = true;
+                    true
+                }
+            }
             || match self.commands.try_recv() {
                 Ok(c) => {
                     self.pending_cmd = Some(c);
@@ -1131,6 +1152,27 @@ impl Shard {
         self.lessors.values().map(|s| s.m.backlog()).sum::<usize>()
             + self.lessees.values().map(|s| s.m.backlog()).sum::<usize>()
             + self.outbox.spilled()
+    }
+
+    /// Control commands, whatever the backlog (they add no messages).
+    fn take_control(&mut self) -> usize {
+        let mut n = 0;
+        while n < 64 && !self.stopping {
+            let cmd = match self.pending_ctl.take() {
+                Some(c) => c,
+                None => match self.control.try_recv() {
+                    Ok(c) => c,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.stopping = true;
+                        break;
+                    }
+                },
+            };
+            self.on_command(cmd);
+            n += 1;
+        }
+        n
     }
 
     fn take_commands(&mut self) -> usize {

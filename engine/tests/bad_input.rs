@@ -257,3 +257,42 @@ fn a_full_inbox_pushes_back_and_loses_nothing() {
     }
     node.shutdown();
 }
+
+/// A shard holding back ingest (backlog over its limit, inbox full) still
+/// answers control commands: stats and explicit scaling do not wait for
+/// the backlog to drain.
+#[test]
+fn a_loaded_shard_still_answers_control_commands() {
+    // 1 shard, 2 ms per event: 2,000 queued events take ~4 s to drain.
+    let node = node(1, 4, 64);
+    let (a, _rx) = app("busy", Duration::from_millis(2));
+    let h = node.deploy(a).expect("deploys");
+    let src = h.source::<u64>("numbers").expect("source");
+    let mut accepted = 0u64;
+    let mut refused = false;
+    while accepted < 2_000 {
+        match src.try_send_batch((0..50).map(|i| (i, i)).collect()) {
+            Ok(()) => accepted += 50,
+            Err(r) => {
+                assert!(matches!(r.error, EngineError::Backpressure { .. }));
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(refused, "the inbox filled");
+    // The data inbox is full and the shard is not taking from it.
+    let t = std::time::Instant::now();
+    let stats = node.stats().expect("stats answer");
+    let waited = t.elapsed();
+    let delivered = stats.app("busy").map_or(0, |a| a.delivered);
+    assert!(
+        delivered < accepted,
+        "asked while work was queued ({delivered} of {accepted} events done)"
+    );
+    assert!(
+        waited < Duration::from_secs(2),
+        "stats waited {waited:?} behind the backlog"
+    );
+    node.shutdown();
+}
