@@ -48,6 +48,13 @@ use crate::protocol::{
 use crate::ring::{Consumer, Producer};
 use crate::runq::RunQueue;
 
+/// A shard's two client inboxes (see `ShardLink` in `node`).
+#[derive(Clone, Copy)]
+enum Inbox {
+    Control,
+    Data,
+}
+
 /// What crosses the mesh between shards.
 pub(crate) enum Packet {
     /// A message for the lessor of `msg.header.actor`.
@@ -509,6 +516,104 @@ impl Effects<Message, Instance> for ShardFx<'_> {
     }
 }
 
+/// What a shard keeps of the actors homed on it that are not active.
+#[derive(Default)]
+struct Asleep {
+    /// Deactivated actors: the protocol's record, with the state in memory
+    /// or (durable operators) in a spill file.
+    dormant: HashMap<ActorId, Dormant<Instance>>,
+    /// States restored from a checkpoint at deploy, for each operator's
+    /// first activation.
+    restored: HashMap<ActorId, Box<dyn ErasedState>>,
+    /// Dormant actors whose state is in a spill file (see `spill`).
+    spilled: HashMap<ActorId, std::path::PathBuf>,
+    /// Spill files written by this shard (their ids and names).
+    spill_seq: u64,
+}
+
+impl Asleep {
+    /// The lessor for `actor`'s first message since deploy or since it went
+    /// dormant: from its dormant record (its state read back from its spill
+    /// file if it was spilled), else on the state a checkpoint restored,
+    /// else fresh.
+    fn wake(
+        &mut self,
+        me: ShardId,
+        stats: &mut ShardStats,
+        actor: ActorId,
+        node: &PlanNode,
+        f: &Arc<dyn crate::function::ErasedFunction>,
+    ) -> Lessor<Message, Instance> {
+        match self.dormant.remove(&actor) {
+            Some(d) => {
+                let d = self.unspill(me, stats, actor, f, d);
+                Lessor::from_dormant(me, node.strategy, node.inputs, d)
+            }
+            None => {
+                let state = self
+                    .restored
+                    .remove(&actor)
+                    .unwrap_or_else(|| f.new_state());
+                Lessor::new(
+                    me,
+                    node.strategy,
+                    node.inputs,
+                    Instance::new(state, node.outs.len()),
+                )
+            }
+        }
+    }
+
+    /// Bring a spilled dormant actor's state back from its file (the
+    /// actor's cold start).
+    ///
+    /// A spill file that cannot be read back (deleted or damaged under the
+    /// running node) leaves no state to run the actor on: the shard stops
+    /// (panics) rather than run it on an empty one; the app's checkpoint
+    /// and ingress log recover it on the next deploy.
+    fn unspill(
+        &mut self,
+        me: ShardId,
+        stats: &mut ShardStats,
+        actor: ActorId,
+        f: &Arc<dyn crate::function::ErasedFunction>,
+        mut d: Dormant<Instance>,
+    ) -> Dormant<Instance> {
+        let Some(path) = self.spilled.remove(&actor) else {
+            return d;
+        };
+        let codec = f
+            .state_codec()
+            .expect("only durable operators' states are spilled");
+        let started = Instant::now();
+        match crate::spill::read(&path, codec.unspill) {
+            Ok(state) => {
+                d.state.user = state;
+                stats.unspills += 1;
+                stats.unspill_ns += started.elapsed().as_nanos() as u64;
+                d
+            }
+            Err(e) => panic!(
+                "shard {me}: the dormant state of {actor} in {} cannot be read back: {e}",
+                path.display()
+            ),
+        }
+    }
+
+    /// Drop everything of an undeployed app (its spill files too).
+    fn forget_app(&mut self, app: AppId) {
+        self.dormant.retain(|a, _| a.app != app);
+        self.restored.retain(|a, _| a.app != app);
+        self.spilled.retain(|a, path| {
+            let keep = a.app != app;
+            if !keep {
+                let _ = std::fs::remove_file(path);
+            }
+            keep
+        });
+    }
+}
+
 pub(crate) struct Shard {
     id: ShardId,
     cfg: NodeConfig,
@@ -527,14 +632,8 @@ pub(crate) struct Shard {
     apps: HashMap<AppId, Arc<Plan>>,
     lessors: HashMap<ActorId, LessorSlot>,
     lessees: HashMap<(ActorId, LeaseId), LesseeSlot>,
-    dormant: HashMap<ActorId, Dormant<Instance>>,
-    /// States restored from a checkpoint at deploy, for each operator's
-    /// first activation.
-    restored: HashMap<ActorId, Box<dyn ErasedState>>,
-    /// Dormant actors whose state is in a spill file (see `spill`).
-    spilled: HashMap<ActorId, std::path::PathBuf>,
-    /// Spill files written by this shard (their ids and names).
-    spill_seq: u64,
+    /// Actors homed here that are not active.
+    asleep: Asleep,
     sources: HashMap<(AppId, OperatorId), SourceState>,
     /// Instances with work, by the policy's rank of their next message.
     ready: RunQueue<InstRef>,
@@ -574,10 +673,7 @@ impl Shard {
             apps: HashMap::new(),
             lessors: HashMap::new(),
             lessees: HashMap::new(),
-            dormant: HashMap::new(),
-            restored: HashMap::new(),
-            spilled: HashMap::new(),
-            spill_seq: 0,
+            asleep: Asleep::default(),
             sources: HashMap::new(),
             ready: RunQueue::default(),
             policy: p.cfg.policy.make(p.id),
@@ -806,30 +902,7 @@ impl Shard {
         let slot = match self.lessors.entry(actor) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                // Activate: from the dormant state if it was deactivated,
-                // else fresh.
-                let m = match self.dormant.remove(&actor) {
-                    Some(d) => {
-                        let d = Self::unspill(
-                            (self.id, &mut self.spilled, &mut self.stats),
-                            actor,
-                            f,
-                            d,
-                        );
-                        Lessor::from_dormant(self.id, node.strategy, node.inputs, d)
-                    }
-                    None => Lessor::new(
-                        self.id,
-                        node.strategy,
-                        node.inputs,
-                        Instance::new(
-                            self.restored
-                                .remove(&actor)
-                                .unwrap_or_else(|| f.new_state()),
-                            node.outs.len(),
-                        ),
-                    ),
-                };
+                let m = self.asleep.wake(self.id, &mut self.stats, actor, node, f);
                 e.insert(LessorSlot {
                     m,
                     queued: false,
@@ -1159,35 +1232,36 @@ impl Shard {
 
     /// Control commands, whatever the backlog (they add no messages).
     fn take_control(&mut self) -> usize {
-        let mut n = 0;
-        while n < 64 && !self.stopping {
-            let cmd = match self.pending_ctl.take() {
-                Some(c) => c,
-                None => match self.control.try_recv() {
-                    Ok(c) => c,
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        self.stopping = true;
-                        break;
-                    }
-                },
-            };
-            self.on_command(cmd);
-            n += 1;
-        }
-        n
+        self.take_from(Inbox::Control)
     }
 
+    /// Ingest and barriers. Backpressure: while too much is queued here,
+    /// they stay in the inbox (one taken before parking excepted); when it
+    /// fills, clients get `Backpressure`.
     fn take_commands(&mut self) -> usize {
+        if self.backlog() >= self.cfg.max_backlog {
+            return match self.pending_cmd.take() {
+                Some(c) => {
+                    self.on_command(c);
+                    1
+                }
+                None => 0,
+            };
+        }
+        self.take_from(Inbox::Data)
+    }
+
+    /// Up to 64 commands of one inbox, the one taken before parking first.
+    fn take_from(&mut self, inbox: Inbox) -> usize {
         let mut n = 0;
-        // Backpressure: while too much is queued here, leave client commands
-        // in the inbox; when it fills, clients get `Backpressure`.
-        let room = self.backlog() < self.cfg.max_backlog;
-        for _ in 0..64 {
-            let cmd = match self.pending_cmd.take() {
+        while n < 64 && !self.stopping {
+            let (pending, rx) = match inbox {
+                Inbox::Control => (&mut self.pending_ctl, &self.control),
+                Inbox::Data => (&mut self.pending_cmd, &self.commands),
+            };
+            let cmd = match pending.take() {
                 Some(c) => c,
-                None if !room => break,
-                None => match self.commands.try_recv() {
+                None => match rx.try_recv() {
                     Ok(c) => c,
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
@@ -1198,9 +1272,6 @@ impl Shard {
             };
             self.on_command(cmd);
             n += 1;
-            if self.stopping {
-                break;
-            }
         }
         n
     }
@@ -1210,7 +1281,9 @@ impl Shard {
             Command::Deploy(plan, restored, reply) => {
                 for (op, state) in restored {
                     debug_assert_eq!(plan.node(op).map(|n| n.home), Some(self.id));
-                    self.restored.insert(ActorId { app: plan.id, op }, state);
+                    self.asleep
+                        .restored
+                        .insert(ActorId { app: plan.id, op }, state);
                 }
                 for (i, node) in plan.nodes.iter().enumerate() {
                     if matches!(node.kind, PlanKind::Source) && node.home == self.id {
@@ -1238,15 +1311,7 @@ impl Shard {
                 }
                 self.lessors.retain(|a, _| a.app != app);
                 self.lessees.retain(|(a, _), _| a.app != app);
-                self.dormant.retain(|a, _| a.app != app);
-                self.restored.retain(|a, _| a.app != app);
-                self.spilled.retain(|a, path| {
-                    let keep = a.app != app;
-                    if !keep {
-                        let _ = std::fs::remove_file(path);
-                    }
-                    keep
-                });
+                self.asleep.forget_app(app);
                 self.sources.retain(|(a, _), _| *a != app);
                 self.ready.retain(|r| match r {
                     InstRef::Lessor(a) | InstRef::Lessee(a, _) => a.app != app,
@@ -1323,28 +1388,9 @@ impl Shard {
             return None;
         };
         if !self.lessors.contains_key(&actor) {
-            let m = match self.dormant.remove(&actor) {
-                Some(d) => {
-                    let d = Self::unspill(
-                        (self.id, &mut self.spilled, &mut self.stats),
-                        actor,
-                        func,
-                        d,
-                    );
-                    Lessor::from_dormant(self.id, node.strategy, node.inputs, d)
-                }
-                None => Lessor::new(
-                    self.id,
-                    node.strategy,
-                    node.inputs,
-                    Instance::new(
-                        self.restored
-                            .remove(&actor)
-                            .unwrap_or_else(|| func.new_state()),
-                        node.outs.len(),
-                    ),
-                ),
-            };
+            let m = self
+                .asleep
+                .wake(self.id, &mut self.stats, actor, node, func);
             let now = self.clock.now_ns();
             self.lessors.insert(
                 actor,
@@ -1522,7 +1568,7 @@ impl Shard {
                 match m.into_dormant() {
                     Ok(mut d) => {
                         self.spill(a, &mut d);
-                        self.dormant.insert(a, d);
+                        self.asleep.dormant.insert(a, d);
                         did += 1;
                     }
                     Err(m) => {
@@ -1575,15 +1621,13 @@ impl Shard {
                 return;
             }
         };
-        self.spill_seq += 1;
-        let path = crate::spill::dir_of(dir).join(format!(
-            "s{}-{}-{}.seg",
-            self.id, actor.op.0, self.spill_seq
-        ));
-        match crate::spill::write(&path, self.spill_seq, &archived) {
+        self.asleep.spill_seq += 1;
+        let seq = self.asleep.spill_seq;
+        let path = crate::spill::dir_of(dir).join(format!("s{}-{}-{seq}.seg", self.id, actor.op.0));
+        match crate::spill::write(&path, seq, &archived) {
             Ok(len) => {
                 d.state.user = f.new_state();
-                self.spilled.insert(actor, path);
+                self.asleep.spilled.insert(actor, path);
                 self.stats.spills += 1;
                 self.stats.spill_bytes += len;
             }
@@ -1594,50 +1638,12 @@ impl Shard {
         }
     }
 
-    /// Bring a spilled dormant actor's state back from its file (the
-    /// actor's cold start).
-    ///
-    /// A spill file that cannot be read back (deleted or damaged under the
-    /// running node) leaves no state to run the actor on: the shard stops
-    /// (panics) rather than run it on an empty one; the app's checkpoint
-    /// and ingress log recover it on the next deploy.
-    fn unspill(
-        (me, spilled, stats): (
-            ShardId,
-            &mut HashMap<ActorId, std::path::PathBuf>,
-            &mut ShardStats,
-        ),
-        actor: ActorId,
-        f: &Arc<dyn crate::function::ErasedFunction>,
-        mut d: Dormant<Instance>,
-    ) -> Dormant<Instance> {
-        let Some(path) = spilled.remove(&actor) else {
-            return d;
-        };
-        let codec = f
-            .state_codec()
-            .expect("only durable operators' states are spilled");
-        let started = Instant::now();
-        match crate::spill::read(&path, codec.unspill) {
-            Ok(state) => {
-                d.state.user = state;
-                stats.unspills += 1;
-                stats.unspill_ns += started.elapsed().as_nanos() as u64;
-                d
-            }
-            Err(e) => panic!(
-                "shard {me}: the dormant state of {actor} in {} cannot be read back: {e}",
-                path.display()
-            ),
-        }
-    }
-
     fn snapshot(&self) -> ShardStats {
         let mut s = self.stats.clone();
         s.lessors = self.lessors.len();
         s.lessees = self.lessees.len();
-        s.dormant = self.dormant.len();
-        s.spilled = self.spilled.len();
+        s.dormant = self.asleep.dormant.len();
+        s.spilled = self.asleep.spilled.len();
         s.apps = self
             .app_stats
             .iter()
@@ -1657,7 +1663,7 @@ impl Shard {
                 st.revokes += ls.revokes;
             }
         }
-        for (a, d) in &self.dormant {
+        for (a, d) in &self.asleep.dormant {
             if let Some(st) = s.apps.get_mut(&a.app) {
                 let ls = d.stats();
                 st.leases_granted += ls.leases_granted;

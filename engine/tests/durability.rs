@@ -648,3 +648,50 @@ fn an_oversized_event_is_refused_without_harm() {
     assert_eq!(query(&h, &rx), oracle(&[Step::Events(0, 5)]));
     node.shutdown();
 }
+
+/// What the journal committed is accepted even when the shard it goes to
+/// is gone: here a shard stops (fail-stop) because a spilled actor's file
+/// was deleted under it. Sends still return `Ok` once logged, and the next
+/// deploy applies every one of them.
+#[test]
+fn committed_events_are_accepted_when_their_shard_is_gone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let node = Node::start(NodeConfig {
+            shards: 1,
+            placement: Placement::Unpinned,
+            data_dir: Some(dir.path().to_owned()),
+            idle_deactivate: Duration::from_millis(20),
+            ..NodeConfig::default()
+        })
+        .expect("node starts");
+        let (app, _rx) = counter::app("gone");
+        let h = node.deploy(app).expect("deploys");
+        let src = h.source::<counter::Ev>("events").expect("source");
+        send(&src, 0, 100);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while node.stats().expect("stats").shards[0].spilled < 2 {
+            assert!(std::time::Instant::now() < deadline, "actors spill");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for f in files(&dir.path().join("gone").join("dormant"), "s") {
+            std::fs::remove_file(f).expect("remove spill file");
+        }
+        // The first of these wakes an actor whose file is gone: the shard
+        // stops. Every send is still acknowledged: it is in the log.
+        send(&src, 100, 200);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while node.stats().is_ok() {
+            assert!(std::time::Instant::now() < deadline, "the shard stops");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        send(&src, 200, 300);
+        node.shutdown();
+    }
+    let node = node(dir.path(), 1);
+    let (app, rx) = counter::app("gone");
+    let h = node.deploy(app).expect("redeploys");
+    assert_eq!(h.recovery().map(|r| r.replayed_events), Some(300));
+    assert_eq!(query(&h, &rx), oracle(&[Step::Events(0, 300)]));
+    node.shutdown();
+}

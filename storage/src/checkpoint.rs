@@ -50,7 +50,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Result, StorageError};
 use crate::format::MAX_RECORD_LEN;
 use crate::manifest::{
-    self, list, numbered, parse_numbered, remove_if_exists, sync_dir, Listed, Manifest,
+    self, create_dir, list, numbered, parse_numbered, remove_if_exists, sync_dir, Listed, Manifest,
     SourcePoint, MANIFEST, MANIFEST_TMP,
 };
 use crate::{Segment, SegmentWriter};
@@ -389,11 +389,7 @@ impl Checkpoints {
     /// deleted, but only once everything else checked out.
     pub fn open(dir: impl AsRef<Path>) -> Result<(Checkpoints, Option<Checkpoint>)> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).map_err(|source| StorageError::Io {
-            path: dir.clone(),
-            op: "create directory",
-            source,
-        })?;
+        create_dir(&dir)?;
         let files = segment_files(&dir)?;
         let manifest = match manifest::read(&dir)? {
             Some(m) => m,

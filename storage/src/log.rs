@@ -42,7 +42,7 @@ use rkyv::Archived;
 
 use crate::error::{Result, StorageError};
 use crate::format::Region;
-use crate::manifest::{list, numbered, parse_numbered, remove_if_exists, sync_dir};
+use crate::manifest::{create_dir, list, numbered, parse_numbered, remove_if_exists, sync_dir};
 use crate::{Record, Segment, SegmentWriter};
 
 /// File name prefix of ingress log segments.
@@ -96,11 +96,7 @@ impl<R: Record> IngressLog<R> {
     /// current one has reached `segment_bytes`.
     pub fn open(dir: impl AsRef<Path>, segment_bytes: u64) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).map_err(|source| StorageError::Io {
-            path: dir.clone(),
-            op: "create directory",
-            source,
-        })?;
+        create_dir(&dir)?;
         // `list` sorts by name; 20-digit names sort by first seq.
         let files: Vec<(u64, PathBuf)> = list(&dir)?
             .into_iter()

@@ -200,6 +200,15 @@ pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
 
 /// fsync of a folder through io_uring: makes its entries (new files,
 /// renames, removals) durable.
+/// Creates `dir` and its parents if missing.
+pub(crate) fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
+        path: dir.to_path_buf(),
+        op: "create directory",
+        source,
+    })
+}
+
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     let io = |op| {
         move |source| StorageError::Io {
