@@ -21,8 +21,8 @@ mutants=(
   "M4~engine/src/protocol/lessor.rs~keyed_fifo~            if give.contains_key(msg.key_hash()) {~            if false && give.contains_key(msg.key_hash()) {~a grant hands partitions over but keeps their queued messages at home"
   "M5~engine/src/protocol/lessor.rs~dormant~            && self.slots.is_empty()~            && true~an actor with lessees counts as idle and deactivates"
   "M6~engine/src/quiesce.rs~quiesce~        if self.closed.load(Ordering::SeqCst) {~        if false && self.closed.load(Ordering::SeqCst) {~the app gate accepts commands after undeploy closed it"
-  "M7~engine/src/ring.rs~ring~        self.shared.tail.store(self.tail, Ordering::Release);~        self.shared.tail.store(self.tail, Ordering::Relaxed);~the ring publishes a slot without Release"
-  "M8~engine/src/doorbell.rs~park~        fence(Ordering::SeqCst);~        // (fence removed)~the park flag loses its first fence (prepare_park)"
+  "M7~engine/src/mesh/ring.rs~ring~        self.shared.tail.store(self.tail, Ordering::Release);~        self.shared.tail.store(self.tail, Ordering::Relaxed);~the ring publishes a slot without Release"
+  "M8~engine/src/mesh/doorbell.rs~park~        fence(Ordering::SeqCst);~        // (fence removed)~the park flag loses its first fence (prepare_park)"
 )
 
 want=("$@")

@@ -1,10 +1,31 @@
 //! Dirigo's engine: thread-per-core shards running applications as DAGs of
 //! virtual actors, with dual-mode (lessor + lessees) actors.
 //!
-//! The `runtime` feature (on by default) adds what needs glommio: the shards,
-//! the node and its metrics. Without it the crate is the sans-IO part alone
-//! (the dual-mode protocol, the mesh ring, the park handshake, the message
-//! and function types), which is what `loom-tests` builds under `--cfg loom`.
+//! # Layers
+//!
+//! Folders by layer; every import points down (checked by
+//! `tools/check-layout.py` in CI). From the bottom:
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`sync`] | the loom seam: atomics and cells, std or loom |
+//! | [`protocol`] | the dual-mode protocol, sans-IO |
+//! | [`model`] | the vocabulary: ids, messages, barriers, `AppClass`, errors |
+//! | [`limits`] | every fixed limit, with compile-time checks |
+//! | [`mesh`] | the SPSC ring, doorbells, the outbox, the full mesh |
+//! | [`quiesce`] | lock-free app quiescence counters |
+//! | [`sched`] | the `Policy` hooks, built-in policies, the run queue |
+//! | `func` | user functions and state, their byte forms, the erased layer |
+//! | `plan` | a built app and its compiled, deployed form |
+//! | `durability` | journal, checkpoints, recovery, spill files |
+//! | `runtime` | shards, their start and links, app ingress, config, metrics |
+//! | `api` | `Node`, `AppHandle`, `SourceHandle`, `AppBuilder` |
+//!
+//! The `runtime` feature (on by default) adds the layers from `func` up,
+//! which need glommio, rkyv and the storage crate. Without it the crate is
+//! the sans-IO part alone (protocol, model, limits, mesh ring and park
+//! handshake, quiescence, scheduling), which is what `loom-tests` builds
+//! under `--cfg loom`.
 //!
 //! Writing and running an app (the README's example, compiled here):
 //!
@@ -41,60 +62,55 @@
 //! # fn main() {}
 //! ```
 
-#[cfg(feature = "runtime")]
-pub mod app;
-#[cfg(feature = "runtime")]
-pub mod config;
-pub mod doorbell;
-#[cfg(feature = "runtime")]
-pub mod durable;
-pub mod error;
-#[cfg(feature = "runtime")]
-pub mod function;
-#[cfg(feature = "runtime")]
-mod instance;
-#[cfg(feature = "runtime")]
-mod journal;
-pub mod message;
-#[cfg(feature = "runtime")]
-pub mod metrics;
-#[cfg(feature = "runtime")]
-mod node;
-#[cfg(feature = "runtime")]
-pub mod policy;
+pub mod limits;
+pub mod mesh;
+pub mod model;
 pub mod protocol;
 pub mod quiesce;
-pub mod ring;
-#[cfg(feature = "runtime")]
-mod runq;
-#[cfg(feature = "runtime")]
-mod shard;
-#[cfg(feature = "runtime")]
-mod spill;
+pub mod sched;
 pub mod sync;
 
 #[cfg(feature = "runtime")]
-pub use app::{home_shard, App, AppBuilder, AppClass, SinkEvent, SinkReceiver, Stream};
+mod api;
 #[cfg(feature = "runtime")]
-pub use config::{AutoScale, NodeConfig, Placement};
+mod durability;
 #[cfg(feature = "runtime")]
-pub use durable::{DurableState, Persist, PersistError};
-pub use error::{EngineError, Result};
+mod func;
 #[cfg(feature = "runtime")]
-pub use function::{Context, Function, Keyed, Merge, Merged, OperatorState, Sequential};
+mod plan;
 #[cfg(feature = "runtime")]
-pub use journal::{Recovery, MAX_EVENT_BYTES};
-pub use message::{
-    key_hash, ActorId, AppId, Barrier, BarrierKind, Header, Kind, Message, OperatorId,
+mod runtime;
+
+/// The policy API (`Policy` and what its hooks see), for users who write
+/// their own; the same module as `sched::policy`.
+pub use sched::policy;
+
+pub use model::{
+    key_hash, ActorId, AppClass, AppId, Barrier, BarrierKind, EngineError, Header, Kind, Message,
+    OperatorId, Result,
 };
-#[cfg(feature = "runtime")]
-pub use metrics::{AppStats, NodeStats, ShardStats};
-#[cfg(feature = "runtime")]
-pub use node::{AppHandle, Node, Rejected, SourceHandle};
-#[cfg(feature = "runtime")]
 pub use policy::{Dirigo, Edf, Fifo, Llf, Policy, PolicyFactory, Priority, Rank};
 pub use protocol::{LeaseId, Strategy};
-/// The rkyv the engine archives with; derive `Archive`, `Serialize` and
-/// `Deserialize` from it for durable sources' events and operator state.
+
 #[cfg(feature = "runtime")]
-pub use rkyv;
+pub use exports::*;
+
+/// The public types of the runtime layers, re-exported at the root.
+#[cfg(feature = "runtime")]
+mod exports {
+    pub use crate::api::{
+        AppBuilder, AppHandle, Node, Rejected, SinkEvent, SinkReceiver, SourceHandle, Stream,
+    };
+    pub use crate::durability::Recovery;
+    pub use crate::func::{
+        Context, DurableState, Function, Keyed, Merge, Merged, OperatorState, Persist,
+        PersistError, Sequential,
+    };
+    pub use crate::limits::MAX_EVENT_BYTES;
+    pub use crate::plan::{home_shard, App};
+    pub use crate::runtime::config::{AutoScale, NodeConfig, Placement};
+    pub use crate::runtime::metrics::{AppStats, NodeStats, ShardStats};
+    /// The rkyv the engine archives with; derive `Archive`, `Serialize` and
+    /// `Deserialize` from it for durable sources' events and operator state.
+    pub use rkyv;
+}

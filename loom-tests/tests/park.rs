@@ -1,4 +1,4 @@
-//! Models of the park handshake (`dirigo_engine::doorbell::ParkFlag`) with
+//! Models of the park handshake (`dirigo_engine::mesh::doorbell::ParkFlag`) with
 //! the mesh ring as the source of work, as the shard uses them: a sender
 //! publishes a packet (ring push), then asks `should_wake`; the sleeper
 //! announces `prepare_park`, then re-checks its ring and sleeps only if it is
@@ -10,8 +10,8 @@
 
 #![cfg(loom)]
 
-use dirigo_engine::doorbell::ParkFlag;
-use dirigo_engine::ring::{ring, Consumer};
+use dirigo_engine::mesh::doorbell::ParkFlag;
+use dirigo_engine::mesh::ring::{ring, Consumer};
 use dirigo_loom_tests::explore::explore;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;

@@ -17,8 +17,8 @@
 
 #![cfg(loom)]
 
+use dirigo_engine::mesh::ring::{ring, Consumer};
 use dirigo_engine::quiesce::{Gate, ShardCounters, Snapshot};
-use dirigo_engine::ring::{ring, Consumer};
 use dirigo_loom_tests::explore::{assert_covered, explore_covering};
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::{Arc, Notify};

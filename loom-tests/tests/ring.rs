@@ -1,4 +1,4 @@
-//! Models of the mesh's SPSC ring (`dirigo_engine::ring`), on loom's atomics
+//! Models of the mesh's SPSC ring (`dirigo_engine::mesh::ring`), on loom's atomics
 //! and `UnsafeCell` (through `dirigo_engine::sync`): loom checks every slot
 //! access for a data race, besides the assertions here.
 //!
@@ -9,7 +9,7 @@
 
 #![cfg(loom)]
 
-use dirigo_engine::ring::ring;
+use dirigo_engine::mesh::ring::ring;
 use dirigo_loom_tests::explore::explore;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;

@@ -8,24 +8,30 @@
 //! `LogDamaged` carry an offset too; errors about a whole folder (an ingress
 //! log's, a checkpoint folder's) name the folder.
 
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
-
-use crate::format::Region;
 
 /// What went wrong in the storage layer, and in which file, at which byte.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// A checkpoint asked for by epoch is not in the manifest.
     #[error("{path}: checkpoint {epoch} is not listed", path = path.display())]
-    NotListed { path: PathBuf, epoch: u64 },
+    NotListed {
+        /// The checkpoint folder's `MANIFEST`.
+        path: PathBuf,
+        /// The epoch asked for.
+        epoch: u64,
+    },
 
     /// A system call (open, mmap, an io_uring write or fdatasync) failed.
     #[error("{path}: {op} failed: {source}", path = path.display())]
     Io {
+        /// The file or folder the call was on.
         path: PathBuf,
         /// The operation, e.g. "create", "write", "fdatasync".
         op: &'static str,
+        /// The error the call returned.
         #[source]
         source: io::Error,
     },
@@ -37,9 +43,14 @@ pub enum StorageError {
         path = path.display()
     )]
     Truncated {
+        /// The segment file.
         path: PathBuf,
+        /// Byte where the cut structure starts: the length of the valid prefix.
         offset: u64,
+        /// The part that runs past the end: the segment header, or the
+        /// record's header or payload.
         region: Region,
+        /// Length of the file, in bytes.
         file_len: u64,
     },
 
@@ -47,14 +58,24 @@ pub enum StorageError {
     /// `offset`) were corrupted or never fully written.
     #[error("{path}: checksum mismatch in the {region} at byte {offset}", path = path.display())]
     Checksum {
+        /// The segment file.
         path: PathBuf,
+        /// Byte where the damaged structure starts: the length of the valid
+        /// prefix.
         offset: u64,
+        /// The part whose checksum failed: the segment header, or the
+        /// record's header or payload (with its padding).
         region: Region,
     },
 
     /// The file does not start with the segment magic: not a segment file.
     #[error("{path}: not a segment file (magic {found:02x?})", path = path.display())]
-    BadMagic { path: PathBuf, found: Vec<u8> },
+    BadMagic {
+        /// The file opened as a segment.
+        path: PathBuf,
+        /// The file's first 8 bytes (all of it, if shorter).
+        found: Vec<u8>,
+    },
 
     /// The segment was written in a format version this build cannot read.
     #[error(
@@ -62,8 +83,11 @@ pub enum StorageError {
         path = path.display()
     )]
     UnsupportedVersion {
+        /// The segment file.
         path: PathBuf,
+        /// The version in the file's header.
         found: u16,
+        /// The version this build reads, [`crate::FORMAT_VERSION`].
         expected: u16,
     },
 
@@ -72,33 +96,58 @@ pub enum StorageError {
     /// payload is not a valid archived value of the segment's type (bytecheck).
     #[error("{path}: invalid record at byte {offset}: {reason}", path = path.display())]
     Invalid {
+        /// The segment file.
         path: PathBuf,
+        /// Byte where the invalid structure starts: 0 for the segment header,
+        /// else the record's offset (for a checkpoint longer than the manifest
+        /// recorded, the recorded end).
         offset: u64,
+        /// What is wrong, for a person: the field, what it holds, what was
+        /// expected.
         reason: String,
     },
 
-    /// An append was refused: its payload is over [`crate::MAX_RECORD_LEN`].
+    /// An append was refused: its payload is over [`crate::MAX_RECORD_LEN`],
+    /// or an operator's checkpoint state would take more than `u32::MAX`
+    /// parts.
     #[error("{path}: record of {len} bytes is over the limit of {max} bytes", path = path.display())]
     RecordTooLarge {
+        /// The segment appended to.
         path: PathBuf,
+        /// Length of the refused payload (or state), in bytes.
         len: usize,
+        /// The limit, in bytes: [`crate::MAX_RECORD_LEN`], or for state the
+        /// part length times `u32::MAX`.
         max: usize,
     },
 
     /// rkyv could not serialize the value to append.
     #[error("{path}: cannot serialize record: {reason}", path = path.display())]
-    Serialize { path: PathBuf, reason: String },
+    Serialize {
+        /// The segment appended to.
+        path: PathBuf,
+        /// rkyv's error message.
+        reason: String,
+    },
 
     /// No validated record starts at `offset` in this segment.
     #[error("{path}: no record starts at byte {offset}", path = path.display())]
-    NoRecord { path: PathBuf, offset: u64 },
+    NoRecord {
+        /// The segment file.
+        path: PathBuf,
+        /// The byte offset asked for.
+        offset: u64,
+    },
 
     /// An earlier write or sync of this writer failed; what reached the file
     /// is unknown (after a failed fdatasync the kernel may have dropped the
     /// dirty pages), so the writer refuses further work. The segment must be
     /// recovered from its valid prefix.
     #[error("{path}: writer unusable after an earlier I/O error", path = path.display())]
-    Poisoned { path: PathBuf },
+    Poisoned {
+        /// The segment whose write or sync failed.
+        path: PathBuf,
+    },
 
     /// Every record of the file passes its checks, but the file ends before
     /// what was committed to it is complete: the structure expected at
@@ -106,8 +155,12 @@ pub enum StorageError {
     /// without its record, a file shorter than the manifest recorded).
     #[error("{path}: incomplete at byte {offset}: {reason}", path = path.display())]
     Incomplete {
+        /// The file (a checkpoint, the manifest, a log segment).
         path: PathBuf,
+        /// Byte where the missing structure should start: the end of the
+        /// valid records, or of a file shorter than recorded.
         offset: u64,
+        /// What is missing, for a person.
         reason: String,
     },
 
@@ -121,9 +174,13 @@ pub enum StorageError {
         previous = previous.display()
     )]
     SequenceGap {
+        /// The later segment.
         path: PathBuf,
+        /// The first seq of `path`, from its name.
         found: u64,
+        /// The segment before `path`.
         previous: PathBuf,
+        /// The seq `previous` ends at: its first seq plus its valid records.
         expected: u64,
     },
 
@@ -139,11 +196,17 @@ pub enum StorageError {
         next = next.display()
     )]
     LogDamaged {
+        /// The damaged segment.
         path: PathBuf,
+        /// Byte where the damage starts: the length of `path`'s valid prefix.
         offset: u64,
+        /// The first unreadable seq: the end of `path`'s valid records.
         lost_from: u64,
+        /// The segment after `path`.
         next: PathBuf,
+        /// The first seq of `next`, from its name.
         next_first: u64,
+        /// The damage, as the scan of `path` reported it.
         #[source]
         damage: Box<StorageError>,
     },
@@ -156,32 +219,51 @@ pub enum StorageError {
         path = path.display()
     )]
     ReplayOutOfRange {
+        /// The log's folder.
         path: PathBuf,
+        /// The seq the replay was to start at.
         from: u64,
+        /// The first seq the log keeps.
         first: u64,
+        /// One past the last durable seq, [`crate::IngressLog::durable_seq`].
         end: u64,
     },
 
     /// A checkpoint was begun or committed with an epoch that is not newer
-    /// than `newest`, an epoch already listed in (or begun for) the
-    /// checkpoint folder `path`.
+    /// than `newest`, an epoch already listed in (or begun for) its
+    /// checkpoint folder.
     #[error(
         "{path}: checkpoint epoch {epoch} is not newer than epoch {newest}",
         path = path.display()
     )]
     StaleEpoch {
+        /// The checkpoint folder (from `begin`), or the checkpoint's segment
+        /// (from `commit`).
         path: PathBuf,
+        /// The epoch refused.
         epoch: u64,
+        /// For `begin`, the newest epoch listed, found on disk at open, or
+        /// begun; for `commit`, the newest committed.
         newest: u64,
     },
 
     /// Operator `op` was given state twice for the checkpoint at `path`.
     #[error("{path}: operator {op} already has state in this checkpoint", path = path.display())]
-    DuplicateState { path: PathBuf, op: u16 },
+    DuplicateState {
+        /// The checkpoint's segment.
+        path: PathBuf,
+        /// The operator's id.
+        op: u16,
+    },
 
     /// Source `source_id` was given two resume points for the checkpoint at `path`.
     #[error("{path}: source {source_id} has more than one resume point", path = path.display())]
-    DuplicateSource { path: PathBuf, source_id: u16 },
+    DuplicateSource {
+        /// The checkpoint's segment.
+        path: PathBuf,
+        /// The source's id.
+        source_id: u16,
+    },
 
     /// The checkpoint folder's `MANIFEST` (at `path`) is missing, but
     /// checkpoint segments lie beside it. A folder gets its (empty) manifest
@@ -192,7 +274,12 @@ pub enum StorageError {
         path = path.display(),
         n = found.len()
     )]
-    ManifestMissing { path: PathBuf, found: Vec<PathBuf> },
+    ManifestMissing {
+        /// Where the manifest should be: the folder's `MANIFEST`.
+        path: PathBuf,
+        /// The checkpoint segments in the folder, ascending by epoch.
+        found: Vec<PathBuf>,
+    },
 
     /// The manifest at `path` lists checkpoints, but none of them is
     /// complete and valid; `skipped` says why, newest first.
@@ -203,7 +290,10 @@ pub enum StorageError {
         why = skipped.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
     )]
     NoValidCheckpoint {
+        /// The checkpoint folder's `MANIFEST`.
         path: PathBuf,
+        /// Why each listed checkpoint was rejected, one error each, newest
+        /// first.
         skipped: Vec<StorageError>,
     },
 }
@@ -237,3 +327,24 @@ impl StorageError {
 
 /// The crate's result type.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// Which structure of a segment an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Region {
+    /// The 32-byte segment header.
+    SegmentHeader,
+    /// A record's 16-byte header (length, checksums).
+    RecordHeader,
+    /// A record's payload and its padding.
+    Payload,
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Region::SegmentHeader => "segment header",
+            Region::RecordHeader => "record header",
+            Region::Payload => "record payload",
+        })
+    }
+}

@@ -46,10 +46,10 @@
 //! framing (header + padded payload) is a multiple of [`RECORD_ALIGN`]; every
 //! payload is at most [`MAX_RECORD_LEN`].
 
-use std::fmt;
 use std::ops::Range;
 use std::path::Path;
 
+pub use crate::error::Region;
 use crate::error::StorageError;
 
 /// The first 8 bytes of every segment file.
@@ -69,27 +69,6 @@ pub const MAX_RECORD_LEN: usize = 64 << 20;
 const _: () = assert!(HEADER_LEN % RECORD_ALIGN == 0);
 const _: () = assert!(RECORD_HEADER_LEN % RECORD_ALIGN == 0);
 const _: () = assert!(MAX_RECORD_LEN <= u32::MAX as usize);
-
-/// Which structure of a segment an error is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Region {
-    /// The 32-byte segment header.
-    SegmentHeader,
-    /// A record's 16-byte header (length, checksums).
-    RecordHeader,
-    /// A record's payload and its padding.
-    Payload,
-}
-
-impl fmt::Display for Region {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Region::SegmentHeader => "segment header",
-            Region::RecordHeader => "record header",
-            Region::Payload => "record payload",
-        })
-    }
-}
 
 /// Damage found by the checks below, without the file it was found in
 /// (`reader` adds the path with [`Fault::at`]).
@@ -160,6 +139,8 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 /// The segment header's fields (only the id varies today).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
+    /// The segment's id, as given to [`crate::SegmentWriter::create`]: a log
+    /// segment's first seq, a checkpoint's epoch, the manifest's generation.
     pub id: u64,
 }
 

@@ -11,9 +11,9 @@
 //! peer pays a full reactor sleep/wake (several `io_uring_enter`s and a
 //! `membarrier`); with `spin_before_park` the peer does not sleep, but its
 //! spin loop still polls its io_uring rings with syscalls. Our mesh only
-//! publishes to an SPSC ring (`dirigo_engine::ring`), which a busy shard polls
+//! publishes to an SPSC ring (`dirigo_engine::mesh::ring`), which a busy shard polls
 //! every turn with plain loads, and rings the peer's doorbell
-//! (`dirigo_engine::doorbell`, a socket write) only when the peer has parked.
+//! (`dirigo_engine::mesh::doorbell`, a socket write) only when the peer has parked.
 //!
 //! Variants, all in one run, each on the same two cores (`--cores a,b`; the
 //! pinger on `a`, the responder on `b`):
@@ -45,8 +45,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use dirigo_engine::doorbell::{Doorbell, LocalWaiter};
-use dirigo_engine::ring::{ring, Consumer, Producer};
+use dirigo_engine::mesh::doorbell::{Doorbell, LocalWaiter};
+use dirigo_engine::mesh::ring::{ring, Consumer, Producer};
 use glommio::channels::shared_channel;
 use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;

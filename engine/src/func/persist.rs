@@ -8,10 +8,6 @@
 //!   Source events of a durable app and operator state values are `Persist`.
 //! - [`DurableState`]: an operator state the engine can checkpoint:
 //!   [`Keyed`], [`Merged`] and [`Sequential`] of `Persist` values.
-//! - [`LogEntry`]: one record of an app's ingress log: an event (source,
-//!   key, archived payload) or a barrier a client injected. The log is what
-//!   recovery replays after the newest checkpoint, so it holds everything
-//!   that changes state from the outside, in the order the sources took it.
 //!
 //! Bytes read back from storage are copied into an aligned buffer before
 //! they are validated and deserialized: the stored form of a state is a
@@ -23,8 +19,7 @@ use rkyv::api::high::HighDeserializer;
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
-use crate::function::{ErasedState, Keyed, Merge, Merged, OperatorState, Sequential};
-use crate::message::BarrierKind;
+use super::state::{Keyed, Merge, Merged, OperatorState, Sequential};
 
 /// A value that could not be turned into bytes, or bytes that are not a
 /// valid archive of the expected type.
@@ -210,99 +205,6 @@ impl<S: Default + Send + 'static + Persist> DurableState for Sequential<S> {
     }
 }
 
-pub(crate) type Restore = fn(&[u8]) -> Result<Box<dyn ErasedState>, PersistError>;
-type Save = fn(&mut dyn ErasedState) -> Result<AlignedVec, PersistError>;
-type SaveChanges = fn(&mut dyn ErasedState) -> Option<Result<AlignedVec, PersistError>>;
-type ApplyChanges = fn(&mut dyn ErasedState, &[u8]) -> Result<(), PersistError>;
-
-/// Type-erased checkpoint, restore and spill of one operator's state
-/// (monomorphized for the operator's state type when the app is built).
-#[derive(Clone, Copy)]
-pub(crate) struct StateCodec {
-    pub fresh: fn() -> Box<dyn ErasedState>,
-    pub save: Save,
-    pub save_changes: SaveChanges,
-    pub checkpointed: fn(&mut dyn ErasedState),
-    pub restore: Restore,
-    pub apply_changes: ApplyChanges,
-    pub spill: Save,
-    pub unspill: Restore,
-}
-
-fn typed<S: 'static>(state: &mut dyn ErasedState) -> &mut S {
-    state
-        .as_any_mut()
-        .downcast_mut::<S>()
-        .expect("an actor instance holds its operator's state type")
-}
-
-impl StateCodec {
-    pub fn of<S: DurableState>() -> StateCodec {
-        StateCodec {
-            fresh: || Box::new(S::fresh()),
-            save: |state| typed::<S>(state).save(),
-            save_changes: |state| typed::<S>(state).save_changes(),
-            checkpointed: |state| typed::<S>(state).checkpointed(),
-            restore: |bytes| S::restore(bytes).map(|s| Box::new(s) as Box<dyn ErasedState>),
-            apply_changes: |state, bytes| typed::<S>(state).apply_changes(bytes),
-            spill: |state| typed::<S>(state).spill(),
-            unspill: |bytes| S::unspill(bytes).map(|s| Box::new(s) as Box<dyn ErasedState>),
-        }
-    }
-}
-
-/// Type-erased encoding of one durable source's events.
-#[derive(Clone, Copy)]
-pub(crate) struct EventCodec {
-    pub encode: fn(&crate::function::AnyBox) -> Result<AlignedVec, PersistError>,
-    pub decode: fn(&[u8]) -> Result<crate::function::AnyBox, PersistError>,
-}
-
-impl EventCodec {
-    pub fn of<T: Persist + Send + 'static>() -> EventCodec {
-        EventCodec {
-            encode: |v| {
-                v.downcast_ref::<T>()
-                    .expect("a source's events have its type")
-                    .to_bytes()
-            },
-            decode: |bytes| T::from_bytes(bytes).map(|v| Box::new(v) as crate::function::AnyBox),
-        }
-    }
-}
-
-/// One record of an app's ingress log.
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq)]
-pub(crate) enum LogEntry {
-    /// An event accepted by source `source` (operator index), with its key
-    /// hash and its archived payload.
-    Event {
-        source: u16,
-        key: u64,
-        payload: Vec<u8>,
-    },
-    /// A barrier a client injected (not checkpoints: those are the log's
-    /// own cut points, not inputs).
-    Barrier { kind: u8, tag: u64 },
-}
-
-pub(crate) fn kind_code(kind: BarrierKind) -> u8 {
-    match kind {
-        BarrierKind::WindowClose => 0,
-        BarrierKind::Checkpoint => 1,
-        BarrierKind::Query => 2,
-    }
-}
-
-pub(crate) fn kind_of(code: u8) -> Option<BarrierKind> {
-    match code {
-        0 => Some(BarrierKind::WindowClose),
-        1 => Some(BarrierKind::Checkpoint),
-        2 => Some(BarrierKind::Query),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,17 +336,5 @@ mod tests {
                 prop_assert_eq!(back.map_ref(), &want);
             }
         }
-    }
-
-    #[test]
-    fn barrier_kinds_have_stable_codes() {
-        for k in [
-            BarrierKind::WindowClose,
-            BarrierKind::Checkpoint,
-            BarrierKind::Query,
-        ] {
-            assert_eq!(kind_of(kind_code(k)), Some(k));
-        }
-        assert_eq!(kind_of(9), None);
     }
 }

@@ -36,8 +36,8 @@ pub mod builtin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::app::AppClass;
-use crate::message::{ActorId, Header};
+use crate::model::AppClass;
+use crate::model::{ActorId, Header};
 use crate::protocol::{ShardId, Strategy};
 
 pub use builtin::{Dirigo, Edf, Fifo, Llf, Priority};

@@ -14,17 +14,15 @@
 //! same run. Checkpoints and the ingress log are what recovery uses; a new
 //! deploy clears the folder (`journal::open`).
 //!
-//! Large states are split into records of at most [`CHUNK`] bytes (a
-//! segment record holds at most `MAX_RECORD_LEN`).
+//! Large states are split into records of at most `limits::SPILL_CHUNK`
+//! bytes (a segment record holds at most `MAX_RECORD_LEN`).
 
 use std::path::{Path, PathBuf};
 
-use crate::durable::{aligned_copy, PersistError, Restore};
-use crate::function::ErasedState;
 use dirigo_storage::{Segment, SegmentWriter, StorageError};
 
-/// Largest record of a spill file.
-pub(crate) const CHUNK: usize = 8 << 20;
+use crate::func::{aligned_copy, ErasedState, PersistError, Restore};
+use crate::limits::SPILL_CHUNK;
 
 /// The folder of an app's spill files.
 pub(crate) fn dir_of(app_dir: &Path) -> PathBuf {
@@ -44,7 +42,7 @@ pub(crate) enum SpillError {
 /// Returns the file's length.
 pub(crate) fn write(path: &Path, id: u64, archived: &[u8]) -> Result<u64, StorageError> {
     let mut w = SegmentWriter::<Vec<u8>>::create(path, id)?;
-    for chunk in archived.chunks(CHUNK) {
+    for chunk in archived.chunks(SPILL_CHUNK) {
         w.append(&chunk.to_vec())?;
     }
     // Into the page cache, not to the disk: see the module comment.
@@ -69,8 +67,7 @@ pub(crate) fn read(path: &Path, restore: Restore) -> Result<Box<dyn ErasedState>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::durable::{DurableState, StateCodec};
-    use crate::function::Keyed;
+    use crate::func::{DurableState, Keyed, StateCodec};
 
     fn round_trip(entries: u64, value_len: usize) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -84,8 +81,8 @@ mod tests {
         let codec = StateCodec::of::<Keyed<Vec<u8>>>();
         let back = read(&path, codec.unspill).expect("reads back");
         let back = back
-            .as_any()
-            .downcast_ref::<Keyed<Vec<u8>>>()
+            .into_any()
+            .downcast::<Keyed<Vec<u8>>>()
             .expect("the state type");
         assert_eq!(back.len(), entries as usize);
         // Changes not yet checkpointed survive the spill.
@@ -104,7 +101,7 @@ mod tests {
 
     #[test]
     fn state_larger_than_a_chunk_round_trips() {
-        round_trip(3, CHUNK / 2 + 7);
+        round_trip(3, SPILL_CHUNK / 2 + 7);
     }
 
     #[test]

@@ -7,13 +7,19 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
-use crate::app::AppClass;
-use crate::message::AppId;
+use crate::limits::{LATENCY_MAX_NS, LATENCY_MIN_NS};
+use crate::model::{AppClass, AppId};
 
-/// Latency histograms span 1 µs .. 100 s with 3 significant digits (ns).
+/// Latency histograms span `LATENCY_MIN_NS .. LATENCY_MAX_NS` with 3
+/// significant digits (ns).
 fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1_000, 100_000_000_000, 3)
+    Histogram::new_with_bounds(LATENCY_MIN_NS, LATENCY_MAX_NS, 3)
         .expect("static histogram bounds are valid")
+}
+
+/// A sample clamped into the histograms' range rather than lost.
+fn clamp(ns: u64) -> u64 {
+    ns.clamp(LATENCY_MIN_NS, LATENCY_MAX_NS)
 }
 
 /// One app's figures on one shard (or merged over shards).
@@ -67,7 +73,7 @@ impl AppStats {
     }
 
     pub(crate) fn record_queueing(&mut self, delay_ns: u64) {
-        let _ = self.queueing.record(delay_ns.clamp(1_000, 100_000_000_000));
+        let _ = self.queueing.record(clamp(delay_ns));
     }
 
     pub(crate) fn record_delivery(&mut self, latency_ns: u64, slo_ns: u64) {
@@ -75,10 +81,7 @@ impl AppStats {
         if latency_ns <= slo_ns {
             self.within_slo += 1;
         }
-        // Clamp into the histogram's range rather than lose the sample.
-        let _ = self
-            .latency
-            .record(latency_ns.clamp(1_000, 100_000_000_000));
+        let _ = self.latency.record(clamp(latency_ns));
     }
 
     /// Share of delivered outputs within the SLO (1.0 when none yet).

@@ -7,11 +7,13 @@
 //! epoch: the count its critical announces downstream (see
 //! `protocol::lessor`, "Barriers and epochs").
 
-use crate::function::ErasedState;
+use crate::func::ErasedState;
 use crate::protocol::{PartialState, PartitionSet};
 
 pub(crate) struct Instance {
+    /// The user's state (this instance's part of it).
     pub user: Box<dyn ErasedState>,
+    /// Data messages emitted per output edge in the current epoch.
     pub tally: Vec<u64>,
 }
 
@@ -52,7 +54,7 @@ impl PartialState for Instance {
 
     fn absorb(&mut self, part: Part) {
         self.user.absorb(part.user);
-        debug_assert_eq!(self.tally.len(), part.tally.len());
+        assert_eq!(self.tally.len(), part.tally.len(), "parts of one operator");
         for (mine, theirs) in self.tally.iter_mut().zip(part.tally) {
             *mine += theirs;
         }

@@ -1,8 +1,11 @@
 //! The engine's error type: every failure a caller can see, saying what went
-//! wrong and with what.
+//! wrong and with what. A failure of the storage below keeps its cause
+//! (`EngineError::Storage`'s source is the `StorageError`, with its file and
+//! offset), so a caller can tell damage from I/O.
 
-use crate::message::AppId;
+use super::message::AppId;
 
+/// Every failure the engine reports to a caller.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("invalid application {app:?}: {reason}")]
@@ -46,8 +49,20 @@ pub enum EngineError {
     NoDataDir(String),
     #[error("durability of {app:?}: {reason}")]
     Durability { app: String, reason: String },
+    /// The storage of a durable app failed; the source says how (damage
+    /// or I/O, with the file and offset).
+    #[cfg(feature = "runtime")]
+    #[error("durability of {app:?}: {what}: {source}")]
+    Storage {
+        app: String,
+        /// What the engine was doing (opening the log, writing checkpoint 7).
+        what: String,
+        #[source]
+        source: dirigo_storage::StorageError,
+    },
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }
 
+/// The engine's result type.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -10,7 +10,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use crate::policy::Rank;
+use super::policy::Rank;
 
 /// Queued items of type `T`, lowest rank first.
 #[derive(Debug)]

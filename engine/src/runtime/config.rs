@@ -1,10 +1,13 @@
-//! Node configuration, with the limits every queue and batch is held to.
+//! Node configuration: what a deployment tunes (shard count and placement,
+//! queue and batch sizes, the backlog bound, scheduler timeouts, scaling,
+//! the policy, durability), checked against `limits` when a node starts.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::error::{EngineError, Result};
-use crate::policy::{Dirigo, PolicyFactory, ScaleLimits};
+use crate::limits::{MAX_RING_CAPACITY, MAX_SHARDS, MIN_LOG_SEGMENT_BYTES, MIN_RING_CAPACITY};
+use crate::model::{EngineError, Result};
+use crate::sched::policy::{Dirigo, PolicyFactory, ScaleLimits};
 
 /// Where shard threads run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,31 +123,33 @@ impl Default for NodeConfig {
     }
 }
 
-/// Most shards a node may have.
-pub const MAX_SHARDS: usize = 256;
-
 impl NodeConfig {
     pub(crate) fn validate(&self) -> Result<()> {
-        let bad = |s: &str| Err(EngineError::Config(s.to_owned()));
+        let bad = |s: String| Err(EngineError::Config(s));
         if self.shards > MAX_SHARDS {
-            return bad("more than 256 shards");
+            return bad(format!("more than {MAX_SHARDS} shards"));
         }
-        if self.ring_capacity < 2 || self.ring_capacity > 1 << 20 {
-            return bad("ring_capacity must be in 2..=1048576");
+        if !(MIN_RING_CAPACITY..=MAX_RING_CAPACITY).contains(&self.ring_capacity) {
+            return bad(format!(
+                "ring_capacity must be in {MIN_RING_CAPACITY}..={MAX_RING_CAPACITY}"
+            ));
         }
         if self.inbox_capacity == 0 || self.max_batch == 0 || self.step_budget == 0 {
-            return bad("inbox_capacity, max_batch and step_budget must be positive");
+            return bad("inbox_capacity, max_batch and step_budget must be positive".into());
         }
         if self.full_checkpoint_every == 0 {
-            return bad("full_checkpoint_every must be at least 1");
+            return bad("full_checkpoint_every must be at least 1".into());
         }
-        if self.log_segment_bytes < 4096 {
-            return bad("log_segment_bytes must be at least 4096");
+        if self.log_segment_bytes < MIN_LOG_SEGMENT_BYTES {
+            return bad(format!(
+                "log_segment_bytes must be at least {MIN_LOG_SEGMENT_BYTES}"
+            ));
         }
         Ok(())
     }
 
-    /// The shard count this config asks for on this machine.
+    /// The shard count this config asks for on this machine (one per
+    /// available core, at most `MAX_SHARDS`, when `shards` is 0).
     pub fn shard_count(&self) -> usize {
         if self.shards > 0 {
             self.shards
@@ -152,6 +157,7 @@ impl NodeConfig {
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1)
+                .min(MAX_SHARDS)
         }
     }
 }

@@ -86,10 +86,16 @@ pub struct Header {
     pub enqueued_ns: u64,
 }
 
+/// A value of any type, owned and sendable: an event or output on its way
+/// between operators, typed again by the operator that takes it.
+pub type AnyBox = Box<dyn Any + Send>;
+
 /// The payload of a message: typed by the operator that emitted it; the
 /// app builder checks types at build time, so a downcast cannot fail.
 pub enum Payload {
-    Data(Box<dyn Any + Send>),
+    /// A user value (an event, or an operator's output).
+    Data(AnyBox),
+    /// The barrier a critical message belongs to.
     Barrier(Barrier),
 }
 

@@ -12,8 +12,8 @@
 use std::time::Duration;
 
 use super::{OpView, Policy, QueueView, Rank, Scale, ScaleLimits, ShardLoad};
-use crate::app::AppClass;
-use crate::message::Header;
+use crate::model::AppClass;
+use crate::model::Header;
 
 /// Index of the least loaded candidate, if the loads differ at all.
 fn least_loaded(candidates: &[ShardLoad]) -> Option<usize> {
@@ -213,7 +213,7 @@ impl Policy for Dirigo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{ActorId, AppId, Kind, OperatorId};
+    use crate::model::{ActorId, AppId, Kind, OperatorId};
     use crate::protocol::Strategy;
 
     fn op(class: AppClass, cost_ns: u64, path_cost_ns: u64) -> OpView<'static> {

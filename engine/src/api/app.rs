@@ -1,5 +1,5 @@
-//! Applications: a typed builder for DAGs of functions, and the compiled plan
-//! a node deploys.
+//! Applications: a typed builder for DAGs of functions, and the sinks that
+//! deliver their outputs.
 //!
 //! An app is built from [`Stream`] handles: a source yields a `Stream<T>`; an
 //! operator takes streams of its input type and yields a stream of its output
@@ -10,32 +10,17 @@
 
 use std::any::TypeId;
 use std::marker::PhantomData;
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::durable::{DurableState, EventCodec, Persist};
-use crate::error::{EngineError, Result};
-use crate::function::{AnyBox, Context, ErasedFunction, Function, Sequential, Typed};
-use crate::journal::JournalMsg;
-use crate::message::{key_hash, ActorId, AppId, Barrier, OperatorId};
-use crate::policy::OpView;
-use crate::protocol::{EdgeId, ShardId, Strategy};
-use crate::quiesce::ShardCounters;
-use crate::sync::{AtomicU64, Ordering};
-
-/// Most nodes (sources, operators, sinks) one app may have.
-pub const MAX_NODES: usize = 1024;
-/// Most input edges one operator may have.
-pub const MAX_INPUTS: usize = 64;
-
-/// Whether an app's latency target is a promise or a wish.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AppClass {
-    LatencyCritical,
-    BestEffort,
-}
+use crate::func::{
+    Context, DurableState, ErasedFunction, EventCodec, Function, Persist, Sequential, Typed,
+};
+use crate::limits::{MAX_INPUTS, MAX_NODES};
+use crate::model::{AnyBox, AppClass, Barrier, EngineError, Result};
+use crate::plan::{App, Cloner, NodeKind, NodeSpec};
+use crate::protocol::EdgeId;
 
 /// A typed handle on the output of a node of an app under construction.
 pub struct Stream<T> {
@@ -49,28 +34,6 @@ impl<T> Clone for Stream<T> {
     }
 }
 impl<T> Copy for Stream<T> {}
-
-/// Copies a source's event for its second and later output edges.
-pub(crate) type Cloner = Arc<dyn Fn(&AnyBox) -> AnyBox + Send + Sync>;
-
-pub(crate) enum NodeKind {
-    Source {
-        type_id: TypeId,
-        type_name: &'static str,
-        clone: Cloner,
-        /// How its events go into the ingress log (durable sources).
-        codec: Option<EventCodec>,
-    },
-    Operator(Arc<dyn ErasedFunction>),
-    Sink(Arc<dyn ErasedFunction>),
-}
-
-pub(crate) struct NodeSpec {
-    pub name: String,
-    pub kind: NodeKind,
-    /// Upstream node of each input edge, in edge order.
-    pub inputs: Vec<u16>,
-}
 
 /// Builds an [`App`].
 pub struct AppBuilder {
@@ -335,222 +298,5 @@ impl AppBuilder {
             nodes: self.nodes,
             durable: self.durable,
         })
-    }
-}
-
-/// A built application, ready to deploy.
-pub struct App {
-    pub(crate) name: String,
-    pub(crate) slo: Duration,
-    pub(crate) class: AppClass,
-    pub(crate) nodes: Vec<NodeSpec>,
-    pub(crate) durable: bool,
-}
-
-impl App {
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Whether the app was built `durable`.
-    pub fn is_durable(&self) -> bool {
-        self.durable
-    }
-}
-
-// ---------------------------------------------------------------------
-// The deployed plan
-// ---------------------------------------------------------------------
-
-pub(crate) enum PlanKind {
-    Source,
-    Function {
-        f: Arc<dyn ErasedFunction>,
-        sink: bool,
-    },
-}
-
-pub(crate) struct PlanNode {
-    pub name: String,
-    pub kind: PlanKind,
-    pub strategy: Strategy,
-    pub inputs: u16,
-    /// Downstream (operator, input edge) of each output edge.
-    pub outs: Vec<(OperatorId, EdgeId)>,
-    /// The lessor's shard (sources: the shard that stamps and sends).
-    pub home: ShardId,
-    pub source_type: Option<(TypeId, &'static str)>,
-    pub source_clone: Option<Cloner>,
-    /// Durable sources: how events go into and come out of the log.
-    pub event_codec: Option<EventCodec>,
-    /// Learned mean cost of one message here, in ns (a relaxed gauge that
-    /// any shard running the operator updates; an estimate, racy by design).
-    pub cost_ns: AtomicU64,
-}
-
-/// An app as deployed on a node: shared, read-only, by every shard.
-pub(crate) struct Plan {
-    pub id: AppId,
-    pub name: String,
-    pub slo_ns: u64,
-    pub class: AppClass,
-    pub nodes: Vec<PlanNode>,
-    /// Per shard: what it sent, processed and took of this app, for
-    /// `quiesce` (each shard writes only its own).
-    pub counters: Box<[ShardCounters]>,
-    /// Durable apps: where checkpoint barriers send operator state (the
-    /// app's journal thread, see `journal`).
-    pub journal: Option<mpsc::Sender<JournalMsg>>,
-    /// Durable apps: the app's data folder (`<data_dir>/<app>`).
-    pub dir: Option<PathBuf>,
-}
-
-/// The home shard of node `node` (index in declaration order: sources,
-/// operators and sinks alike) of the app named `app` on a node of `shards`
-/// shards. Homes spread the actors of all apps over the shards and are
-/// reproducible, so a deployment (or a benchmark that wants contention on a
-/// given shard) can know where each lessor runs before it deploys.
-pub fn home_shard(app: &str, node: usize, shards: usize) -> ShardId {
-    home_of(key_hash(app.as_bytes()), node, shards)
-}
-
-fn home_of(app_hash: u64, node: usize, shards: usize) -> ShardId {
-    debug_assert!(shards > 0, "a node has at least one shard");
-    let h = (app_hash ^ (node as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-        .wrapping_mul(0xff51_afd7_ed55_8ccd);
-    ((h >> 32) % shards.max(1) as u64) as ShardId
-}
-
-impl Plan {
-    pub fn compile(
-        app: App,
-        id: AppId,
-        shards: usize,
-        durable: Option<(mpsc::Sender<JournalMsg>, PathBuf)>,
-    ) -> Plan {
-        let (journal, dir) = durable.unzip();
-        let n = app.nodes.len();
-        let mut outs: Vec<Vec<(OperatorId, EdgeId)>> = vec![Vec::new(); n];
-        for (to, node) in app.nodes.iter().enumerate() {
-            for (edge, &from) in node.inputs.iter().enumerate() {
-                outs[from as usize].push((OperatorId(to as u16), edge as EdgeId));
-            }
-        }
-        let app_hash = key_hash(app.name.as_bytes());
-        let nodes = app
-            .nodes
-            .into_iter()
-            .zip(outs)
-            .enumerate()
-            .map(|(i, (spec, outs))| {
-                let home = home_of(app_hash, i, shards);
-                let inputs = spec.inputs.len().max(1) as u16;
-                let (kind, strategy, source_type, source_clone, event_codec) = match spec.kind {
-                    NodeKind::Source {
-                        type_id,
-                        type_name,
-                        clone,
-                        codec,
-                    } => (
-                        PlanKind::Source,
-                        Strategy::Sequential,
-                        Some((type_id, type_name)),
-                        Some(clone),
-                        codec,
-                    ),
-                    NodeKind::Operator(f) => {
-                        let s = f.strategy();
-                        (PlanKind::Function { f, sink: false }, s, None, None, None)
-                    }
-                    NodeKind::Sink(f) => (
-                        PlanKind::Function { f, sink: true },
-                        Strategy::Sequential,
-                        None,
-                        None,
-                        None,
-                    ),
-                };
-                PlanNode {
-                    name: spec.name,
-                    kind,
-                    strategy,
-                    inputs,
-                    outs,
-                    home,
-                    source_type,
-                    source_clone,
-                    event_codec,
-                    cost_ns: AtomicU64::new(0),
-                }
-            })
-            .collect();
-        Plan {
-            id,
-            name: app.name,
-            slo_ns: app.slo.as_nanos().min(u64::MAX as u128) as u64,
-            class: app.class,
-            nodes,
-            counters: (0..shards).map(|_| ShardCounters::default()).collect(),
-            journal,
-            dir,
-        }
-    }
-
-    pub fn node_by_name(&self, name: &str) -> Option<(OperatorId, &PlanNode)> {
-        self.nodes
-            .iter()
-            .enumerate()
-            .find(|(_, n)| n.name == name)
-            .map(|(i, n)| (OperatorId(i as u16), n))
-    }
-
-    pub fn node(&self, op: OperatorId) -> Option<&PlanNode> {
-        self.nodes.get(op.0 as usize)
-    }
-
-    /// Learned mean cost of one message at `op` (0 until measured).
-    pub fn cost_ns(&self, op: OperatorId) -> u64 {
-        self.node(op)
-            .map_or(0, |n| n.cost_ns.load(Ordering::Relaxed))
-    }
-
-    /// Fold one measured run time into `op`'s mean (weight 1/8).
-    pub fn learn_cost(&self, op: OperatorId, sample_ns: u64) {
-        if let Some(n) = self.node(op) {
-            let old = n.cost_ns.load(Ordering::Relaxed);
-            let new = if old == 0 {
-                sample_ns
-            } else {
-                old - old / 8 + sample_ns / 8
-            };
-            n.cost_ns.store(new.max(1), Ordering::Relaxed);
-        }
-    }
-
-    /// Learned cost of the longest path from `op` to a sink, `op` included.
-    pub fn path_cost_ns(&self, op: OperatorId) -> u64 {
-        let Some(n) = self.node(op) else { return 0 };
-        let below = n
-            .outs
-            .iter()
-            .map(|(child, _)| self.path_cost_ns(*child))
-            .max()
-            .unwrap_or(0);
-        n.cost_ns.load(Ordering::Relaxed).saturating_add(below)
-    }
-
-    /// What a policy sees of `op`.
-    pub fn op_view(&self, op: OperatorId) -> OpView<'_> {
-        let node = self.node(op);
-        OpView {
-            actor: ActorId { app: self.id, op },
-            app: &self.name,
-            op: node.map_or("", |n| n.name.as_str()),
-            class: self.class,
-            slo_ns: self.slo_ns,
-            strategy: node.map_or(Strategy::Sequential, |n| n.strategy),
-            cost_ns: self.cost_ns(op),
-            path_cost_ns: self.path_cost_ns(op),
-        }
     }
 }

@@ -1,0 +1,20 @@
+//! The client API: what a user's program holds.
+//!
+//! - `app`: [`AppBuilder`] (a typed DAG of sources, operators and sinks),
+//!   [`Stream`], and the sink's [`SinkReceiver`];
+//! - `node`: [`Node`] (start shards, deploy, undeploy, stats) and
+//!   [`AppHandle`] (barriers, checkpoints, explicit scaling, quiescence);
+//! - `source`: [`SourceHandle`], sending events, and [`Rejected`].
+//!
+//! The top of the engine: it imports every layer below and none imports
+//! it. The node's configuration and metrics types live with the runtime
+//! (the shards read them) and are re-exported at the crate root.
+
+mod app;
+mod entry;
+mod node;
+mod source;
+
+pub use app::{AppBuilder, SinkEvent, SinkReceiver, Stream};
+pub use node::{AppHandle, Node};
+pub use source::{Rejected, SourceHandle};

@@ -1,0 +1,431 @@
+//! The node and its apps, as a client holds them: [`Node`] starts the
+//! shards and deploys apps; an [`AppHandle`] injects barriers, takes
+//! checkpoints, scales and waits for quiescence.
+//!
+//! `Node` is the only type a client thread needs. It talks to shards by
+//! commands (`runtime::shards`) and never touches shard state. The app
+//! registry here is control-plane state behind a mutex; nothing on the
+//! message path takes it. A durable app's input goes through its journal
+//! thread (`durability`), which this module starts at deploy and stops at
+//! undeploy.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::entry::{AppEntry, JournalLink};
+use super::source::SourceHandle;
+use crate::durability::{self, Journal, JournalMsg, Recovery};
+use crate::func::ErasedState;
+use crate::limits::{CHECKPOINT_TIMEOUT, CONTROL_TIMEOUT};
+use crate::model::{ActorId, AppId, BarrierKind, EngineError, OperatorId, Result};
+use crate::plan::{App, Plan, PlanKind, SavedState, StateSink};
+use crate::protocol::{Epoch, LeaseId, ShardId, Strategy};
+use crate::runtime::command::Command;
+use crate::runtime::config::NodeConfig;
+use crate::runtime::ingress::AppIngress;
+use crate::runtime::metrics::NodeStats;
+use crate::runtime::shards::{ShardThreads, Shards};
+
+/// A running Dirigo node.
+pub struct Node {
+    shards: Arc<Shards>,
+    apps: Mutex<HashMap<String, Arc<AppEntry>>>,
+    next_app: AtomicU32,
+    threads: ShardThreads,
+}
+
+impl Node {
+    /// Start the shards.
+    pub fn start(cfg: NodeConfig) -> Result<Node> {
+        let (shards, threads) = Shards::start(cfg)?;
+        Ok(Node {
+            shards,
+            apps: Mutex::new(HashMap::new()),
+            next_app: AtomicU32::new(1),
+            threads,
+        })
+    }
+
+    /// How many shards the node runs.
+    pub fn shards(&self) -> usize {
+        self.shards.count()
+    }
+
+    /// The node clock: ns since the node started (the time base of headers).
+    pub fn now_ns(&self) -> u64 {
+        self.shards.now_ns()
+    }
+
+    /// The configuration the node started with.
+    pub fn config(&self) -> &NodeConfig {
+        self.shards.cfg()
+    }
+
+    /// Deploy an app on every shard; returns once every shard has it.
+    ///
+    /// A durable app (see `AppBuilder::durable`) needs a node with a
+    /// `data_dir`; its folder there is `<data_dir>/<app name>`. If that
+    /// folder holds a checkpoint, each operator starts from its saved state,
+    /// and the ingress log after the checkpoint is replayed before this
+    /// returns ([`AppHandle::recovery`] says what was found).
+    pub fn deploy(&self, app: App) -> Result<AppHandle> {
+        let mut apps = self.apps.lock().map_err(|_| EngineError::Stopped)?;
+        if apps.contains_key(app.name()) {
+            return Err(EngineError::AppExists(app.name().to_owned()));
+        }
+        let entry = if app.is_durable() {
+            self.deploy_durable(app)?
+        } else {
+            self.deploy_volatile(app)?
+        };
+        apps.insert(entry.ingress.plan().name.clone(), entry.clone());
+        Ok(AppHandle { entry })
+    }
+
+    fn next_id(&self) -> AppId {
+        AppId(self.next_app.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn deploy_volatile(&self, app: App) -> Result<Arc<AppEntry>> {
+        let plan = Arc::new(Plan::compile(app, self.next_id(), self.shards(), None));
+        self.install(&plan, Vec::new())?;
+        Ok(Arc::new(AppEntry {
+            ingress: Arc::new(AppIngress::new(self.shards.clone(), plan)),
+            journal: None,
+            recovery: None,
+        }))
+    }
+
+    /// A durable app: open its folder (restoring the newest checkpoint),
+    /// install it, replay the log after the checkpoint, then start the
+    /// journal that takes its input from now on.
+    fn deploy_durable(&self, app: App) -> Result<Arc<AppEntry>> {
+        let dir = self.app_dir(app.name())?;
+        let (jtx, jrx) = mpsc::channel();
+        let durable = Some((state_sink(jtx.clone()), dir.clone()));
+        let plan = Arc::new(Plan::compile(app, self.next_id(), self.shards(), durable));
+        let cfg = self.shards.cfg();
+        let mut opened = durability::open(&dir, &plan, cfg.log_segment_bytes)?;
+        self.install(&plan, std::mem::take(&mut opened.states))?;
+        let ingress = Arc::new(AppIngress::new(self.shards.clone(), plan.clone()));
+        // Replay goes straight to the shards (the journal does not run yet,
+        // so nothing new can overtake it).
+        if let Err(e) = durability::replay(&mut opened, &*ingress, &plan) {
+            ingress.close();
+            self.remove_from_shards(plan.id)?;
+            return Err(e);
+        }
+        let recovery = Some(opened.recovery.clone());
+        let journal = Journal::new(opened, ingress.clone(), &plan, cfg.full_checkpoint_every);
+        let thread = std::thread::Builder::new()
+            .name(format!("dirigo-journal-{}", plan.name))
+            .spawn(move || journal.run(jrx))?;
+        Ok(Arc::new(AppEntry {
+            ingress,
+            journal: Some(JournalLink {
+                tx: jtx,
+                thread: Mutex::new(Some(thread)),
+            }),
+            recovery,
+        }))
+    }
+
+    /// Deploy `plan` on every shard, each with the restored states of the
+    /// operators homed on it.
+    fn install(
+        &self,
+        plan: &Arc<Plan>,
+        restored: Vec<(OperatorId, Box<dyn ErasedState>)>,
+    ) -> Result<()> {
+        let mut per_shard: Vec<Vec<(OperatorId, Box<dyn ErasedState>)>> =
+            (0..self.shards()).map(|_| Vec::new()).collect();
+        for (op, state) in restored {
+            per_shard[plan.nodes[op.0 as usize].home as usize].push((op, state));
+        }
+        let mut per_shard = per_shard.into_iter();
+        self.shards.ask_all(|_, reply| {
+            let states = per_shard.next().expect("one list per shard");
+            Command::Deploy(plan.clone(), states, reply)
+        })?;
+        Ok(())
+    }
+
+    /// `<data_dir>/<name>`, if the node has a data folder and `name` is one
+    /// plain path component.
+    fn app_dir(&self, name: &str) -> Result<std::path::PathBuf> {
+        let Some(root) = &self.shards.cfg().data_dir else {
+            return Err(EngineError::NoDataDir(name.to_owned()));
+        };
+        let plain =
+            !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0']);
+        if !plain {
+            return Err(EngineError::InvalidApp {
+                app: name.to_owned(),
+                reason: "a durable app's name is its folder's name: it must be one plain path \
+                         component (no '/', not '.' or '..')"
+                    .into(),
+            });
+        }
+        Ok(root.join(name))
+    }
+
+    /// A handle on a deployed app.
+    pub fn app(&self, name: &str) -> Result<AppHandle> {
+        let apps = self.apps.lock().map_err(|_| EngineError::Stopped)?;
+        let entry = apps
+            .get(name)
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownApp(name.to_owned()))?;
+        Ok(AppHandle { entry })
+    }
+
+    /// Stop taking events for `name`, let what was accepted finish (up to
+    /// `drain`), then remove the app from every shard. Returns whether it
+    /// drained; if not, what was still in flight was discarded.
+    pub fn undeploy(&self, name: &str, drain: Duration) -> Result<bool> {
+        let entry = self.app(name)?.entry;
+        entry.stop_journal();
+        entry.ingress.close();
+        let drained = entry.ingress.quiesce(drain).is_ok();
+        self.remove_from_shards(entry.ingress.plan().id)?;
+        self.apps
+            .lock()
+            .map_err(|_| EngineError::Stopped)?
+            .remove(name);
+        Ok(drained)
+    }
+
+    fn remove_from_shards(&self, app: AppId) -> Result<()> {
+        self.shards
+            .ask_all(|_, reply| Command::Undeploy(app, reply))?;
+        Ok(())
+    }
+
+    /// Figures from every shard, merged.
+    pub fn stats(&self) -> Result<NodeStats> {
+        self.shards.stats()
+    }
+
+    /// Stop every shard and wait for their threads.
+    pub fn shutdown(mut self) {
+        self.stop_threads();
+    }
+
+    fn stop_threads(&mut self) {
+        if self.shards.is_stopped() {
+            return;
+        }
+        // Journals first, while the shards still take what they forward:
+        // what a journal committed reaches the shards, or recovery.
+        let entries: Vec<Arc<AppEntry>> = self
+            .apps
+            .lock()
+            .map(|apps| apps.values().cloned().collect())
+            .unwrap_or_default();
+        for e in entries {
+            e.stop_journal();
+        }
+        if !self.shards.stop() {
+            return;
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop_threads();
+    }
+}
+
+/// Where a durable app's checkpoint barriers hand operator states: its
+/// journal's channel. A journal that is gone means the app is being torn
+/// down, and the state is moot.
+fn state_sink(journal: Sender<JournalMsg>) -> StateSink {
+    Arc::new(move |s: SavedState| {
+        let _ = journal.send(JournalMsg::State(s));
+    })
+}
+
+/// A deployed app: ingest, barriers, explicit scaling, quiescence.
+#[derive(Clone)]
+pub struct AppHandle {
+    pub(crate) entry: Arc<AppEntry>,
+}
+
+impl AppHandle {
+    /// The app's name.
+    pub fn name(&self) -> &str {
+        &self.plan().name
+    }
+
+    /// The app's id on this node.
+    pub fn id(&self) -> AppId {
+        self.plan().id
+    }
+
+    fn plan(&self) -> &Arc<Plan> {
+        self.entry.ingress.plan()
+    }
+
+    /// The operator (not a source) named `name`.
+    fn op(&self, name: &str) -> Result<OperatorId> {
+        self.plan()
+            .node_by_name(name)
+            .filter(|(_, n)| !matches!(n.kind, PlanKind::Source))
+            .map(|(id, _)| id)
+            .ok_or_else(|| EngineError::UnknownOperator {
+                app: self.name().to_owned(),
+                op: name.to_owned(),
+            })
+    }
+
+    /// A typed handle on source `name`; the type must be the source's.
+    pub fn source<T: Send + 'static>(&self, name: &str) -> Result<SourceHandle<T>> {
+        let plan = self.plan();
+        let unknown = || EngineError::UnknownSource {
+            app: plan.name.clone(),
+            source_name: name.to_owned(),
+        };
+        let (op, node) = plan.node_by_name(name).ok_or_else(unknown)?;
+        let (type_id, type_name) = node.source_type.ok_or_else(unknown)?;
+        if type_id != TypeId::of::<T>() {
+            return Err(EngineError::SourceType {
+                app: plan.name.clone(),
+                source_name: name.to_owned(),
+                expected: type_name,
+                got: std::any::type_name::<T>(),
+            });
+        }
+        Ok(SourceHandle {
+            entry: self.entry.clone(),
+            op,
+            _t: PhantomData,
+        })
+    }
+
+    /// Inject a barrier at every source: each operator runs its critical
+    /// messages on its whole, consolidated state, after every event sent
+    /// before this call and before every event sent after it.
+    ///
+    /// On a durable app the barrier goes into the ingress log first (unless
+    /// it is a checkpoint: use [`Self::checkpoint`]).
+    pub fn inject_barrier(&self, kind: BarrierKind, tag: u64) -> Result<Epoch> {
+        let Some(j) = &self.entry.journal else {
+            return self.entry.ingress.inject_now(kind, tag);
+        };
+        if kind == BarrierKind::Checkpoint {
+            return Err(EngineError::Durability {
+                app: self.name().to_owned(),
+                reason: "checkpoint barriers of a durable app are taken with AppHandle::checkpoint"
+                    .into(),
+            });
+        }
+        self.entry.ingress.ensure_open()?;
+        let (tx, rx) = mpsc::channel();
+        j.tx.send(JournalMsg::Barrier {
+            kind,
+            tag,
+            reply: tx,
+        })
+        .map_err(|_| EngineError::Stopped)?;
+        rx.recv().map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Take a checkpoint of a durable app: every operator's whole state as
+    /// of a cut in the ingress log, written and committed to the manifest
+    /// before this returns its number. Log segments no kept checkpoint needs
+    /// are removed.
+    pub fn checkpoint(&self) -> Result<u64> {
+        let Some(j) = &self.entry.journal else {
+            return Err(EngineError::Durability {
+                app: self.name().to_owned(),
+                reason: "the app is not durable (AppBuilder::durable on a node with a data_dir)"
+                    .into(),
+            });
+        };
+        self.entry.ingress.ensure_open()?;
+        let (tx, rx) = mpsc::channel();
+        j.tx.send(JournalMsg::Checkpoint { reply: tx })
+            .map_err(|_| EngineError::Stopped)?;
+        rx.recv_timeout(CHECKPOINT_TIMEOUT + CONTROL_TIMEOUT)
+            .map_err(|_| EngineError::Timeout(CHECKPOINT_TIMEOUT))?
+    }
+
+    /// Durable apps: what deploy found on disk, restored and replayed.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.entry.recovery.as_ref()
+    }
+
+    /// Ask for a lessee of operator `op` on `shard` (explicit scaling).
+    /// `Ok(None)` when the operator cannot lease there now.
+    pub fn lease(&self, op: &str, shard: usize) -> Result<Option<LeaseId>> {
+        self.entry.ingress.ensure_open()?;
+        let id = self.op(op)?;
+        let node = self
+            .plan()
+            .node(id)
+            .expect("op() returns existing operators");
+        if node.strategy == Strategy::Sequential {
+            return Err(EngineError::NotLeasable {
+                app: self.name().to_owned(),
+                op: op.to_owned(),
+            });
+        }
+        let shards = self.entry.ingress.shards();
+        if shard >= shards.count() {
+            let count = shards.count();
+            return Err(EngineError::NoSuchShard {
+                shard,
+                shards: count,
+            });
+        }
+        let actor = ActorId {
+            app: self.id(),
+            op: id,
+        };
+        shards.ask(node.home as usize, |reply| Command::Lease {
+            actor,
+            shard: shard as ShardId,
+            reply,
+        })
+    }
+
+    /// Revoke the lessees of operator `op` (on `shard`, or all). Returns how
+    /// many revokes were started.
+    pub fn revoke(&self, op: &str, shard: Option<usize>) -> Result<usize> {
+        self.entry.ingress.ensure_open()?;
+        let id = self.op(op)?;
+        let node = self
+            .plan()
+            .node(id)
+            .expect("op() returns existing operators");
+        let actor = ActorId {
+            app: self.id(),
+            op: id,
+        };
+        let shard = shard.map(|s| s as ShardId);
+        self.entry
+            .ingress
+            .shards()
+            .ask(node.home as usize, |reply| Command::Revoke {
+                actor,
+                shard,
+                reply,
+            })
+    }
+
+    /// Wait until everything accepted so far has been processed: every
+    /// command taken by its shard, every message it caused processed, as
+    /// two agreeing reads of the counters show (see `quiesce`).
+    pub fn quiesce(&self, timeout: Duration) -> Result<()> {
+        self.entry.ingress.quiesce(timeout)
+    }
+}

@@ -1,0 +1,547 @@
+//! The journal of a durable app: the one thread that owns the app's ingress
+//! log and checkpoints, and the only way input reaches a durable app's
+//! sources.
+//!
+//! Why one thread per app: the log fixes the order in which the sources
+//! take input (events and client barriers), and a checkpoint is a cut in
+//! that order. With every ingest, barrier and checkpoint request passing
+//! through one thread, "append to the log, then forward to the source's
+//! shard" happens in one order for all of them, so the log position
+//! recorded with a checkpoint is exactly the input its barrier follows.
+//!
+//! The loop, one batch at a time (group commit): take every request queued,
+//! append their log entries, `commit` once (one fdatasync for the batch),
+//! then forward each request to its shard in log order and only then
+//! acknowledge it. A checkpoint request records the log position at its
+//! place in the batch and injects a `Checkpoint` barrier; every durable
+//! operator hands its whole, consolidated state back here from its critical
+//! section (`JournalMsg::State`); when all have, the checkpoint is written
+//! and committed to the manifest, and log segments before the older kept
+//! checkpoint are removed.
+//!
+//! An I/O failure of the log stops the journal taking input (fail-stop):
+//! later requests get the error, nothing unlogged is ever forwarded.
+//!
+//! Invariants, asserted: log positions only grow, and requests are
+//! forwarded in the order they were logged; a checkpoint is sealed only
+//! once every durable operator's state is in.
+
+use std::collections::BTreeSet;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dirigo_storage::{CheckpointWriter, Checkpoints, IngressLog, StorageError};
+
+use super::codec::{kind_code, LogEntry};
+use super::recovery::{durability_err, durable_ops, storage_err, Opened};
+use super::request::{checkpoint_tag, Forward, IngestReply, JournalMsg};
+use crate::limits::{CHECKPOINT_TIMEOUT, DELTA, MAX_EVENT_BYTES, MAX_GROUP};
+use crate::model::{AnyBox, BarrierKind, EngineError, OperatorId, Result};
+use crate::plan::{Plan, SavedState};
+use crate::protocol::Epoch;
+
+/// A checkpoint whose barrier was injected, waiting for operator states.
+struct Pending {
+    id: u64,
+    full: bool,
+    /// Log position the checkpoint's barrier follows.
+    pos: u64,
+    writer: CheckpointWriter,
+    missing: BTreeSet<u16>,
+    reply: Sender<Result<u64>>,
+    deadline: Instant,
+}
+
+/// The journal thread's state.
+pub(crate) struct Journal {
+    /// The app folder's lock, released when the journal stops.
+    _lock: std::fs::File,
+    app: Arc<dyn Forward>,
+    name: String,
+    log: IngressLog<LogEntry>,
+    ckpts: Checkpoints,
+    durable_ops: Vec<OperatorId>,
+    /// A full checkpoint at least every this many (`NodeConfig`).
+    full_every: u32,
+    /// Base (full checkpoint) of the newest committed checkpoint's chain:
+    /// what the manifest must keep while that checkpoint is a fallback.
+    newest_base: Option<u64>,
+    /// The current chain of incremental checkpoints: its base (a full
+    /// checkpoint) and length. `None`: the next checkpoint is full (after a
+    /// deploy, or after a checkpoint was given up, since operators may have
+    /// forgotten changes it never committed).
+    chain: Option<(u64, u32)>,
+    pending: Option<Pending>,
+    /// Set after a log failure: the journal takes no more input.
+    failed: Option<String>,
+    /// The log position of the last request forwarded (forward order is
+    /// log order).
+    forwarded: u64,
+}
+
+/// One request of a group commit, after its entries were appended: `pos`
+/// is the log position after them.
+enum Logged {
+    Ingest {
+        pos: u64,
+        source: OperatorId,
+        at_ns: u64,
+        events: Vec<(u64, AnyBox)>,
+        reply: Sender<IngestReply>,
+    },
+    Barrier {
+        pos: u64,
+        kind: BarrierKind,
+        tag: u64,
+        reply: Sender<Result<Epoch>>,
+    },
+    Checkpoint {
+        pos: u64,
+        reply: Sender<Result<u64>>,
+    },
+}
+
+impl Logged {
+    fn pos(&self) -> u64 {
+        match self {
+            Logged::Ingest { pos, .. }
+            | Logged::Barrier { pos, .. }
+            | Logged::Checkpoint { pos, .. } => *pos,
+        }
+    }
+}
+
+impl Journal {
+    pub(crate) fn new(
+        opened: Opened,
+        app: Arc<dyn Forward>,
+        plan: &Plan,
+        full_every: u32,
+    ) -> Journal {
+        Journal {
+            _lock: opened.lock,
+            name: plan.name.clone(),
+            durable_ops: durable_ops(plan).into_iter().map(|(op, _)| op).collect(),
+            full_every: full_every.max(1),
+            chain: None,
+            newest_base: opened.base,
+            forwarded: opened.log.next_seq(),
+            log: opened.log,
+            ckpts: opened.ckpts,
+            app,
+            pending: None,
+            failed: None,
+        }
+    }
+
+    /// Serve requests until `Stop` (or every sender is gone).
+    pub(crate) fn run(mut self, rx: Receiver<JournalMsg>) {
+        loop {
+            let wait = match &self.pending {
+                Some(p) => p.deadline.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            let first = match rx.recv_timeout(wait) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.expire_checkpoint();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(m) => group.push(m),
+                    Err(_) => break,
+                }
+            }
+            if !self.serve(group) {
+                break;
+            }
+            self.expire_checkpoint();
+        }
+        self.refuse_the_rest(rx);
+    }
+
+    /// After `Stop`: the pending checkpoint, and requests that came after,
+    /// are refused with their events. (One sent in the instant between this
+    /// drain and the receiver's drop is refused without them: its client
+    /// sees `Stopped`.)
+    fn refuse_the_rest(&mut self, rx: Receiver<JournalMsg>) {
+        if let Some(p) = self.pending.take() {
+            let _ = p.reply.send(Err(EngineError::Stopped));
+        }
+        while let Ok(m) = rx.try_recv() {
+            match m {
+                JournalMsg::Ingest { events, reply, .. } => {
+                    let _ = reply.send(Err((EngineError::Stopped, events)));
+                }
+                JournalMsg::Barrier { reply, .. } => {
+                    let _ = reply.send(Err(EngineError::Stopped));
+                }
+                JournalMsg::Checkpoint { reply } => {
+                    let _ = reply.send(Err(EngineError::Stopped));
+                }
+                JournalMsg::State(_) | JournalMsg::Stop => {}
+            }
+        }
+    }
+
+    /// One group commit: append every request's entries, commit once, then
+    /// forward in log order. Returns false on `Stop`.
+    fn serve(&mut self, group: Vec<JournalMsg>) -> bool {
+        let mut logged = Vec::with_capacity(group.len());
+        let mut go_on = true;
+        let start = self.log.next_seq();
+        for msg in group {
+            let l = match msg {
+                JournalMsg::State(s) => {
+                    self.on_state(s);
+                    None
+                }
+                JournalMsg::Stop => {
+                    go_on = false;
+                    None
+                }
+                JournalMsg::Ingest {
+                    source,
+                    at_ns,
+                    events,
+                    encoded,
+                    reply,
+                } => self.log_ingest(source, at_ns, events, encoded, reply),
+                JournalMsg::Barrier { kind, tag, reply } => self.log_barrier(kind, tag, reply),
+                JournalMsg::Checkpoint { reply } => self.log_checkpoint(reply),
+            };
+            logged.extend(l);
+        }
+        if self.log.next_seq() > start {
+            if let Err(e) = self.log.commit() {
+                // Nothing of this group is acknowledged or forwarded.
+                self.fail(&e);
+                for l in logged {
+                    self.refuse(l);
+                }
+                return go_on;
+            }
+        }
+        for l in logged {
+            self.forward(l);
+        }
+        go_on
+    }
+
+    /// Refused here, nothing of it is logged: a closed app, a stopping
+    /// node, a failed log.
+    fn admit(&self) -> Result<()> {
+        self.refuse_if_failed()
+            .and_then(|()| self.app.ensure_open())
+    }
+
+    /// Append an ingest request's events (an event too large is refused
+    /// whole, before anything of it is logged).
+    fn log_ingest(
+        &mut self,
+        source: OperatorId,
+        at_ns: u64,
+        events: Vec<(u64, AnyBox)>,
+        encoded: Vec<rkyv::util::AlignedVec>,
+        reply: Sender<IngestReply>,
+    ) -> Option<Logged> {
+        if let Err(e) = self.admit() {
+            let _ = reply.send(Err((e, events)));
+            return None;
+        }
+        if let Some(b) = encoded.iter().find(|b| b.len() > MAX_EVENT_BYTES) {
+            let e = EngineError::EventTooLarge {
+                len: b.len(),
+                max: MAX_EVENT_BYTES,
+            };
+            let _ = reply.send(Err((e, events)));
+            return None;
+        }
+        assert_eq!(events.len(), encoded.len(), "one encoding per event");
+        let r = events
+            .iter()
+            .zip(&encoded)
+            .try_for_each(|((key, _), bytes)| {
+                let entry = LogEntry::Event {
+                    source: source.0,
+                    key: *key,
+                    payload: bytes.to_vec(),
+                };
+                self.append(&entry)
+            });
+        match r {
+            Ok(()) => Some(Logged::Ingest {
+                pos: self.log.next_seq(),
+                source,
+                at_ns,
+                events,
+                reply,
+            }),
+            Err(e) => {
+                self.fail(&e);
+                let _ = reply.send(Err((self.failed_error(), events)));
+                None
+            }
+        }
+    }
+
+    /// Append a client barrier.
+    fn log_barrier(
+        &mut self,
+        kind: BarrierKind,
+        tag: u64,
+        reply: Sender<Result<Epoch>>,
+    ) -> Option<Logged> {
+        if let Err(e) = self.admit() {
+            let _ = reply.send(Err(e));
+            return None;
+        }
+        let entry = LogEntry::Barrier {
+            kind: kind_code(kind),
+            tag,
+        };
+        match self.append(&entry) {
+            Ok(()) => Some(Logged::Barrier {
+                pos: self.log.next_seq(),
+                kind,
+                tag,
+                reply,
+            }),
+            Err(e) => {
+                self.fail(&e);
+                let _ = reply.send(Err(self.failed_error()));
+                None
+            }
+        }
+    }
+
+    /// A checkpoint is a cut in the log: it records the position here.
+    fn log_checkpoint(&mut self, reply: Sender<Result<u64>>) -> Option<Logged> {
+        if let Err(e) = self.admit() {
+            let _ = reply.send(Err(e));
+            return None;
+        }
+        Some(Logged::Checkpoint {
+            pos: self.log.next_seq(),
+            reply,
+        })
+    }
+
+    /// Append one entry; the log's position grows by exactly one.
+    fn append(&mut self, entry: &LogEntry) -> std::result::Result<(), StorageError> {
+        let before = self.log.next_seq();
+        let seq = self.log.append(entry)?;
+        assert!(
+            seq == before && self.log.next_seq() == before + 1,
+            "log positions grow one entry at a time"
+        );
+        Ok(())
+    }
+
+    fn refuse(&self, l: Logged) {
+        let e = self.failed_error();
+        match l {
+            Logged::Ingest { events, reply, .. } => {
+                let _ = reply.send(Err((e, events)));
+            }
+            Logged::Barrier { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            Logged::Checkpoint { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Hand a logged request to the shards, then acknowledge it.
+    ///
+    /// Once committed, a request is accepted whatever happens next: if the
+    /// node stops before the shards take it, recovery applies it from the
+    /// log. Refusing it then would invite the client to send it twice.
+    fn forward(&mut self, l: Logged) {
+        assert!(
+            l.pos() >= self.forwarded,
+            "requests are forwarded in log order"
+        );
+        self.forwarded = l.pos();
+        match l {
+            Logged::Ingest {
+                source,
+                at_ns,
+                events,
+                reply,
+                ..
+            } => {
+                let _ = self.app.forward_ingest(source, at_ns, events);
+                let _ = reply.send(Ok(()));
+            }
+            Logged::Barrier {
+                kind, tag, reply, ..
+            } => {
+                // A barrier's reply is its id, which only an injection
+                // gives: `Stopped` here means "logged, applied at recovery".
+                let _ = reply.send(self.app.inject_now(kind, tag));
+            }
+            Logged::Checkpoint { pos, reply } => self.start_checkpoint(pos, reply),
+        }
+    }
+
+    fn start_checkpoint(&mut self, pos: u64, reply: Sender<Result<u64>>) {
+        if self.pending.is_some() {
+            let e = durability_err(&self.name, "a checkpoint is already in progress");
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let id = self.ckpts.next_epoch();
+        let writer = match self.ckpts.begin(id) {
+            Ok(w) => w,
+            Err(e) => {
+                let what = format!("beginning checkpoint {id}");
+                let _ = reply.send(Err(storage_err(&self.name, what, e)));
+                return;
+            }
+        };
+        let full = self.chain.is_none_or(|(_, len)| len >= self.full_every);
+        if let Err(e) = self
+            .app
+            .inject_now(BarrierKind::Checkpoint, checkpoint_tag(id, full))
+        {
+            // Some operators may have run it and forgotten their changes.
+            self.chain = None;
+            let _ = reply.send(Err(e));
+            return;
+        }
+        self.pending = Some(Pending {
+            id,
+            full,
+            pos,
+            writer,
+            missing: self.durable_ops.iter().map(|o| o.0).collect(),
+            reply,
+            deadline: Instant::now() + CHECKPOINT_TIMEOUT,
+        });
+        // An app without durable operators has nothing to wait for.
+        self.try_finish_checkpoint();
+    }
+
+    /// An operator's state for the pending checkpoint.
+    fn on_state(&mut self, s: SavedState) {
+        let Some(p) = &mut self.pending else {
+            return; // a checkpoint given up on: its states are moot
+        };
+        if p.id != s.checkpoint || !p.missing.remove(&s.op.0) {
+            return;
+        }
+        assert!(!(s.delta && p.full), "a full checkpoint saves whole states");
+        let key = if s.delta { s.op.0 | DELTA } else { s.op.0 };
+        let what = || format!("checkpoint {}: state of operator {}", p.id, s.op.0);
+        let put = match s.bytes {
+            Err(reason) => Err(durability_err(&self.name, format!("{}: {reason}", what()))),
+            Ok(b) => p
+                .writer
+                .put(key, &b)
+                .map_err(|e| storage_err(&self.name, what(), e)),
+        };
+        if let Err(e) = put {
+            let p = self.pending.take().expect("checked above");
+            self.chain = None;
+            let _ = p.reply.send(Err(e));
+            return;
+        }
+        self.try_finish_checkpoint();
+    }
+
+    /// Seal and commit the pending checkpoint once every state is in.
+    fn try_finish_checkpoint(&mut self) {
+        if !self.pending.as_ref().is_some_and(|p| p.missing.is_empty()) {
+            return;
+        }
+        let p = self.pending.take().expect("checked above");
+        assert!(
+            p.missing.is_empty(),
+            "every durable state is in before the seal"
+        );
+        let base = match (p.full, self.chain) {
+            (true, _) => p.id,
+            (false, Some((base, _))) => base,
+            (false, None) => unreachable!("an incremental checkpoint follows a chain"),
+        };
+        // Keep what recovery may need: this checkpoint's chain back to its
+        // base and, while a new base is the newest, the chain of the
+        // previous newest (the fallback) back to its base.
+        let keep_from = if p.full {
+            self.newest_base.unwrap_or(p.id)
+        } else {
+            base
+        };
+        let committed = self
+            .ckpts
+            .commit_keeping(p.writer, &[(0, p.pos)], keep_from);
+        self.chain = match (&committed, p.full, self.chain) {
+            (Err(_), ..) => None,
+            (Ok(()), true, _) => Some((p.id, 1)),
+            (Ok(()), false, Some((base, len))) => Some((base, len + 1)),
+            (Ok(()), false, None) => None,
+        };
+        if committed.is_ok() {
+            self.newest_base = Some(base);
+        }
+        let r = committed
+            .map_err(|e| storage_err(&self.name, format!("committing checkpoint {}", p.id), e))
+            .and_then(|()| {
+                // The log before the oldest kept checkpoint (the fallback if
+                // the newest is found damaged) is no longer needed.
+                self.log
+                    .truncate_before(self.ckpts.keep_log_from(0))
+                    .map_err(|e| storage_err(&self.name, "compacting its ingress log", e))
+            })
+            .map(|_| p.id);
+        let _ = p.reply.send(r);
+    }
+
+    /// Give up the pending checkpoint past its deadline.
+    fn expire_checkpoint(&mut self) {
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| Instant::now() >= p.deadline)
+        {
+            let p = self.pending.take().expect("checked above");
+            self.chain = None;
+            let reason = format!(
+                "checkpoint {} timed out after {CHECKPOINT_TIMEOUT:?} waiting for the state of \
+                 operators {:?}",
+                p.id, p.missing
+            );
+            let _ = p.reply.send(Err(durability_err(&self.name, reason)));
+        }
+    }
+
+    fn fail(&mut self, e: &dyn std::fmt::Display) {
+        if self.failed.is_none() {
+            self.failed = Some(e.to_string());
+        }
+    }
+
+    fn failed_error(&self) -> EngineError {
+        EngineError::Durability {
+            app: self.name.clone(),
+            reason: format!(
+                "the ingress log failed and takes no more input: {}",
+                self.failed.as_deref().unwrap_or("unknown")
+            ),
+        }
+    }
+
+    fn refuse_if_failed(&self) -> Result<()> {
+        match self.failed {
+            Some(_) => Err(self.failed_error()),
+            None => Ok(()),
+        }
+    }
+}

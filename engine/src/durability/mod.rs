@@ -1,0 +1,27 @@
+//! Durable apps: the journal that logs every input before it is
+//! acknowledged, checkpoints, recovery at deploy, and the spill files of
+//! dormant actors.
+//!
+//! - `request`: the journal's request types and the [`Forward`] seam to the
+//!   shards (a leaf: the client API sends requests, the runtime implements
+//!   `Forward`);
+//! - `codec`: the ingress log's records;
+//! - `journal`: the group-commit loop and checkpoints;
+//! - `recovery`: open an app's folder, restore, replay;
+//! - `spill`: dormant state in segment files.
+//!
+//! Imports `plan`, `func` and the vocabulary, never the runtime or the
+//! client API: what the journal logged reaches the shards through
+//! `Forward`, what a checkpoint barrier saves comes back through the plan's
+//! `StateSink`.
+
+mod codec;
+mod journal;
+mod recovery;
+mod request;
+pub(crate) mod spill;
+
+pub(crate) use journal::Journal;
+pub use recovery::Recovery;
+pub(crate) use recovery::{open, replay};
+pub(crate) use request::{split_checkpoint_tag, Forward, IngestReply, JournalMsg};

@@ -1,0 +1,225 @@
+//! The type-erased layer: what a shard holds of a user's function and state,
+//! so one table holds operators of every application.
+//!
+//! Everything typed is erased at the app builder boundary into
+//! [`ErasedFunction`] / [`ErasedState`] (and, for durable operators and
+//! sources, a [`StateCodec`] / [`EventCodec`] monomorphized when the app is
+//! built). The builder checks edge types when the app is built, so the
+//! downcasts here cannot fail at run time. This module sits above both the
+//! user-facing traits (`function`, `state`) and their byte forms
+//! (`persist`), which know nothing of erasure.
+
+use std::any::Any;
+
+use rkyv::util::AlignedVec;
+
+use super::function::{Context, Function};
+use super::persist::{DurableState, Persist, PersistError};
+use super::state::OperatorState;
+use crate::model::{AnyBox, Barrier, Header};
+use crate::protocol::{PartitionSet, Strategy};
+
+/// The state of one actor instance, type-erased.
+pub(crate) trait ErasedState: Send {
+    fn take_partitions(&mut self, parts: PartitionSet) -> Box<dyn ErasedState>;
+    fn take_all(&mut self) -> Box<dyn ErasedState>;
+    fn absorb(&mut self, other: Box<dyn ErasedState>);
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+}
+
+impl<S: OperatorState> ErasedState for S {
+    fn take_partitions(&mut self, parts: PartitionSet) -> Box<dyn ErasedState> {
+        Box::new(OperatorState::take_partitions(self, parts))
+    }
+    fn take_all(&mut self) -> Box<dyn ErasedState> {
+        Box::new(OperatorState::take_all(self))
+    }
+    fn absorb(&mut self, other: Box<dyn ErasedState>) {
+        let other = other
+            .into_any()
+            .downcast::<S>()
+            .expect("parts of one operator's state have the operator's state type");
+        OperatorState::absorb(self, *other);
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+/// An operator's function, type-erased.
+pub(crate) trait ErasedFunction: Send + Sync {
+    fn strategy(&self) -> Strategy;
+    fn new_state(&self) -> Box<dyn ErasedState>;
+    fn run(
+        &self,
+        state: &mut dyn ErasedState,
+        key: u64,
+        input: AnyBox,
+        header: &Header,
+        now_ns: u64,
+        out: &mut Vec<(u64, AnyBox)>,
+    );
+    fn run_critical(
+        &self,
+        state: &mut dyn ErasedState,
+        barrier: &Barrier,
+        header: &Header,
+        now_ns: u64,
+        out: &mut Vec<(u64, AnyBox)>,
+    );
+    /// Copy an output for the second and later downstream edges.
+    fn clone_output(&self, v: &AnyBox) -> AnyBox;
+    /// How to checkpoint and restore this operator's state, if it is
+    /// durable (see `durable`).
+    fn state_codec(&self) -> Option<StateCodec>;
+}
+
+pub(crate) struct Typed<F> {
+    f: F,
+    codec: Option<StateCodec>,
+}
+
+impl<F: Function> Typed<F> {
+    pub fn new(f: F) -> Self {
+        Typed { f, codec: None }
+    }
+}
+
+impl<F: Function> Typed<F>
+where
+    F::State: DurableState,
+{
+    pub fn durable(f: F) -> Self {
+        Typed {
+            f,
+            codec: Some(StateCodec::of::<F::State>()),
+        }
+    }
+}
+
+impl<F: Function> ErasedFunction for Typed<F> {
+    fn strategy(&self) -> Strategy {
+        F::State::STRATEGY
+    }
+    fn new_state(&self) -> Box<dyn ErasedState> {
+        match &self.codec {
+            Some(c) => (c.fresh)(),
+            None => Box::new(F::State::default()),
+        }
+    }
+    fn run(
+        &self,
+        state: &mut dyn ErasedState,
+        key: u64,
+        input: AnyBox,
+        header: &Header,
+        now_ns: u64,
+        out: &mut Vec<(u64, AnyBox)>,
+    ) {
+        let state = downcast_state::<F::State>(state);
+        let input = *input
+            .downcast::<F::In>()
+            .expect("the app builder checked this edge's type");
+        let mut typed = Vec::new();
+        self.f.on_message(
+            state,
+            key,
+            input,
+            &mut Context::new(header, &mut typed, now_ns),
+        );
+        out.extend(typed.into_iter().map(|(k, v)| (k, Box::new(v) as AnyBox)));
+    }
+    fn run_critical(
+        &self,
+        state: &mut dyn ErasedState,
+        barrier: &Barrier,
+        header: &Header,
+        now_ns: u64,
+        out: &mut Vec<(u64, AnyBox)>,
+    ) {
+        let state = downcast_state::<F::State>(state);
+        let mut typed = Vec::new();
+        self.f.on_critical(
+            state,
+            barrier,
+            header.edge,
+            &mut Context::new(header, &mut typed, now_ns),
+        );
+        out.extend(typed.into_iter().map(|(k, v)| (k, Box::new(v) as AnyBox)));
+    }
+    fn clone_output(&self, v: &AnyBox) -> AnyBox {
+        let v = v
+            .downcast_ref::<F::Out>()
+            .expect("outputs of an operator have its output type");
+        Box::new(v.clone())
+    }
+    fn state_codec(&self) -> Option<StateCodec> {
+        self.codec
+    }
+}
+
+fn downcast_state<S: 'static>(state: &mut dyn ErasedState) -> &mut S {
+    state
+        .as_any_mut()
+        .downcast_mut::<S>()
+        .expect("an actor instance holds its operator's state type")
+}
+
+/// Restores an operator state from its bytes (checkpoint or spill).
+pub(crate) type Restore = fn(&[u8]) -> Result<Box<dyn ErasedState>, PersistError>;
+type Save = fn(&mut dyn ErasedState) -> Result<AlignedVec, PersistError>;
+type SaveChanges = fn(&mut dyn ErasedState) -> Option<Result<AlignedVec, PersistError>>;
+type ApplyChanges = fn(&mut dyn ErasedState, &[u8]) -> Result<(), PersistError>;
+
+/// Type-erased checkpoint, restore and spill of one operator's state
+/// (monomorphized for the operator's state type when the app is built).
+#[derive(Clone, Copy)]
+pub(crate) struct StateCodec {
+    pub fresh: fn() -> Box<dyn ErasedState>,
+    pub save: Save,
+    pub save_changes: SaveChanges,
+    pub checkpointed: fn(&mut dyn ErasedState),
+    pub restore: Restore,
+    pub apply_changes: ApplyChanges,
+    pub spill: Save,
+    pub unspill: Restore,
+}
+
+impl StateCodec {
+    pub fn of<S: DurableState>() -> StateCodec {
+        StateCodec {
+            fresh: || Box::new(S::fresh()),
+            save: |state| downcast_state::<S>(state).save(),
+            save_changes: |state| downcast_state::<S>(state).save_changes(),
+            checkpointed: |state| downcast_state::<S>(state).checkpointed(),
+            restore: |bytes| S::restore(bytes).map(|s| Box::new(s) as Box<dyn ErasedState>),
+            apply_changes: |state, bytes| downcast_state::<S>(state).apply_changes(bytes),
+            spill: |state| downcast_state::<S>(state).spill(),
+            unspill: |bytes| S::unspill(bytes).map(|s| Box::new(s) as Box<dyn ErasedState>),
+        }
+    }
+}
+
+/// Type-erased encoding of one durable source's events.
+#[derive(Clone, Copy)]
+pub(crate) struct EventCodec {
+    pub encode: fn(&AnyBox) -> Result<AlignedVec, PersistError>,
+    pub decode: fn(&[u8]) -> Result<AnyBox, PersistError>,
+}
+
+impl EventCodec {
+    pub fn of<T: Persist + Send + 'static>() -> EventCodec {
+        EventCodec {
+            encode: |v| {
+                v.downcast_ref::<T>()
+                    .expect("a source's events have its type")
+                    .to_bytes()
+            },
+            decode: |bytes| T::from_bytes(bytes).map(|v| Box::new(v) as AnyBox),
+        }
+    }
+}

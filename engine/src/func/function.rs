@@ -1,0 +1,74 @@
+//! What a user writes: a [`Function`] (typed input, output and state) and
+//! the [`Context`] it emits through.
+//!
+//! `on_message` runs on the lessor or on any lessee, on that instance's part
+//! of the state; `on_critical` runs on the lessor alone, on the whole,
+//! consolidated state. The state type (see `state`) picks how the dual-mode
+//! protocol may split it.
+
+use super::state::OperatorState;
+use crate::model::{Barrier, Header};
+use crate::protocol::EdgeId;
+
+/// Where a function's outputs go, and what it may know of the message.
+pub struct Context<'a, O> {
+    header: &'a Header,
+    out: &'a mut Vec<(u64, O)>,
+    now_ns: u64,
+}
+
+impl<'a, O> Context<'a, O> {
+    pub(crate) fn new(header: &'a Header, out: &'a mut Vec<(u64, O)>, now_ns: u64) -> Self {
+        Context {
+            header,
+            out,
+            now_ns,
+        }
+    }
+
+    /// Emit an output with the given key hash (see [`crate::key_hash`]) to
+    /// every downstream operator.
+    pub fn emit(&mut self, key: u64, value: O) {
+        self.out.push((key, value));
+    }
+
+    /// The header of the message being processed (for a critical message,
+    /// the header of the barrier's message on the edge being run).
+    pub fn header(&self) -> &Header {
+        self.header
+    }
+
+    /// The node clock, ns since the node started.
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+}
+
+/// A stateful function: the body of an operator (a virtual actor).
+///
+/// `on_message` runs on the lessor or on any lessee, on that instance's part
+/// of the state; `on_critical` runs on the lessor alone, on the whole state,
+/// after every earlier message and before every later one.
+pub trait Function: Send + Sync + 'static {
+    type In: Send + 'static;
+    type Out: Clone + Send + 'static;
+    type State: OperatorState;
+
+    fn on_message(
+        &self,
+        state: &mut Self::State,
+        key: u64,
+        input: Self::In,
+        ctx: &mut Context<'_, Self::Out>,
+    );
+
+    /// A critical message of barrier `barrier` arrived on input `edge`.
+    fn on_critical(
+        &self,
+        _state: &mut Self::State,
+        _barrier: &Barrier,
+        _edge: EdgeId,
+        _ctx: &mut Context<'_, Self::Out>,
+    ) {
+    }
+}

@@ -1,0 +1,25 @@
+//! User functions and their state, the byte forms that make them durable,
+//! and the type-erased layer the shards run.
+//!
+//! - `function`: [`Function`] and [`Context`], what a user writes;
+//! - `state`: [`OperatorState`] and the strategies [`Keyed`], [`Merged`],
+//!   [`Sequential`] (with [`Merge`]);
+//! - `persist`: [`Persist`] and [`DurableState`], the byte forms of events
+//!   and states (rkyv archives);
+//! - `erased`: `ErasedFunction`, `ErasedState`, `StateCodec`, `EventCodec`,
+//!   the forms an app takes once built, above both halves.
+//!
+//! Imports only the vocabulary (`model`) and the protocol's strategy and
+//! partition types; nothing here knows shards, plans or journals.
+
+mod erased;
+mod function;
+mod persist;
+mod state;
+
+pub(crate) use erased::{ErasedFunction, ErasedState, EventCodec, Restore, StateCodec, Typed};
+
+pub use function::{Context, Function};
+pub(crate) use persist::aligned_copy;
+pub use persist::{DurableState, Persist, PersistError};
+pub use state::{Keyed, Merge, Merged, OperatorState, Sequential};

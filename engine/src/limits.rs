@@ -1,0 +1,94 @@
+//! Every fixed limit of the engine, in one place, with compile-time checks
+//! of how they relate (TigerBeetle's "put a limit on everything").
+//!
+//! What a deployment tunes (ring and inbox capacities, batch sizes, the
+//! backlog bound, timeouts of the scheduler) is in `NodeConfig`, validated
+//! against the bounds here when a node starts. What the code relies on
+//! (id widths, record sizes, the partition count) is a constant here, and
+//! the asserts at the bottom fail the build if one stops fitting another.
+
+use std::time::Duration;
+
+use crate::model::OperatorId;
+use crate::protocol::{EdgeId, ShardId, PARTITIONS};
+
+/// Most shards a node may have.
+pub const MAX_SHARDS: usize = 256;
+
+/// Smallest and largest capacity of a shard-to-shard ring, in packets.
+pub const MIN_RING_CAPACITY: usize = 2;
+/// See [`MIN_RING_CAPACITY`].
+pub const MAX_RING_CAPACITY: usize = 1 << 20;
+
+/// Most nodes (sources, operators, sinks) one app may have.
+pub const MAX_NODES: usize = 1024;
+/// Most input edges one operator may have.
+pub const MAX_INPUTS: usize = 64;
+
+/// Most client commands a shard takes from one inbox in one turn, so that
+/// the rings and the run queue are looked at between them.
+pub const COMMANDS_PER_TURN: usize = 64;
+
+/// io_uring buffer memory of each shard's executor, bytes (glommio's
+/// `io_memory`; `ulimit -l` bounds what can be locked).
+pub const SHARD_IO_MEMORY: usize = 1 << 20;
+
+/// How long a client call waits for a shard's reply (deploy, stats, lease).
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an idle shard may sleep without a doorbell, at least and at
+/// most (it wakes for housekeeping and idle-lessee timers).
+pub const PARK_NAP_MIN: Duration = Duration::from_millis(1);
+/// See [`PARK_NAP_MIN`].
+pub const PARK_NAP_MAX: Duration = Duration::from_millis(50);
+/// The shortest nap before a due idle-lessee timer.
+pub const TIMER_NAP_MIN: Duration = Duration::from_micros(50);
+
+/// The range latency histograms record, ns (1 µs .. 100 s, 3 significant
+/// digits); samples outside are clamped into it.
+pub const LATENCY_MIN_NS: u64 = 1_000;
+/// See [`LATENCY_MIN_NS`].
+pub const LATENCY_MAX_NS: u64 = 100_000_000_000;
+
+/// How long a checkpoint may wait for operator states before it is given
+/// up (its reply gets an error; the next checkpoint starts afresh).
+pub const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Most requests the journal takes into one group commit.
+pub const MAX_GROUP: usize = 1024;
+
+/// Smallest segment size of an ingress log, bytes.
+pub const MIN_LOG_SEGMENT_BYTES: u64 = 4096;
+
+/// Where an incremental checkpoint keeps an operator's changes: under the
+/// operator's id with this bit set.
+pub const DELTA: u16 = 0x8000;
+
+/// Largest archived event a durable source takes: what one log record
+/// holds, less room for the entry's other fields.
+#[cfg(feature = "runtime")]
+pub const MAX_EVENT_BYTES: usize = dirigo_storage::MAX_RECORD_LEN - 1024;
+
+/// Largest record of a spill file, bytes.
+pub const SPILL_CHUNK: usize = 8 << 20;
+
+// Ids fit their types.
+const _: () = assert!(MAX_SHARDS <= ShardId::MAX as usize + 1);
+const _: () = assert!(MAX_NODES <= u16::MAX as usize + 1);
+const _: () = assert!(std::mem::size_of::<OperatorId>() == std::mem::size_of::<u16>());
+const _: () = assert!(MAX_INPUTS <= EdgeId::MAX as usize + 1);
+// An operator id with the delta bit set is not another operator's id.
+const _: () = assert!(MAX_NODES <= DELTA as usize);
+// Rings are masked into a power-of-two buffer.
+const _: () = assert!(MIN_RING_CAPACITY >= 2 && MAX_RING_CAPACITY.is_power_of_two());
+// Keyed partitions are a 64-bit set.
+const _: () = assert!(PARTITIONS == 64);
+const _: () = assert!(PARK_NAP_MIN.as_nanos() <= PARK_NAP_MAX.as_nanos());
+const _: () = assert!(TIMER_NAP_MIN.as_nanos() <= PARK_NAP_MIN.as_nanos());
+const _: () = assert!(LATENCY_MIN_NS < LATENCY_MAX_NS);
+const _: () = assert!(COMMANDS_PER_TURN > 0 && MAX_GROUP > 0);
+// An event and a spill chunk each fit one storage record.
+#[cfg(feature = "runtime")]
+const _: () = assert!(MAX_EVENT_BYTES > 0 && MAX_EVENT_BYTES < dirigo_storage::MAX_RECORD_LEN);
+#[cfg(feature = "runtime")]
+const _: () = assert!(SPILL_CHUNK <= dirigo_storage::MAX_RECORD_LEN);

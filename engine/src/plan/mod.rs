@@ -1,0 +1,245 @@
+//! The deployed form of an application: its compiled DAG ([`Plan`]), shared
+//! read-only by every shard, with each operator's home shard, output edges,
+//! erased function and learned cost.
+//!
+//! Between the builder and the shards: `api` builds an [`App`] (`spec`),
+//! `Plan::compile` compiles it, `runtime` and `durability` read it. A plan
+//! does not know the journal: a durable app's checkpoint barriers hand each
+//! operator's state to the plan's [`StateSink`], a callback the journal
+//! provides at deploy.
+
+mod spec;
+
+pub use spec::App;
+pub(crate) use spec::{Cloner, NodeKind, NodeSpec};
+
+use std::any::TypeId;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rkyv::util::AlignedVec;
+
+use crate::func::{ErasedFunction, EventCodec};
+use crate::limits::MAX_NODES;
+use crate::model::{key_hash, ActorId, AppClass, AppId, OperatorId};
+use crate::protocol::{EdgeId, ShardId, Strategy};
+use crate::quiesce::ShardCounters;
+use crate::sched::policy::OpView;
+use crate::sync::{AtomicU64, Ordering};
+
+/// One operator's state for a checkpoint, from the shard that ran the
+/// checkpoint's critical section.
+pub(crate) struct SavedState {
+    /// The checkpoint's number.
+    pub checkpoint: u64,
+    pub op: OperatorId,
+    /// Only the changes since the previous checkpoint.
+    pub delta: bool,
+    /// The archived state, or why it could not be archived.
+    pub bytes: std::result::Result<AlignedVec, String>,
+}
+
+/// Where a durable app's operators hand their checkpointed state (the
+/// app's journal).
+pub(crate) type StateSink = Arc<dyn Fn(SavedState) + Send + Sync>;
+
+pub(crate) enum PlanKind {
+    Source,
+    Function {
+        f: Arc<dyn ErasedFunction>,
+        sink: bool,
+    },
+}
+
+pub(crate) struct PlanNode {
+    pub name: String,
+    pub kind: PlanKind,
+    pub strategy: Strategy,
+    pub inputs: u16,
+    /// Downstream (operator, input edge) of each output edge.
+    pub outs: Vec<(OperatorId, EdgeId)>,
+    /// The lessor's shard (sources: the shard that stamps and sends).
+    pub home: ShardId,
+    pub source_type: Option<(TypeId, &'static str)>,
+    pub source_clone: Option<Cloner>,
+    /// Durable sources: how events go into and come out of the log.
+    pub event_codec: Option<EventCodec>,
+    /// Learned mean cost of one message here, in ns (a relaxed gauge that
+    /// any shard running the operator updates; an estimate, racy by design).
+    pub cost_ns: AtomicU64,
+}
+
+/// An app as deployed on a node: shared, read-only, by every shard.
+pub(crate) struct Plan {
+    pub id: AppId,
+    pub name: String,
+    pub slo_ns: u64,
+    pub class: AppClass,
+    pub nodes: Vec<PlanNode>,
+    /// Per shard: what it sent, processed and took of this app, for
+    /// `quiesce` (each shard writes only its own).
+    pub counters: Box<[ShardCounters]>,
+    /// Durable apps: where checkpoint barriers send operator state (the
+    /// app's journal).
+    pub state_sink: Option<StateSink>,
+    /// Durable apps: the app's data folder (`<data_dir>/<app>`).
+    pub dir: Option<PathBuf>,
+}
+
+/// The home shard of node `node` (index in declaration order: sources,
+/// operators and sinks alike) of the app named `app` on a node of `shards`
+/// shards. Homes spread the actors of all apps over the shards and are
+/// reproducible, so a deployment (or a benchmark that wants contention on a
+/// given shard) can know where each lessor runs before it deploys. A
+/// `shards` of 0 counts as 1.
+pub fn home_shard(app: &str, node: usize, shards: usize) -> ShardId {
+    home_of(key_hash(app.as_bytes()), node, shards)
+}
+
+fn home_of(app_hash: u64, node: usize, shards: usize) -> ShardId {
+    let h = (app_hash ^ (node as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_mul(0xff51_afd7_ed55_8ccd);
+    ((h >> 32) % shards.max(1) as u64) as ShardId
+}
+
+impl PlanNode {
+    /// A node as the shards run it: its spec, its output edges, its home.
+    fn compile(spec: NodeSpec, outs: Vec<(OperatorId, EdgeId)>, home: ShardId) -> PlanNode {
+        let inputs = spec.inputs.len().max(1) as u16;
+        let (kind, strategy, source_type, source_clone, event_codec) = match spec.kind {
+            NodeKind::Source {
+                type_id,
+                type_name,
+                clone,
+                codec,
+            } => (
+                PlanKind::Source,
+                Strategy::Sequential,
+                Some((type_id, type_name)),
+                Some(clone),
+                codec,
+            ),
+            NodeKind::Operator(f) => {
+                let s = f.strategy();
+                (PlanKind::Function { f, sink: false }, s, None, None, None)
+            }
+            NodeKind::Sink(f) => (
+                PlanKind::Function { f, sink: true },
+                Strategy::Sequential,
+                None,
+                None,
+                None,
+            ),
+        };
+        PlanNode {
+            name: spec.name,
+            kind,
+            strategy,
+            inputs,
+            outs,
+            home,
+            source_type,
+            source_clone,
+            event_codec,
+            cost_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Plan {
+    /// Compile a built app for a node of `shards` shards; a durable app
+    /// comes with where its checkpointed states go and its data folder.
+    pub fn compile(
+        app: App,
+        id: AppId,
+        shards: usize,
+        durable: Option<(StateSink, PathBuf)>,
+    ) -> Plan {
+        let (state_sink, dir) = durable.unzip();
+        let n = app.nodes.len();
+        assert!(n <= MAX_NODES, "the builder bounds an app's nodes");
+        let mut outs: Vec<Vec<(OperatorId, EdgeId)>> = vec![Vec::new(); n];
+        for (to, node) in app.nodes.iter().enumerate() {
+            for (edge, &from) in node.inputs.iter().enumerate() {
+                assert!((from as usize) < to, "edges point at earlier nodes: a DAG");
+                outs[from as usize].push((OperatorId(to as u16), edge as EdgeId));
+            }
+        }
+        let app_hash = key_hash(app.name.as_bytes());
+        let nodes = app
+            .nodes
+            .into_iter()
+            .zip(outs)
+            .enumerate()
+            .map(|(i, (spec, outs))| PlanNode::compile(spec, outs, home_of(app_hash, i, shards)))
+            .collect();
+        Plan {
+            id,
+            name: app.name,
+            slo_ns: app.slo.as_nanos().min(u64::MAX as u128) as u64,
+            class: app.class,
+            nodes,
+            counters: (0..shards).map(|_| ShardCounters::default()).collect(),
+            state_sink,
+            dir,
+        }
+    }
+
+    pub fn node_by_name(&self, name: &str) -> Option<(OperatorId, &PlanNode)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .find(|(_, n)| n.name == name)
+            .map(|(i, n)| (OperatorId(i as u16), n))
+    }
+
+    pub fn node(&self, op: OperatorId) -> Option<&PlanNode> {
+        self.nodes.get(op.0 as usize)
+    }
+
+    /// Learned mean cost of one message at `op` (0 until measured).
+    pub fn cost_ns(&self, op: OperatorId) -> u64 {
+        self.node(op)
+            .map_or(0, |n| n.cost_ns.load(Ordering::Relaxed))
+    }
+
+    /// Fold one measured run time into `op`'s mean (weight 1/8).
+    pub fn learn_cost(&self, op: OperatorId, sample_ns: u64) {
+        if let Some(n) = self.node(op) {
+            let old = n.cost_ns.load(Ordering::Relaxed);
+            let new = if old == 0 {
+                sample_ns
+            } else {
+                old - old / 8 + sample_ns / 8
+            };
+            n.cost_ns.store(new.max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Learned cost of the longest path from `op` to a sink, `op` included.
+    pub fn path_cost_ns(&self, op: OperatorId) -> u64 {
+        let Some(n) = self.node(op) else { return 0 };
+        let below = n
+            .outs
+            .iter()
+            .map(|(child, _)| self.path_cost_ns(*child))
+            .max()
+            .unwrap_or(0);
+        n.cost_ns.load(Ordering::Relaxed).saturating_add(below)
+    }
+
+    /// What a policy sees of `op`.
+    pub fn op_view(&self, op: OperatorId) -> OpView<'_> {
+        let node = self.node(op);
+        OpView {
+            actor: ActorId { app: self.id, op },
+            app: &self.name,
+            op: node.map_or("", |n| n.name.as_str()),
+            class: self.class,
+            slo_ns: self.slo_ns,
+            strategy: node.map_or(Strategy::Sequential, |n| n.strategy),
+            cost_ns: self.cost_ns(op),
+            path_cost_ns: self.path_cost_ns(op),
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! A built application, as the builder hands it to a node: its name, SLO,
+//! class, and its nodes (sources, operators, sinks) with their erased
+//! functions and input edges, in declaration order.
+//!
+//! The builder (`api::app`) makes it; `Plan::compile` turns it into what the
+//! shards run. It sits here, below both, so the compiled plan never imports
+//! the client API.
+
+use std::any::TypeId;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::func::{ErasedFunction, EventCodec};
+use crate::model::{AnyBox, AppClass};
+
+/// Copies a source's event for its second and later output edges.
+pub(crate) type Cloner = Arc<dyn Fn(&AnyBox) -> AnyBox + Send + Sync>;
+
+pub(crate) enum NodeKind {
+    Source {
+        type_id: TypeId,
+        type_name: &'static str,
+        clone: Cloner,
+        /// How its events go into the ingress log (durable sources).
+        codec: Option<EventCodec>,
+    },
+    Operator(Arc<dyn ErasedFunction>),
+    Sink(Arc<dyn ErasedFunction>),
+}
+
+pub(crate) struct NodeSpec {
+    pub name: String,
+    pub kind: NodeKind,
+    /// Upstream node of each input edge, in edge order.
+    pub inputs: Vec<u16>,
+}
+
+/// A built application, ready to deploy.
+pub struct App {
+    pub(crate) name: String,
+    pub(crate) slo: Duration,
+    pub(crate) class: AppClass,
+    pub(crate) nodes: Vec<NodeSpec>,
+    pub(crate) durable: bool,
+}
+
+impl App {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the app was built `durable`.
+    pub fn is_durable(&self) -> bool {
+        self.durable
+    }
+}

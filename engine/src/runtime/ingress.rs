@@ -1,0 +1,248 @@
+//! The low-level door into one deployed app: hand ingest batches and
+//! barriers to its sources' shards, count them for quiescence, and wait for
+//! the app to settle.
+//!
+//! Both the client API (`api`, for an app that is not durable) and the
+//! journal of a durable app (through `durability::Forward`) send through
+//! it, so "count as submitted, then send, or undo the count" is written
+//! once. It owns the app's [`Gate`] and barrier counter; nothing on the
+//! message path touches either.
+
+use std::sync::mpsc::TrySendError;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::command::Command;
+use super::shards::Shards;
+use crate::durability::{Forward, IngestReply};
+use crate::model::{AnyBox, AppId, Barrier, BarrierKind, EngineError, OperatorId, Result};
+use crate::plan::{Plan, PlanKind};
+use crate::protocol::Epoch;
+use crate::quiesce::{Gate, Snapshot};
+
+/// How long a sender waits before it retries a full inbox.
+const RETRY_PAUSE: Duration = Duration::from_micros(50);
+
+/// One deployed app's ingress, shared by its handles and its journal.
+pub(crate) struct AppIngress {
+    shards: Arc<Shards>,
+    plan: Arc<Plan>,
+    /// Last barrier injected; the lock orders injections across threads.
+    barrier: Mutex<Epoch>,
+    /// Ingest and barrier commands accepted into shard inboxes, and whether
+    /// the app still takes new ones (see `quiesce`).
+    gate: Gate,
+}
+
+impl AppIngress {
+    pub(crate) fn new(shards: Arc<Shards>, plan: Arc<Plan>) -> AppIngress {
+        AppIngress {
+            shards,
+            plan,
+            barrier: Mutex::new(0),
+            gate: Gate::new(),
+        }
+    }
+
+    pub(crate) fn plan(&self) -> &Arc<Plan> {
+        &self.plan
+    }
+
+    pub(crate) fn shards(&self) -> &Arc<Shards> {
+        &self.shards
+    }
+
+    fn id(&self) -> AppId {
+        self.plan.id
+    }
+
+    /// Refuse every later command (undeploy, or a failed deploy).
+    pub(crate) fn close(&self) {
+        self.gate.close();
+    }
+
+    /// `Ok` while the app takes input and the node runs.
+    pub(crate) fn ensure_open(&self) -> Result<()> {
+        if self.shards.is_stopped() {
+            return Err(EngineError::Stopped);
+        }
+        if self.gate.is_closed() {
+            return Err(EngineError::NotDeployed(self.id()));
+        }
+        Ok(())
+    }
+
+    /// Count a command as submitted, unless the app is closed or the node
+    /// stopped. On `Ok`, the caller must send the command or `gate.undo()`.
+    fn begin_submit(&self) -> Result<()> {
+        if self.shards.is_stopped() {
+            return Err(EngineError::Stopped);
+        }
+        self.gate
+            .enter()
+            .map_err(|_| EngineError::NotDeployed(self.id()))
+    }
+
+    /// Send a data command to `shard`: once (`wait` false: a full inbox is
+    /// `Backpressure`), or waiting out a full inbox for as long as the node
+    /// runs. On failure the command comes back; the caller undoes its count.
+    fn submit(
+        &self,
+        shard: usize,
+        mut cmd: Command,
+        wait: bool,
+    ) -> std::result::Result<(), (EngineError, Command)> {
+        loop {
+            match self.shards.try_command(shard, cmd) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(c)) if !wait => {
+                    let capacity = self.shards.cfg().inbox_capacity;
+                    return Err((EngineError::Backpressure { shard, capacity }, c));
+                }
+                Err(TrySendError::Full(c)) if !self.shards.is_stopped() => {
+                    cmd = c;
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+                Err(TrySendError::Full(c)) | Err(TrySendError::Disconnected(c)) => {
+                    return Err((EngineError::Stopped, c))
+                }
+            }
+        }
+    }
+
+    /// Hand events to `source`'s shard: once (`wait` false) or waiting out
+    /// a full inbox. Refused events come back with the reason.
+    pub(crate) fn ingest(
+        &self,
+        source: OperatorId,
+        at_ns: u64,
+        events: Vec<(u64, AnyBox)>,
+        wait: bool,
+    ) -> IngestReply {
+        let Some(node) = self.plan.node(source) else {
+            let e = EngineError::UnknownSource {
+                app: self.plan.name.clone(),
+                source_name: format!("#{}", source.0),
+            };
+            return Err((e, events));
+        };
+        if let Err(e) = self.begin_submit() {
+            return Err((e, events));
+        }
+        let cmd = Command::Ingest {
+            app: self.id(),
+            source,
+            at_ns,
+            events,
+        };
+        self.submit(node.home as usize, cmd, wait)
+            .map_err(|(e, c)| {
+                self.gate.undo();
+                let Command::Ingest { events, .. } = c else {
+                    unreachable!("we built an ingest command")
+                };
+                (e, events)
+            })
+    }
+
+    /// Inject a barrier at every source now (the journal's path, and every
+    /// barrier of an app that is not durable). All or nothing: a barrier
+    /// that some sources took and others not would break barrier order, so
+    /// every source's command is counted first, then each is sent, waiting
+    /// out a full inbox for as long as the node runs.
+    pub(crate) fn inject_now(&self, kind: BarrierKind, tag: u64) -> Result<Epoch> {
+        let mut last = self.barrier.lock().map_err(|_| EngineError::Stopped)?;
+        let barrier = Barrier {
+            id: *last + 1,
+            kind,
+            tag,
+        };
+        let sources = self.source_homes();
+        for entered in 0..sources.len() {
+            if let Err(e) = self.begin_submit() {
+                (0..entered).for_each(|_| self.gate.undo());
+                return Err(e);
+            }
+        }
+        for (sent, &(source, home)) in sources.iter().enumerate() {
+            let cmd = Command::Barrier {
+                app: self.id(),
+                source,
+                barrier,
+            };
+            if let Err((e, _)) = self.submit(home, cmd, true) {
+                (sent..sources.len()).for_each(|_| self.gate.undo());
+                if sent > 0 {
+                    // Some sources have it: its id is used.
+                    *last = barrier.id;
+                }
+                return Err(e);
+            }
+        }
+        *last = barrier.id;
+        Ok(barrier.id)
+    }
+
+    /// Every source of the app, with its home shard.
+    fn source_homes(&self) -> Vec<(OperatorId, usize)> {
+        self.plan
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| matches!(n.kind, PlanKind::Source))
+            .map(|(i, n)| (OperatorId(i as u16), n.home as usize))
+            .collect()
+    }
+
+    /// Wait until everything accepted so far has been processed: every
+    /// command taken by its shard, every message it caused processed, as
+    /// two agreeing reads of the counters show (see `quiesce`).
+    pub(crate) fn quiesce(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let read = || Snapshot::take(&self.gate, &self.plan.counters);
+        loop {
+            let first = read();
+            if first.balanced() {
+                // Give a message in flight between shards the time to show
+                // up in a counter; correctness does not depend on the pause.
+                std::thread::sleep(Duration::from_micros(200));
+                if first.settled(&read()) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(EngineError::Timeout(timeout));
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+}
+
+impl Forward for AppIngress {
+    fn forward_ingest(
+        &self,
+        source: OperatorId,
+        at_ns: u64,
+        events: Vec<(u64, AnyBox)>,
+    ) -> IngestReply {
+        // Logged events are never refused for a full inbox: giving up would
+        // let the state miss them.
+        self.ingest(source, at_ns, events, true)
+    }
+
+    fn inject_now(&self, kind: BarrierKind, tag: u64) -> Result<Epoch> {
+        AppIngress::inject_now(self, kind, tag)
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        AppIngress::ensure_open(self)
+    }
+
+    fn max_batch(&self) -> usize {
+        self.shards.cfg().max_batch
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.shards.now_ns()
+    }
+}

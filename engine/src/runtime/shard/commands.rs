@@ -1,0 +1,242 @@
+//! Client commands: taken from the control channel every turn (deploy,
+//! undeploy, lease, revoke, stats, stop: they add no messages) and from the
+//! bounded inbox while the backlog allows (ingest, barriers): the inbox
+//! filling up is how backpressure reaches clients.
+
+use std::sync::mpsc::{Sender, TryRecvError};
+use std::sync::Arc;
+
+use super::fx::ShardFx;
+use super::instance::Instance;
+use super::slots::{rank_of, schedule, InstRef, LessorSlot, SourceState};
+use super::Shard;
+use crate::func::ErasedState;
+use crate::limits::COMMANDS_PER_TURN;
+use crate::model::{ActorId, AppId, Message, OperatorId};
+use crate::plan::{Plan, PlanKind};
+use crate::protocol::{LeaseId, Lessor, ShardId};
+use crate::runtime::command::Command;
+use crate::runtime::metrics::AppStats;
+
+/// A shard's two client channels (see `runtime::shards`).
+#[derive(Clone, Copy)]
+enum Inbox {
+    Control,
+    Data,
+}
+
+impl Shard {
+    /// Messages queued here: at lessors, at lessees, behind full rings.
+    pub(super) fn backlog(&self) -> usize {
+        self.lessors.values().map(|s| s.m.backlog()).sum::<usize>()
+            + self.lessees.values().map(|s| s.m.backlog()).sum::<usize>()
+            + self.env.outbox.spilled()
+    }
+
+    /// Control commands, whatever the backlog (they add no messages).
+    pub(super) fn take_control(&mut self) -> usize {
+        self.take_from(Inbox::Control)
+    }
+
+    /// Ingest and barriers. Backpressure: while too much is queued here,
+    /// they stay in the inbox (one taken before parking excepted); when it
+    /// fills, clients get `Backpressure`.
+    pub(super) fn take_commands(&mut self) -> usize {
+        if self.backlog() >= self.cfg.max_backlog {
+            return match self.pending_cmd.take() {
+                Some(c) => {
+                    self.on_command(c);
+                    1
+                }
+                None => 0,
+            };
+        }
+        self.take_from(Inbox::Data)
+    }
+
+    /// Up to `COMMANDS_PER_TURN` commands of one inbox, the one taken
+    /// before parking first.
+    fn take_from(&mut self, inbox: Inbox) -> usize {
+        let mut n = 0;
+        while n < COMMANDS_PER_TURN && !self.stopping {
+            let (pending, rx) = match inbox {
+                Inbox::Control => (&mut self.pending_ctl, &self.control),
+                Inbox::Data => (&mut self.pending_cmd, &self.commands),
+            };
+            let cmd = match pending.take() {
+                Some(c) => c,
+                None => match rx.try_recv() {
+                    Ok(c) => c,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.stopping = true;
+                        break;
+                    }
+                },
+            };
+            self.on_command(cmd);
+            n += 1;
+        }
+        n
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Deploy(plan, restored, reply) => {
+                self.deploy(plan, restored);
+                let _ = reply.send(());
+            }
+            Command::Undeploy(app, reply) => {
+                self.undeploy(app);
+                let _ = reply.send(());
+            }
+            Command::Ingest {
+                app,
+                source,
+                at_ns,
+                events,
+            } => {
+                self.ingest(app, source, at_ns, events);
+                self.mark_taken(app);
+            }
+            Command::Barrier {
+                app,
+                source,
+                barrier,
+            } => {
+                self.inject_barrier(app, source, barrier);
+                self.mark_taken(app);
+            }
+            Command::Lease {
+                actor,
+                shard,
+                reply,
+            } => self.lease(actor, shard, reply),
+            Command::Revoke {
+                actor,
+                shard,
+                reply,
+            } => self.revoke(actor, shard, reply),
+            Command::Stats(reply) => {
+                let _ = reply.send(self.snapshot());
+            }
+            Command::Stop => self.stopping = true,
+        }
+    }
+
+    /// Take `plan` on: the states a checkpoint restored for operators homed
+    /// here (each taken by its operator's first activation), the sources
+    /// homed here, the app's stats.
+    fn deploy(&mut self, plan: Arc<Plan>, restored: Vec<(OperatorId, Box<dyn ErasedState>)>) {
+        for (op, state) in restored {
+            assert_eq!(
+                plan.node(op).map(|n| n.home),
+                Some(self.env.id),
+                "a restored state goes to its operator's home shard"
+            );
+            self.asleep
+                .restored
+                .insert(ActorId { app: plan.id, op }, state);
+        }
+        for (i, node) in plan.nodes.iter().enumerate() {
+            if matches!(node.kind, PlanKind::Source) && node.home == self.env.id {
+                self.sources.insert(
+                    (plan.id, OperatorId(i as u16)),
+                    SourceState {
+                        epoch: 0,
+                        seq: 0,
+                        tally: vec![0; node.outs.len()],
+                    },
+                );
+            }
+        }
+        self.env.app_stats.insert(
+            plan.id,
+            AppStats::new(plan.id, plan.name.clone(), plan.class),
+        );
+        self.apps.insert(plan.id, plan);
+    }
+
+    /// Drop everything of `app` (its runs stay counted in the shard's).
+    fn undeploy(&mut self, app: AppId) {
+        self.apps.remove(&app);
+        if let Some(gone) = self.env.app_stats.remove(&app) {
+            self.stats.runs += gone.runs;
+        }
+        self.lessors.retain(|a, _| a.app != app);
+        self.lessees.retain(|(a, _), _| a.app != app);
+        self.asleep.forget_app(app);
+        self.sources.retain(|(a, _), _| *a != app);
+        self.ready.retain(|r| r.actor().app != app);
+    }
+
+    /// An explicit lease of `actor` on `shard`: its id, or `None` when the
+    /// lessor cannot lease there now.
+    fn lease(&mut self, actor: ActorId, shard: ShardId, reply: Sender<Option<LeaseId>>) {
+        let lease = self
+            .with_lessor(actor, |m, fx| m.request_lease(shard, fx))
+            .flatten();
+        let _ = reply.send(lease);
+    }
+
+    /// Revoke `actor`'s lessees (on `shard`, or all); replies how many
+    /// revokes started.
+    fn revoke(&mut self, actor: ActorId, shard: Option<ShardId>, reply: Sender<usize>) {
+        let n = self
+            .with_lessor(actor, |m, fx| {
+                let leases: Vec<LeaseId> = m
+                    .lessee_shards()
+                    .filter(|(_, s)| shard.is_none_or(|want| want == *s))
+                    .map(|(l, _)| l)
+                    .collect();
+                leases.into_iter().filter(|l| m.revoke(*l, fx)).count()
+            })
+            .unwrap_or(0);
+        let _ = reply.send(n);
+    }
+
+    /// Count a client command as taken, after what it sent was counted.
+    fn mark_taken(&self, app: AppId) {
+        if let Some(plan) = self.apps.get(&app) {
+            plan.counters[self.env.id as usize].count_taken();
+        }
+    }
+
+    /// Run `f` on an active lessor with effects, then reschedule it.
+    pub(super) fn with_lessor<R>(
+        &mut self,
+        actor: ActorId,
+        f: impl FnOnce(&mut Lessor<Message, Instance>, &mut ShardFx<'_>) -> R,
+    ) -> Option<R> {
+        let plan = self.apps.get(&actor.app).cloned()?;
+        let node = plan.node(actor.op)?;
+        let PlanKind::Function { f: func, .. } = &node.kind else {
+            return None;
+        };
+        if !self.lessors.contains_key(&actor) {
+            let m = self
+                .asleep
+                .wake(self.env.id, &mut self.stats, actor, node, func);
+            let now = self.env.clock.now_ns();
+            self.lessors.insert(actor, LessorSlot::new(m, now));
+        }
+        let slot = self.lessors.get_mut(&actor)?;
+        let mut fx = self.env.fx(actor, &plan, false);
+        let r = f(&mut slot.m, &mut fx);
+        schedule(
+            &mut self.ready,
+            &mut slot.queued,
+            slot.m.has_work(),
+            InstRef::Lessor(actor),
+            || {
+                rank_of(
+                    &mut *self.env.policy,
+                    &plan,
+                    slot.m.next(),
+                    self.env.clock.now_ns(),
+                )
+            },
+        );
+        Some(r)
+    }
+}

@@ -1,0 +1,292 @@
+//! The effects of the dual-mode protocol on a real shard ([`ShardFx`]): run
+//! a user function on an instance's state, learn its cost, record latency,
+//! emit its outputs on every downstream edge (counted for barrier
+//! alignment), propagate barriers, hand a checkpoint's state to the app's
+//! sink, and send protocol wires through the outbox.
+//!
+//! Invariant: a message is counted `sent` before it is handed to the outbox
+//! and `done` after its outputs were counted (`send_input`, `mark_done`),
+//! which is what quiescence reads.
+
+use std::sync::Arc;
+
+use super::instance::{Instance, Part};
+use super::packet::Packet;
+use crate::durability::split_checkpoint_tag;
+use crate::func::ErasedFunction;
+use crate::mesh::Outbox;
+use crate::model::{ActorId, AnyBox, Barrier, BarrierKind, Header, Kind, Message, Payload};
+use crate::plan::{Plan, PlanKind, PlanNode, SavedState};
+use crate::protocol::{CriticalMark, Effects, Epoch, ShardId, Wire};
+use crate::runtime::clock::{Clock, Gauge};
+use crate::runtime::metrics::AppStats;
+use crate::sched::policy::{OpView, Policy, ShardLoad};
+use crate::sync::Ordering;
+
+/// The effects of the protocol on a real shard: run user functions, emit
+/// their outputs downstream, send protocol packets.
+pub(super) struct ShardFx<'a> {
+    me: ShardId,
+    gauges: &'a [Gauge],
+    policy: &'a mut dyn Policy,
+    actor: ActorId,
+    plan: &'a Plan,
+    outbox: &'a mut Outbox<Packet>,
+    stats: &'a mut AppStats,
+    clock: Clock,
+    /// Whether the instance running is a lessee (for the lessee-run tally).
+    on_lessee: bool,
+    scratch: Vec<(u64, AnyBox)>,
+}
+
+impl<'a> ShardFx<'a> {
+    /// Hand the operator's whole state to the app's journal for checkpoint
+    /// `checkpoint` (durable operators of durable apps only).
+    ///
+    /// `tag` is the barrier's: the checkpoint number, and whether it is a
+    /// full one (`journal::checkpoint_tag`). An incremental checkpoint saves
+    /// what changed since the last one where the state can tell.
+    fn save_checkpoint(&mut self, f: &Arc<dyn ErasedFunction>, state: &mut Instance, tag: u64) {
+        let (Some(sink), Some(codec)) = (&self.plan.state_sink, f.state_codec()) else {
+            return;
+        };
+        let (checkpoint, full) = split_checkpoint_tag(tag);
+        let user = &mut *state.user;
+        // Changes only where asked and where the state can tell; whole
+        // otherwise (a state that stopped tracking says so with `None`).
+        let changes = if full {
+            None
+        } else {
+            (codec.save_changes)(user)
+        };
+        let (bytes, delta) = match changes {
+            Some(changes) => (changes, true),
+            None => ((codec.save)(user), false),
+        };
+        if bytes.is_ok() {
+            (codec.checkpointed)(user);
+        }
+        // If the journal is gone the app is being torn down and the
+        // checkpoint is moot (the sink drops the state).
+        sink(SavedState {
+            checkpoint,
+            op: self.actor.op,
+            delta,
+            bytes: bytes.map_err(|e| e.to_string()),
+        });
+    }
+
+    pub(super) fn new(
+        here: (ShardId, Clock, &'a [Gauge]),
+        actor: ActorId,
+        plan: &'a Plan,
+        outbox: &'a mut Outbox<Packet>,
+        stats: &'a mut AppStats,
+        policy: &'a mut dyn Policy,
+        on_lessee: bool,
+    ) -> Self {
+        let (me, clock, gauges) = here;
+        ShardFx {
+            me,
+            gauges,
+            policy,
+            actor,
+            plan,
+            outbox,
+            stats,
+            clock,
+            on_lessee,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn node(&self) -> &PlanNode {
+        self.plan
+            .node(self.actor.op)
+            .expect("an actor's operator exists in its plan")
+    }
+
+    fn mark_done(&mut self) {
+        self.plan.counters[self.me as usize].count_done();
+    }
+
+    /// Send the outputs in `scratch` to every downstream edge, tagged with
+    /// the parent's epoch and timing.
+    fn emit_scratch(&mut self, tally: &mut [u64], parent: &Header) {
+        let outs = self.node().outs.clone();
+        let f = match &self.node().kind {
+            PlanKind::Function { f, .. } => f.clone(),
+            PlanKind::Source => unreachable!("sources do not run"),
+        };
+        let outputs = std::mem::take(&mut self.scratch);
+        if outputs.is_empty() {
+            return;
+        }
+        // What the policy sees of each downstream operator, once per run.
+        let plan = self.plan;
+        let views: Vec<OpView<'_>> = outs.iter().map(|&(op, _)| plan.op_view(op)).collect();
+        for (key, value) in outputs {
+            let mut value = Some(value);
+            for (i, &(op, edge)) in outs.iter().enumerate() {
+                let payload = if i + 1 == outs.len() {
+                    value.take().expect("moved once, on the last edge")
+                } else {
+                    f.clone_output(value.as_ref().expect("present until the last edge"))
+                };
+                let mut header = Header {
+                    actor: ActorId {
+                        app: self.actor.app,
+                        op,
+                    },
+                    edge,
+                    kind: Kind::User,
+                    critical: None,
+                    ..*parent
+                };
+                self.policy.on_emit(parent, &mut header, &views[i]);
+                tally[i] += 1;
+                send_input(
+                    self.me,
+                    self.plan,
+                    self.outbox,
+                    Message {
+                        header,
+                        key,
+                        payload: Payload::Data(payload),
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Count a message as sent (before anyone can see it) and route it to the
+/// lessor of its actor.
+pub(super) fn send_input(me: ShardId, plan: &Plan, outbox: &mut Outbox<Packet>, msg: Message) {
+    plan.counters[me as usize].count_sent();
+    let home = plan
+        .node(msg.header.actor.op)
+        .expect("edges point at existing operators")
+        .home;
+    outbox.send(home, Packet::Input(msg));
+}
+
+impl Effects<Message, Instance> for ShardFx<'_> {
+    fn run(&mut self, state: &mut Instance, msg: Message) {
+        let now = self.clock.now_ns();
+        let header = msg.header;
+        self.stats
+            .record_queueing(now.saturating_sub(header.enqueued_ns));
+        let (f, sink) = match &self.node().kind {
+            PlanKind::Function { f, sink } => (f.clone(), *sink),
+            PlanKind::Source => unreachable!("sources have no actor"),
+        };
+        let Payload::Data(input) = msg.payload else {
+            unreachable!("the protocol runs data messages only with `run`");
+        };
+        f.run(
+            &mut *state.user,
+            msg.key,
+            input,
+            &msg.header,
+            now,
+            &mut self.scratch,
+        );
+        let done = self.clock.now_ns();
+        let cost = done.saturating_sub(now);
+        self.plan.learn_cost(self.actor.op, cost);
+        self.policy
+            .on_complete(&header, &self.plan.op_view(self.actor.op), cost, done);
+        self.stats.runs += 1;
+        self.stats.lessee_runs += u64::from(self.on_lessee);
+        if sink {
+            self.stats
+                .record_delivery(done.saturating_sub(header.ingress_ns), self.plan.slo_ns);
+        }
+        self.emit_scratch(&mut state.tally, &header);
+        self.mark_done();
+    }
+
+    fn run_critical(&mut self, state: &mut Instance, barrier: Epoch, msgs: Vec<Message>) {
+        let f = match &self.node().kind {
+            PlanKind::Function { f, .. } => f.clone(),
+            PlanKind::Source => unreachable!("sources have no actor"),
+        };
+        let mut last: Option<(Header, Barrier)> = None;
+        for m in msgs {
+            let Payload::Barrier(b) = m.payload else {
+                unreachable!("the protocol runs critical messages only with `run_critical`");
+            };
+            assert_eq!(b.id, barrier, "a critical section runs one barrier");
+            f.run_critical(
+                &mut *state.user,
+                &b,
+                &m.header,
+                self.clock.now_ns(),
+                &mut self.scratch,
+            );
+            self.emit_scratch(&mut state.tally, &m.header);
+            self.mark_done();
+            last = Some((m.header, b));
+        }
+        self.stats.barriers += 1;
+        let Some((parent, b)) = last else { return };
+        if b.kind == BarrierKind::Checkpoint {
+            // The state is whole and consolidated here (every lessee's part
+            // came home before the critical ran): what the checkpoint saves.
+            self.save_checkpoint(&f, state, b.tag);
+        }
+        // Propagate the barrier on every output edge, announcing how many
+        // data messages this operator (all instances) sent on it this epoch.
+        let outs = self.node().outs.clone();
+        for (i, &(op, edge)) in outs.iter().enumerate() {
+            let sent = std::mem::take(&mut state.tally[i]);
+            let header = Header {
+                actor: ActorId {
+                    app: self.actor.app,
+                    op,
+                },
+                edge,
+                kind: Kind::Control,
+                critical: Some(CriticalMark { barrier, sent }),
+                epoch: barrier - 1,
+                ..parent
+            };
+            send_input(
+                self.me,
+                self.plan,
+                self.outbox,
+                Message {
+                    header,
+                    key: 0,
+                    payload: Payload::Barrier(b),
+                },
+            );
+        }
+    }
+
+    fn choose(&mut self, msg: &Message, shards: &[ShardId]) -> Option<usize> {
+        let loads: Vec<ShardLoad> = shards
+            .iter()
+            .map(|&shard| ShardLoad {
+                shard,
+                backlog: self
+                    .gauges
+                    .get(shard as usize)
+                    .map_or(usize::MAX, |g| g.backlog.load(Ordering::Relaxed)),
+            })
+            .collect();
+        let view = self.plan.op_view(self.actor.op);
+        self.policy.route(&msg.header, &view, &loads)
+    }
+
+    fn send(&mut self, to: ShardId, wire: Wire<Message, Part>) {
+        let actor = self.actor;
+        let p = if wire.is_for_lessee() {
+            Packet::ToLessee { actor, wire }
+        } else {
+            Packet::ToLessor { actor, wire }
+        };
+        self.outbox.send(to, p);
+    }
+}

@@ -1,0 +1,204 @@
+//! A shard's inbound side: packets from the mesh rings and the local queue
+//! (inputs for lessors homed here, wires between lessors and lessees), each
+//! handed to the protocol and its instance scheduled.
+//!
+//! Packets for an app that is gone (undeployed while in flight) are counted
+//! as dropped, never run.
+
+use super::instance::{Instance, Part};
+use super::slots::{rank_of, schedule, InstRef, LesseeSlot, LessorSlot};
+use super::{Packet, Shard};
+use crate::model::{ActorId, Message};
+use crate::plan::{Plan, PlanKind};
+use crate::protocol::{LeaseId, Lessee, ShardId, Wire};
+use crate::sync::Ordering;
+
+impl Shard {
+    /// Move every packet waiting on the rings into the shard's queues. The
+    /// rings are transport, not queues: the backlog must be visible to the
+    /// scale rule and the run queue. Each ring gives at most what it held
+    /// when we looked (its capacity), so a fast peer cannot hold us here.
+    pub(super) fn drain_inbound(&mut self) -> usize {
+        let mut n = 0;
+        for i in 0..self.inbound.len() {
+            let waiting = self.inbound[i].1.len();
+            for _ in 0..waiting {
+                let Some(p) = self.inbound[i].1.pop() else {
+                    break;
+                };
+                self.on_packet(p);
+                n += 1;
+            }
+        }
+        while let Some(p) = self.env.outbox.local.pop_front() {
+            self.on_packet(p);
+            n += 1;
+        }
+        n
+    }
+
+    /// One packet from the mesh (or the local queue).
+    pub(super) fn on_packet(&mut self, p: Packet) {
+        match p {
+            Packet::Input(msg) => self.on_input(msg),
+            Packet::ToLessor { actor, wire } => self.on_lessor_wire(actor, wire),
+            Packet::ToLessee { actor, wire } => self.on_lessee_wire(actor, wire),
+        }
+    }
+
+    /// A wire from one of `actor`'s lessees to its lessor here.
+    pub(super) fn on_lessor_wire(&mut self, actor: ActorId, wire: Wire<Message, Part>) {
+        let Some(plan) = self.apps.get(&actor.app).cloned() else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let Some(slot) = self.lessors.get_mut(&actor) else {
+            debug_assert!(false, "lessor message for an inactive actor {actor}");
+            self.stats.dropped += 1;
+            return;
+        };
+        let mut fx = self.env.fx(actor, &plan, false);
+        slot.m.on_wire(wire, &mut fx);
+        schedule(
+            &mut self.ready,
+            &mut slot.queued,
+            slot.m.has_work(),
+            InstRef::Lessor(actor),
+            || {
+                rank_of(
+                    &mut *self.env.policy,
+                    &plan,
+                    slot.m.next(),
+                    self.env.clock.now_ns(),
+                )
+            },
+        );
+    }
+
+    /// A message for the lessor of its actor, homed here: wake the actor
+    /// if it is not active, hand the message to the protocol, schedule.
+    pub(super) fn on_input(&mut self, msg: Message) {
+        let actor = msg.header.actor;
+        let Some(plan) = self.apps.get(&actor.app).cloned() else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let Some(node) = plan.node(actor.op) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        assert_eq!(
+            node.home, self.env.id,
+            "input for {actor} at the wrong shard"
+        );
+        let PlanKind::Function { f, .. } = &node.kind else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let now = self.env.clock.now_ns();
+        let slot = match self.lessors.entry(actor) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let m = self
+                    .asleep
+                    .wake(self.env.id, &mut self.stats, actor, node, f);
+                e.insert(LessorSlot::new(m, now))
+            }
+        };
+        slot.last_active_ns = now;
+        let mut msg = msg;
+        msg.header.enqueued_ns = now;
+        let mut fx = self.env.fx(actor, &plan, false);
+        slot.m.on_input(msg, &mut fx);
+        schedule(
+            &mut self.ready,
+            &mut slot.queued,
+            slot.m.has_work(),
+            InstRef::Lessor(actor),
+            || {
+                rank_of(
+                    &mut *self.env.policy,
+                    &plan,
+                    slot.m.next(),
+                    self.env.clock.now_ns(),
+                )
+            },
+        );
+        self.maybe_lease(actor, &plan, now);
+    }
+
+    /// A wire from `actor`'s lessor to a lessee here (or a lease request).
+    pub(super) fn on_lessee_wire(&mut self, actor: ActorId, mut wire: Wire<Message, Part>) {
+        let Some(plan) = self.apps.get(&actor.app).cloned() else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let now = self.env.clock.now_ns();
+        if let Wire::Deliver { msg, .. } = &mut wire {
+            msg.header.enqueued_ns = now;
+        }
+        if let Wire::LeaseRequest { lease, lessor, .. } = wire {
+            self.on_lease_request(actor, &plan, lease, lessor, now);
+            return;
+        }
+        let lease = wire.lease();
+        let Some(slot) = self.lessees.get_mut(&(actor, lease)) else {
+            debug_assert!(false, "message for a missing lessee {actor} {lease:?}");
+            self.stats.dropped += 1;
+            return;
+        };
+        slot.last_active_ns = now;
+        slot.m.on_wire(wire);
+        schedule(
+            &mut self.ready,
+            &mut slot.queued,
+            slot.m.has_work(),
+            InstRef::Lessee(actor, lease),
+            || {
+                rank_of(
+                    &mut *self.env.policy,
+                    &plan,
+                    slot.m.next(),
+                    self.env.clock.now_ns(),
+                )
+            },
+        );
+    }
+
+    /// `actor`'s lessor on shard `lessor` asks for a lessee here: accept
+    /// while this shard's own backlog is low and it is not stopping.
+    pub(super) fn on_lease_request(
+        &mut self,
+        actor: ActorId,
+        plan: &Plan,
+        lease: LeaseId,
+        lessor: ShardId,
+        now: u64,
+    ) {
+        let backlog = self.env.gauge().backlog.load(Ordering::Relaxed);
+        let node = plan.node(actor.op);
+        let mut fx = self.env.fx(actor, plan, true);
+        let f = match node.map(|n| &n.kind) {
+            Some(PlanKind::Function { f, .. })
+                if backlog < self.cfg.autoscale.accept_below && !self.stopping =>
+            {
+                f
+            }
+            _ => return Lessee::<Message, Instance>::refuse(lease, lessor, &mut fx),
+        };
+        let outs = node.map_or(0, |n| n.outs.len());
+        let m = Lessee::accept(lease, lessor, Instance::new(f.new_state(), outs), &mut fx);
+        let mut slot = LesseeSlot::new(m, now);
+        // A lessee that never gets work goes home too.
+        Self::arm_idle_timer(
+            &mut self.idle_timers,
+            &mut *self.env.policy,
+            &self.cfg,
+            plan,
+            &mut slot,
+            (actor, lease),
+            now,
+        );
+        self.lessees.insert((actor, lease), slot);
+    }
+}

@@ -1,0 +1,112 @@
+//! Running ready instances: up to `step_budget` steps or `run_quota` of time
+//! per turn, instances in the policy's rank order (one message per step,
+//! FIFO within an instance), each re-ranked after its step.
+
+use super::slots::{rank_of, schedule, InstRef};
+use super::Shard;
+use crate::model::ActorId;
+use crate::plan::Plan;
+use crate::protocol::LeaseId;
+
+impl Shard {
+    /// Run ready instances until the budget or the quota is spent. Returns
+    /// how many steps ran.
+    pub(super) fn run_ready(&mut self) -> usize {
+        let mut ran = 0;
+        let quota = self.cfg.run_quota.as_nanos() as u64;
+        let start = self.env.clock.now_ns();
+        for _ in 0..self.cfg.step_budget {
+            if ran > 0 && self.env.clock.now_ns().saturating_sub(start) >= quota {
+                break;
+            }
+            let Some(r) = self.ready.pop() else {
+                break;
+            };
+            ran += 1;
+            let Some(plan) = self.apps.get(&r.actor().app).cloned() else {
+                continue;
+            };
+            match r {
+                InstRef::Lessor(a) => self.step_lessor(a, &plan),
+                InstRef::Lessee(a, l) => self.step_lessee(a, l, &plan),
+            }
+        }
+        ran
+    }
+
+    /// One step of `a`'s lessor, popped from the run queue.
+    fn step_lessor(&mut self, a: ActorId, plan: &Plan) {
+        let Some(slot) = self.lessors.get_mut(&a) else {
+            return;
+        };
+        assert!(
+            slot.queued,
+            "{a}: popped from the run queue, so marked queued"
+        );
+        slot.queued = false;
+        let mut fx = self.env.fx(a, plan, false);
+        slot.m.step(&mut fx);
+        let now = self.env.clock.now_ns();
+        slot.last_active_ns = now;
+        let more = slot.m.has_work();
+        schedule(
+            &mut self.ready,
+            &mut slot.queued,
+            more,
+            InstRef::Lessor(a),
+            || rank_of(&mut *self.env.policy, plan, slot.m.next(), now),
+        );
+        // A run changes what the policy predicts (a learned cost, a shorter
+        // queue): ask again while work is left.
+        if more {
+            self.maybe_lease(a, plan, now);
+        }
+    }
+
+    /// One step of lessee `l` of `a`, popped from the run queue; a lessee
+    /// that finished (released) is dropped, one out of work arms its idle
+    /// timer.
+    fn step_lessee(&mut self, a: ActorId, l: LeaseId, plan: &Plan) {
+        let Some(slot) = self.lessees.get_mut(&(a, l)) else {
+            return;
+        };
+        assert!(
+            slot.queued,
+            "{a} {l:?}: popped from the run queue, so marked queued"
+        );
+        slot.queued = false;
+        let mut fx = self.env.fx(a, plan, true);
+        slot.m.step(&mut fx);
+        let now = self.env.clock.now_ns();
+        slot.last_active_ns = now;
+        if slot.m.is_finished() {
+            self.lessees.remove(&(a, l));
+            return;
+        }
+        if !slot.m.has_work() {
+            Self::arm_idle_timer(
+                &mut self.idle_timers,
+                &mut *self.env.policy,
+                &self.cfg,
+                plan,
+                slot,
+                (a, l),
+                now,
+            );
+        }
+        schedule(
+            &mut self.ready,
+            &mut slot.queued,
+            slot.m.has_work(),
+            InstRef::Lessee(a, l),
+            || {
+                rank_of(
+                    &mut *self.env.policy,
+                    plan,
+                    slot.m.next(),
+                    self.env.clock.now_ns(),
+                )
+            },
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! The shard's instance slots (a lessor or a lessee with its scheduling
+//! marks), the run-queue entry that names one, and a source's counters.
+//!
+//! Invariant: an instance is in the run queue at most once; its slot's
+//! `queued` flag says whether it is, set by [`schedule`] when it is pushed
+//! and cleared when the run loop pops it (asserted there).
+
+use super::instance::Instance;
+use crate::model::{ActorId, Message};
+use crate::plan::Plan;
+use crate::protocol::{Epoch, LeaseId, Lessee, Lessor};
+use crate::sched::policy::{Policy, Rank};
+use crate::sched::runq::RunQueue;
+
+/// An active lessor and its scheduling marks.
+pub(super) struct LessorSlot {
+    pub(super) m: Lessor<Message, Instance>,
+    pub(super) queued: bool,
+    pub(super) last_active_ns: u64,
+    /// No scale decision before this time (after a lease was asked for).
+    pub(super) scale_after_ns: u64,
+}
+
+/// A lessee hosted here and its scheduling marks.
+pub(super) struct LesseeSlot {
+    pub(super) m: Lessee<Message, Instance>,
+    pub(super) queued: bool,
+    pub(super) last_active_ns: u64,
+    /// An idle timer for this lessee is pending in `Shard::idle_timers`.
+    pub(super) timer_armed: bool,
+    /// It asked to go home (`request_release`); it finishes on the revoke.
+    pub(super) release_asked: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// An instance in the run queue.
+pub(super) enum InstRef {
+    Lessor(ActorId),
+    Lessee(ActorId, LeaseId),
+}
+
+/// A source homed here: its epoch, sequence and per-edge emission tally.
+pub(super) struct SourceState {
+    pub(super) epoch: Epoch,
+    pub(super) seq: u64,
+    pub(super) tally: Vec<u64>,
+}
+
+impl InstRef {
+    /// The actor this instance is of.
+    pub(super) fn actor(self) -> ActorId {
+        match self {
+            InstRef::Lessor(a) | InstRef::Lessee(a, _) => a,
+        }
+    }
+}
+
+/// Queue `r` if it has work and is not queued yet, at the rank `rank()`
+/// gives (called only then).
+pub(super) fn schedule(
+    ready: &mut RunQueue<InstRef>,
+    queued: &mut bool,
+    has_work: bool,
+    r: InstRef,
+    rank: impl FnOnce() -> Rank,
+) {
+    if has_work && !*queued {
+        *queued = true;
+        ready.push(rank(), r);
+    }
+}
+
+/// The run-queue rank of an instance whose next step runs `next` (protocol
+/// work when `None`: urgent).
+pub(super) fn rank_of(
+    policy: &mut dyn Policy,
+    plan: &Plan,
+    next: Option<&Message>,
+    now: u64,
+) -> Rank {
+    match next {
+        Some(m) => policy.rank(&m.header, &plan.op_view(m.header.actor.op), now),
+        None => Rank::URGENT,
+    }
+}
+
+impl LessorSlot {
+    /// A lessor just activated (or woken) at `now`.
+    pub(super) fn new(m: Lessor<Message, Instance>, now: u64) -> LessorSlot {
+        LessorSlot {
+            m,
+            queued: false,
+            last_active_ns: now,
+            scale_after_ns: 0,
+        }
+    }
+}
+
+impl LesseeSlot {
+    /// A lessee just accepted at `now`.
+    pub(super) fn new(m: Lessee<Message, Instance>, now: u64) -> LesseeSlot {
+        LesseeSlot {
+            m,
+            queued: false,
+            last_active_ns: now,
+            timer_armed: false,
+            release_asked: false,
+        }
+    }
+}
