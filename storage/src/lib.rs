@@ -3,8 +3,8 @@
 //! What it provides: **segment files**, append-only files of rkyv-archived
 //! records of one type, behind a versioned header, each record framed with
 //! its length and CRC-32C checksums and padded so its payload is 16-aligned
-//! (the layout is documented byte by byte in [`format`]); and, built on
-//! them, an app's **ingress logs** and **checkpoints**.
+//! (the layout is documented byte by byte in [`mod@format`]); and, built
+//! on them, an app's **ingress logs** and **checkpoints**.
 //!
 //! - [`SegmentWriter`] creates a segment and appends records (values of a
 //!   [`Record`] type, or raw archived bytes), batching them and writing each
