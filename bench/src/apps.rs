@@ -18,7 +18,7 @@ use dirigo_engine::{
 
 /// Burn about `us` microseconds of CPU, the stand-in for a function's real
 /// work (parsing, model scoring, enrichment).
-pub fn spin_work(us: u64) {
+pub(crate) fn spin_work(us: u64) {
     if us == 0 {
         return;
     }
@@ -142,18 +142,23 @@ fn wordcount_app(
 // sensors
 // ---------------------------------------------------------------------
 
+/// A sensor reading, the input of the `sensors` app.
 #[derive(Clone, Copy, Debug)]
 pub struct Reading {
+    /// The sensor; `stats` aggregates per sensor.
     pub sensor: u32,
+    /// The value read; `alerts` passes on the readings above 0.99.
     pub value: f64,
 }
 
+/// A sensor's readings in one window: count, sum, least and greatest
+/// (`Default` is the empty aggregate, the identity of its `Merge`).
 #[derive(Clone, Copy, Debug)]
-pub struct Agg {
-    pub count: u64,
-    pub sum: f64,
-    pub min: f64,
-    pub max: f64,
+struct Agg {
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
 }
 
 impl Default for Agg {
@@ -269,9 +274,13 @@ pub fn sensors(
 // clicks (best effort, heavy)
 // ---------------------------------------------------------------------
 
+/// A page view, the input of the `clicks` app.
 #[derive(Clone, Copy, Debug)]
 pub struct Click {
+    /// The user; `sessions` keeps a session per event key (the demo keys
+    /// each click by the user's hash).
     pub user: u64,
+    /// The page viewed, folded into the session's page hash.
     pub page: u32,
 }
 

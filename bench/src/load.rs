@@ -20,13 +20,18 @@ use rand_chacha::ChaCha8Rng;
 /// (`rate * (on + off - burst * on) / off`, at least 0).
 #[derive(Clone, Copy, Debug)]
 pub struct Shape {
+    /// Mean events per second.
     pub rate: f64,
+    /// The rate during `on` over the mean; 1 or less: steady.
     pub burst: f64,
+    /// Length of a burst.
     pub on: Duration,
+    /// Time from the end of a burst to the next.
     pub off: Duration,
 }
 
 impl Shape {
+    /// A steady `rate`, no bursts.
     pub fn steady(rate: f64) -> Shape {
         Shape {
             rate,
@@ -53,9 +58,12 @@ impl Shape {
     }
 }
 
+/// What a generator did.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LoadReport {
+    /// Events the source accepted.
     pub sent: u64,
+    /// Events the source refused (backpressure), never retried.
     pub shed: u64,
 }
 

@@ -57,28 +57,62 @@ pub const CHUNK: usize = 1 << 20;
 /// What can stop a run, naming the file or the size it was at.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
+    /// A file system call failed.
     #[error("{op} {}: {source}", path.display())]
     Io {
+        /// The file or folder it was on.
         path: PathBuf,
+        /// What was being done (`open`, `write`, `fdatasync`, ...).
         op: &'static str,
+        /// The OS error.
         source: io::Error,
     },
+    /// `dirigo_storage` refused or failed.
     #[error("storage, {}: {source}", dir.display())]
-    Storage { dir: PathBuf, source: StorageError },
+    Storage {
+        /// The checkpoint folder.
+        dir: PathBuf,
+        /// The storage error.
+        source: StorageError,
+    },
+    /// The engine refused or failed.
     #[error("engine, {what}: {source}")]
-    Engine { what: String, source: EngineError },
+    Engine {
+        /// The step it failed at.
+        what: String,
+        /// The engine error.
+        source: EngineError,
+    },
+    /// The disk under test has too little free space for the run.
     #[error(
         "not enough free space in {}: the run needs about {} MiB, {} MiB are free \
          (run fewer or smaller --sizes, or point --dir at a bigger disk)",
         dir.display(), need / MIB, free / MIB
     )]
-    NoSpace { dir: PathBuf, need: u64, free: u64 },
+    NoSpace {
+        /// The folder the run writes in.
+        dir: PathBuf,
+        /// Bytes the run needs at its peak.
+        need: u64,
+        /// Bytes free there.
+        free: u64,
+    },
+    /// Data read back does not sum to what was written.
     #[error("{what}: read back a different sum ({got:#x}) than written ({want:#x})")]
-    Mismatch { what: String, got: u64, want: u64 },
+    Mismatch {
+        /// Which read.
+        what: String,
+        /// The sum read.
+        got: u64,
+        /// The sum written.
+        want: u64,
+    },
+    /// Anything else, said in words (a missing checkpoint, a wrong count).
     #[error("{0}")]
     Other(String),
 }
 
+/// The storage benchmark's results.
 pub type Result<T> = std::result::Result<T, BenchError>;
 
 fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> BenchError + 'a {
@@ -145,8 +179,11 @@ pub fn mib_s(bytes: u64, secs: f64) -> f64 {
 /// Median and range of a few repetitions.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Spread {
+    /// The median (of an even count, the mean of the middle two).
     pub median: f64,
+    /// The least.
     pub min: f64,
+    /// The greatest.
     pub max: f64,
 }
 
@@ -170,6 +207,8 @@ impl Spread {
         }
     }
 
+    /// `f` of each figure, the ends kept in order (a time's spread as a
+    /// rate's).
     pub fn map(self, f: impl Fn(f64) -> f64) -> Spread {
         // A decreasing `f` (a rate from a time) swaps the ends.
         let (a, b) = (f(self.min), f(self.max));
@@ -180,6 +219,7 @@ impl Spread {
         }
     }
 
+    /// `{"median", "min", "max"}`.
     pub fn json(self) -> serde_json::Value {
         serde_json::json!({ "median": self.median, "min": self.min, "max": self.max })
     }
@@ -188,11 +228,14 @@ impl Spread {
 /// Pages of files in the page cache, as `mincore` sees them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Residency {
+    /// Pages in the page cache.
     pub resident: u64,
+    /// Pages of the files.
     pub pages: u64,
 }
 
 impl Residency {
+    /// Resident pages over pages (0 for no pages).
     pub fn fraction(self) -> f64 {
         if self.pages == 0 {
             0.0
@@ -299,7 +342,7 @@ fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// The files under `dir`: (path relative to `dir`, bytes), sorted.
-pub fn listing(dir: &Path) -> Result<Vec<(String, u64)>> {
+fn listing(dir: &Path) -> Result<Vec<(String, u64)>> {
     let mut out = Vec::new();
     for p in files_under(dir)? {
         let len = fs::metadata(&p).map_err(io_err(&p, "stat"))?.len();
@@ -446,7 +489,7 @@ pub fn checkpoint_write(dir: &Path, parts: &[&[u8]]) -> Result<(Duration, u64)> 
 }
 
 /// Length of the newest `ckpt-*.seg` file directly in `dir`.
-pub fn newest_checkpoint_bytes(dir: &Path) -> Result<u64> {
+fn newest_checkpoint_bytes(dir: &Path) -> Result<u64> {
     let mut newest: Option<PathBuf> = None;
     for e in fs::read_dir(dir).map_err(io_err(dir, "list"))? {
         let p = e.map_err(io_err(dir, "list"))?.path();
@@ -471,7 +514,9 @@ pub struct StorageRecovery {
     pub open: Duration,
     /// Open plus reading (and summing) every operator's `state(op)`.
     pub total: Duration,
+    /// State bytes read, all operators.
     pub bytes: u64,
+    /// The wrapping sum of their [`checksum`]s.
     pub sum: u64,
 }
 
@@ -532,12 +577,20 @@ pub fn checkpoint_recover(dir: &Path, read: ReadAs) -> Result<StorageRecovery> {
     Debug,
 )]
 #[rkyv(crate = dirigo_engine::rkyv)]
-pub enum Cmd {
+enum Cmd {
     /// Set the key's value to `len` pseudo-random bytes from `seed`. The
     /// event is small, so the ingress log stays small; the state is large.
-    Fill { seed: u64, len: u32 },
+    Fill {
+        /// Seed of the bytes ([`fill`]).
+        seed: u64,
+        /// How many bytes.
+        len: u32,
+    },
     /// Emit `(id, keys held)` to the sink.
-    Probe { id: u64 },
+    Probe {
+        /// Tells this probe's answer from a replayed one's.
+        id: u64,
+    },
 }
 
 /// The app's one durable operator: a key-value store of byte strings.
@@ -567,7 +620,7 @@ impl Function for Store {
 }
 
 /// Name of the app; its folder is `<data_dir>/store`.
-pub const APP: &str = "store";
+const APP: &str = "store";
 const SOURCE: &str = "fills";
 /// Events per `send_batch` while loading (the engine's default max batch).
 const LOAD_BATCH: usize = 4096;
@@ -595,8 +648,11 @@ fn probe_key() -> u64 {
 /// How the engine scenario runs.
 #[derive(Clone, Copy, Debug)]
 pub struct EngineConfig {
+    /// Shards of the node (unpinned, autoscaling off).
     pub shards: usize,
+    /// Bytes of each key's value: the state is `size / value_bytes` keys.
     pub value_bytes: u32,
+    /// Recoveries (each followed by a timed checkpoint).
     pub reps: usize,
 }
 
@@ -641,6 +697,7 @@ fn probe(src: &SourceHandle<Cmd>, rx: &SinkReceiver<(u64, u64)>, id: u64) -> Res
 /// Figures of the engine scenario at one size.
 #[derive(Clone, Debug, Default)]
 pub struct EngineResult {
+    /// Keys the store holds.
     pub keys: u64,
     /// Keys times value bytes: the state the app holds.
     pub state_bytes: u64,
@@ -654,7 +711,9 @@ pub struct EngineResult {
     pub app_dir_bytes: u64,
     /// The files of the app's folder then: (path in the folder, bytes).
     pub app_dir_files: Vec<(String, u64)>,
+    /// Each rep's timed checkpoint (`AppHandle::checkpoint`), s.
     pub checkpoint_s: Vec<f64>,
+    /// Each rep's `Node::start` on the data folder, s.
     pub node_start_s: Vec<f64>,
     /// `Node::deploy` until it returns: checkpoint open, restore, replay.
     pub deploy_s: Vec<f64>,

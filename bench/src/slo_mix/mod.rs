@@ -24,7 +24,7 @@
 //! We choose app names so that every node of LC app `i` is homed on shard
 //! `i % shards` and every node of BE app `j` on shard `j % shards`: each LC
 //! home shard also carries a BE app, so the contention is real. The search
-//! uses [`predicted_home`] (the engine's own formula), and every run
+//! uses `predicted_home` (the engine's own formula), and every run
 //! checks it for the nodes that run (operators and sink): the lessor runs
 //! (runs minus lessee runs) of each app must all be on its intended shard
 //! ([`AppResult::placement_ok`]). A source's home (the shard that ingests
@@ -52,28 +52,25 @@
 //!
 //! - `workload.rs`: the configurations ([`Config`]), the apps and their
 //!   arrivals ([`AppSpec`], [`Arrivals`], [`Workload`]), the placement
-//!   search ([`predicted_home`], [`placed_name`]) and the functions the
+//!   search (`predicted_home`, `placed_name`) and the functions the
 //!   apps run (`Parse`, `Score`, over [`Event`]s).
-//! - `run.rs`: the load generator, one run of one configuration ([`run`]),
-//!   its results ([`ConfigResult`], [`AppResult`], [`Sample`]) and the
-//!   machine CPU snapshots.
+//! - `run.rs`: the load generator, one run of one configuration
+//!   ([`run`](fn@run)), its results ([`ConfigResult`], [`AppResult`],
+//!   [`Sample`]) and the machine CPU snapshots.
 //! - `report.rs`: what is printed ([`describe`], [`table`], [`comparison`])
 //!   and written ([`write_outputs`]: histograms, percentile distributions,
 //!   timelines, JSON).
 //!
 //! This file holds what they share: the error type and the re-exports, so
-//! that every item is reached as `dirigo_bench::slo_mix::X`.
+//! that every public item is reached as `dirigo_bench::slo_mix::X`.
 
 mod report;
 mod run;
 mod workload;
 
-pub use report::{comparison, describe, percentile_distribution, table, to_json, write_outputs};
+pub use report::{comparison, describe, table, write_outputs};
 pub use run::{run, AppResult, ConfigResult, Sample};
-pub use workload::{
-    placed_name, predicted_home, AppKind, AppSpec, Arrivals, Config, Demand, Event, Scored,
-    Workload,
-};
+pub use workload::{AppKind, AppSpec, Arrivals, Config, Demand, Event, Scored, Workload};
 
 /// Errors of a bench run (engine errors, I/O, a panicked generator).
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

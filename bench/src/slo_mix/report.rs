@@ -320,7 +320,7 @@ fn yes(b: bool) -> &'static str {
 
 /// A latency histogram (ns) as HdrHistogram's percentile distribution
 /// text, values in ms.
-pub fn percentile_distribution(h: &Histogram<u64>) -> String {
+fn percentile_distribution(h: &Histogram<u64>) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -396,7 +396,7 @@ fn num(v: f64) -> serde_json::Value {
 }
 
 /// The whole table as JSON.
-pub fn to_json(w: &Workload, results: &[ConfigResult]) -> String {
+fn to_json(w: &Workload, results: &[ConfigResult]) -> String {
     let d = w.demand();
     let apps: Vec<Value> = w.apps.iter().map(app_spec_json).collect();
     let configs: Vec<Value> = results.iter().map(config_json).collect();

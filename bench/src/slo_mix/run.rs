@@ -101,30 +101,49 @@ fn app_seed(seed: u64, i: usize) -> u64 {
 /// One app's figures in one configuration.
 #[derive(Clone, Debug)]
 pub struct AppResult {
+    /// The app's deployed name.
     pub name: String,
+    /// Latency-critical or best-effort.
     pub class: AppClass,
+    /// The SLO, ms (LC apps only).
     pub slo_ms: Option<f64>,
+    /// The shard every node of the app was meant to be homed on.
     pub home: usize,
+    /// Events of the generator's batches the source accepted.
     pub sent: u64,
+    /// Events the source refused (backpressure), never retried.
     pub shed: u64,
     /// Outputs delivered at the sink, after the drain (every accepted event
     /// gives one output, plus none from windows).
     pub delivered: u64,
+    /// Of those, delivered within the SLO.
     pub within_slo: u64,
     /// Delivered within SLO over delivered (`AppStats::satisfaction`).
     pub satisfaction: f64,
     /// Within SLO over delivered + shed: shed events count as misses.
     pub satisfaction_incl_shed: f64,
+    /// Median end-to-end latency (client hand-off to the sink) of the
+    /// delivered outputs, ms; 0 with none.
     pub p50_ms: f64,
+    /// 99th percentile of the same, ms.
     pub p99_ms: f64,
+    /// 99.9th percentile of the same, ms.
     pub p999_ms: f64,
+    /// Greatest of the same, ms.
     pub max_ms: f64,
+    /// 99th percentile of the queueing delay of the app's runs
+    /// (`AppStats::queueing`), ms.
     pub queue_p99_ms: f64,
     /// Outputs delivered during the load window, per second of it.
     pub throughput: f64,
+    /// Messages run by the app's actors, lessors and lessees
+    /// (`AppStats::runs`), after the drain.
     pub runs: u64,
+    /// Of those, run by lessees (work that left the home shard).
     pub lessee_runs: u64,
+    /// Leases the app's lessors granted.
     pub leases: u64,
+    /// Leases the app's lessors revoked.
     pub revokes: u64,
     /// Lessee-time during the load window over the window.
     pub mean_lessees: f64,
@@ -134,37 +153,51 @@ pub struct AppResult {
     pub lessor_runs: Vec<u64>,
     /// Every lessor run was on `home`.
     pub placement_ok: bool,
+    /// End-to-end latency of the delivered outputs, ns (written to
+    /// `<config>/<app>.hdr`).
     pub latency: Histogram<u64>,
 }
 
 /// One configuration's run.
 #[derive(Clone, Debug)]
 pub struct ConfigResult {
+    /// The configuration run.
     pub config: Config,
+    /// The node's policy, by its name.
     pub policy: String,
+    /// Whether autoscaling (leasing) was on.
     pub autoscale: bool,
     /// The load window, s (start of load to the stats read after it).
     pub window_s: f64,
     /// Drain time after the window, s.
     pub drain_s: f64,
+    /// Whether every app's backlog drained within `Workload::drain`.
     pub drained: bool,
     /// Busy core-seconds during the load window, per shard.
     pub busy_per_shard: Vec<f64>,
+    /// Their sum: busy core-seconds of all shards during the load window.
     pub busy_core_s: f64,
     /// What a static placement sized for the bursts reserves over the same
     /// window: `Workload::static_cores() × window`.
     pub static_core_s: f64,
+    /// Events shed, all apps.
     pub shed: u64,
+    /// The generator's worst lateness of a tick, ms (the thread did not get
+    /// a core in time).
     pub gen_max_lag_ms: f64,
     /// CPU core-seconds of this whole process (shards, generator, main
-    /// thread, spinning included) during the window, and of every other
-    /// process on the machine (interference), from `/proc`.
+    /// thread, spinning included) during the window, from `/proc`.
     pub process_cpu_s: Option<f64>,
+    /// CPU core-seconds of every other process on the machine during the
+    /// window (interference), from `/proc`.
     pub other_cpu_s: Option<f64>,
-    /// Window barriers injected, and why they stopped early, if they did.
+    /// Window barriers injected.
     pub windows: u64,
+    /// Why they stopped early, if they did (the app and the engine's error).
     pub barrier_error: Option<String>,
+    /// Per app, in workload order.
     pub apps: Vec<AppResult>,
+    /// Stats samples from the start of the load to the end of its window.
     pub timeline: Vec<Sample>,
 }
 
@@ -203,6 +236,8 @@ impl ConfigResult {
             .sum()
     }
 
+    /// Every app's lessors ran on its home shard alone
+    /// ([`AppResult::placement_ok`]).
     pub fn placement_ok(&self) -> bool {
         self.apps.iter().all(|a| a.placement_ok)
     }
@@ -211,7 +246,9 @@ impl ConfigResult {
 /// One stats sample of the timeline (cumulative figures at `t_s`).
 #[derive(Clone, Debug, Default)]
 pub struct Sample {
+    /// Time since the load started, s.
     pub t_s: f64,
+    /// Busy ns of all shards so far (`NodeStats::busy_ns`).
     pub busy_ns: u64,
     /// Per app, in workload order: (delivered, within SLO, lessees hosted).
     pub apps: Vec<(u64, u64, usize)>,

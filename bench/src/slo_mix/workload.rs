@@ -39,6 +39,7 @@ pub enum Config {
 }
 
 impl Config {
+    /// Every configuration, in the order they run.
     pub const ALL: [Config; 5] = [
         Config::FifoStatic,
         Config::FifoScaling,
@@ -47,6 +48,7 @@ impl Config {
         Config::Dirigo,
     ];
 
+    /// The configuration's name in flags, tables and file names.
     pub fn name(self) -> &'static str {
         match self {
             Config::FifoStatic => "fifo-static",
@@ -102,7 +104,10 @@ impl Config {
 /// [`Shape`]'s own bursts start at 0).
 #[derive(Clone, Copy, Debug)]
 pub struct Arrivals {
+    /// Mean rate, burst factor, burst and gap lengths.
     pub shape: Shape,
+    /// When the first burst starts, from the start of the load (the next
+    /// ones follow every `on + off`).
     pub first_burst: Duration,
 }
 
@@ -134,20 +139,28 @@ impl Arrivals {
 pub enum AppKind {
     /// `parse` then `score`, µs of work each, and the SLO.
     LatencyCritical {
+        /// End-to-end latency objective of every output.
         slo: Duration,
+        /// µs of spin work per event in `parse`.
         parse_us: u64,
+        /// µs of spin work per event in `score`.
         score_us: u64,
     },
     /// `enrich`, µs of work.
-    BestEffort { work_us: u64 },
+    BestEffort {
+        /// µs of spin work per event in `enrich`.
+        work_us: u64,
+    },
 }
 
 /// One app of the workload.
 #[derive(Clone, Debug)]
 pub struct AppSpec {
-    /// Deployed name (chosen by [`placed_name`]).
+    /// Deployed name (chosen by [`Workload::place`]).
     pub name: String,
+    /// What the app is, with its work per event.
     pub kind: AppKind,
+    /// When its events arrive.
     pub arrivals: Arrivals,
     /// The shard every node of the app is homed on.
     pub home: usize,
@@ -156,6 +169,7 @@ pub struct AppSpec {
 }
 
 impl AppSpec {
+    /// The class the app is deployed with.
     pub fn class(&self) -> AppClass {
         match self.kind {
             AppKind::LatencyCritical { .. } => AppClass::LatencyCritical,
@@ -219,9 +233,13 @@ impl AppSpec {
 /// Everything one run needs; the same for every configuration.
 #[derive(Clone, Debug)]
 pub struct Workload {
+    /// Shards of each run's node.
     pub shards: usize,
+    /// Whether the shard threads are pinned to cores.
     pub placement: Placement,
+    /// How long the load lasts in each run.
     pub duration: Duration,
+    /// Seed of the apps' key streams (one ChaCha8 stream per app).
     pub seed: u64,
     /// Window barriers (critical messages) every this long, if any.
     pub window: Option<Duration>,
@@ -229,6 +247,7 @@ pub struct Workload {
     pub sample: Duration,
     /// How long to wait for the backlog to drain after the load stops.
     pub drain: Duration,
+    /// The apps, in deploy order.
     pub apps: Vec<AppSpec>,
 }
 
@@ -236,11 +255,14 @@ pub struct Workload {
 /// engine's own per-message cost is not in it), sampled every millisecond.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Demand {
+    /// Mean over the load, cores.
     pub mean_cores: f64,
+    /// The highest millisecond, cores.
     pub peak_cores: f64,
 }
 
 impl Workload {
+    /// The arrival schedule's nominal core demand over `duration`.
     pub fn demand(&self) -> Demand {
         let ms = self.duration.as_millis().max(1) as u64;
         let (mut sum, mut peak) = (0.0f64, 0.0f64);
@@ -261,7 +283,7 @@ impl Workload {
     }
 
     /// Rename every app (its current name is the base) so that all its
-    /// nodes are homed on its `home` shard; see [`placed_name`]. Returns the
+    /// nodes are homed on its `home` shard; see `placed_name`. Returns the
     /// apps no name was found for: they keep their name, the engine decides
     /// (and the runs report where their lessors ran).
     pub fn place(&mut self) -> Vec<String> {
@@ -290,7 +312,7 @@ impl Workload {
 /// The home shard the engine gives node `node` of app `app` on a node of
 /// `shards` shards ([`dirigo_engine::home_shard`]). Runs check it against
 /// where lessors actually ran.
-pub fn predicted_home(app: &str, node: usize, shards: usize) -> usize {
+fn predicted_home(app: &str, node: usize, shards: usize) -> usize {
     usize::from(dirigo_engine::home_shard(app, node, shards))
 }
 
@@ -300,7 +322,7 @@ const NAME_TRIES: usize = 1 << 20;
 /// `base`, or `base-k` for the smallest `k`, such that all `nodes` nodes of
 /// an app of that name are homed on `home`. `None` if no name within
 /// [`NAME_TRIES`] does (many shards, many nodes).
-pub fn placed_name(base: &str, nodes: usize, shards: usize, home: usize) -> Option<String> {
+fn placed_name(base: &str, nodes: usize, shards: usize, home: usize) -> Option<String> {
     (0..NAME_TRIES)
         .map(|k| {
             if k == 0 {
@@ -319,15 +341,21 @@ pub fn placed_name(base: &str, nodes: usize, shards: usize, home: usize) -> Opti
 /// An input event: a transaction of an account.
 #[derive(Clone, Debug)]
 pub struct Event {
+    /// Number of the event in its app's stream, from 1.
     pub id: u64,
+    /// The account, in `0..keys`; the event's key is its hash.
     pub account: u32,
+    /// The amount, uniform in `[0, 100)`.
     pub amount: f64,
 }
 
 /// A scored event.
 #[derive(Clone, Debug)]
 pub struct Scored {
+    /// The event's `id`.
     pub id: u64,
+    /// The amount's z-score among the account's amounts of the window so
+    /// far (0 while their deviation is 0).
     pub z: f64,
 }
 
