@@ -110,6 +110,9 @@ mod exports {
     pub use crate::plan::{home_shard, App};
     pub use crate::runtime::config::{AutoScale, NodeConfig, Placement};
     pub use crate::runtime::metrics::{AppStats, NodeStats, ShardStats};
+    /// The storage layer's error, the source of `EngineError::Storage`:
+    /// which file, which byte, damage or I/O.
+    pub use dirigo_storage::StorageError;
     /// The rkyv the engine archives with; derive `Archive`, `Serialize` and
     /// `Deserialize` from it for durable sources' events and operator state.
     pub use rkyv;

@@ -33,6 +33,17 @@ pub const COMMANDS_PER_TURN: usize = 64;
 /// `io_memory`; `ulimit -l` bounds what can be locked).
 pub const SHARD_IO_MEMORY: usize = 1 << 20;
 
+/// How long a client waits before it retries a full inbox (and how long
+/// the journal waits, for logged input that must not be refused).
+pub const RETRY_PAUSE: Duration = Duration::from_micros(50);
+
+/// Quiescence: the pause between two agreeing waves of counter reads (time
+/// for a message in flight between shards to show up in a counter;
+/// correctness does not depend on it), and between attempts.
+pub const QUIESCE_SETTLE: Duration = Duration::from_micros(200);
+/// See [`QUIESCE_SETTLE`].
+pub const QUIESCE_POLL: Duration = Duration::from_micros(500);
+
 /// How long a client call waits for a shard's reply (deploy, stats, lease).
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -53,6 +53,7 @@ pub struct Gate {
 }
 
 impl Gate {
+    /// An open gate with nothing submitted.
     pub fn new() -> Gate {
         Gate::default()
     }
@@ -74,7 +75,7 @@ impl Gate {
     /// Take back the count of a command that was entered but never sent.
     pub fn undo(&self) {
         let before = self.submitted.fetch_sub(1, Ordering::SeqCst);
-        debug_assert!(before > 0, "undo without enter");
+        assert!(before > 0, "undo without enter");
     }
 
     /// Refuse every command from now on. Commands already entered stay
@@ -85,6 +86,7 @@ impl Gate {
         fence(Ordering::SeqCst);
     }
 
+    /// Whether the app refuses new commands (undeploy began).
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
     }
@@ -135,9 +137,13 @@ impl ShardCounters {
 /// One wave: the gate's count, then every shard's counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Snapshot {
+/// Client commands accepted into shard inboxes.
     pub submitted: u64,
+/// Of those, taken by their shards (summed over shards).
     pub taken: u64,
+/// Messages routed to the app's actors (summed over shards).
     pub sent: u64,
+/// Of those, processed (summed over shards).
     pub done: u64,
 }
 

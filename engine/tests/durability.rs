@@ -12,6 +12,7 @@ use std::time::Duration;
 use counter::{oracle, query, Step};
 use dirigo_engine::{
     AppBuilder, BarrierKind, EngineError, Keyed, Node, NodeConfig, Placement, SourceHandle,
+    StorageError,
 };
 
 fn node(dir: &Path, shards: usize) -> Node {
@@ -264,6 +265,43 @@ fn torn_log_tail_recovers_the_intact_prefix() {
     send(&src, 999, 1_500);
     h.quiesce(Duration::from_secs(20)).expect("drains");
     assert_eq!(query(&h, &rx), oracle(&[Step::Events(0, 1_500)]));
+    node.shutdown();
+}
+
+/// Damage inside the log (not a torn tail: a later segment proves records
+/// were lost) refuses the deploy with the storage error as its source, so a
+/// caller can tell damage from I/O and read the file and offset.
+#[test]
+fn damage_inside_the_log_keeps_the_storage_error_as_its_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let node = node(dir.path(), 1);
+        let (app, _rx) = counter::app("damaged");
+        let h = node.deploy(app).expect("deploys");
+        let src = h.source::<counter::Ev>("events").expect("source");
+        send(&src, 0, 6_000);
+        node.shutdown();
+    }
+    let logs = files(dir.path(), "log-");
+    assert!(logs.len() >= 2, "the log rolled: {logs:?}");
+    let first = &logs[0];
+    let mut bytes = std::fs::read(first).expect("read");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    std::fs::write(first, bytes).expect("write");
+
+    let node = node(dir.path(), 1);
+    let (app, _rx) = counter::app("damaged");
+    let err = node.deploy(app).err().expect("a damaged log refuses the deploy");
+    let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<StorageError>());
+    match source {
+        Some(StorageError::LogDamaged { path, offset, .. }) => {
+            assert_eq!(path, first, "{err}");
+            assert!(*offset <= at as u64, "{err}");
+        }
+        _ => panic!("not a storage error with its cause: {err:?}"),
+    }
+    assert!(matches!(err, EngineError::Storage { .. }), "{err:?}");
     node.shutdown();
 }
 

@@ -22,7 +22,7 @@ use dirigo_engine::{
 use rand::Rng;
 
 #[derive(Parser, Debug, Clone)]
-pub struct Args {
+pub(crate) struct Args {
     /// How long to run, seconds.
     #[arg(long, default_value_t = 10)]
     duration: u64,
@@ -67,7 +67,7 @@ fn pct(a: &AppStats, q: f64) -> f64 {
     a.latency.value_at_quantile(q) as f64 / 1e6
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub(crate) fn run(args: Args) -> Result<()> {
     let policy = PolicyFactory::builtin(&args.policy).ok_or_else(|| {
         EngineError::Config(format!(
             "unknown policy {:?} (one of {})",

@@ -16,7 +16,7 @@ use rkyv::util::AlignedVec;
 use super::entry::AppEntry;
 use crate::durability::JournalMsg;
 use crate::func::EventCodec;
-use crate::limits::MAX_EVENT_BYTES;
+use crate::limits::{MAX_EVENT_BYTES, RETRY_PAUSE};
 use crate::model::{AnyBox, EngineError, OperatorId, Result};
 
 /// A typed handle on one source of a deployed app.
@@ -172,7 +172,7 @@ impl<T: Send + 'static> SourceHandle<T> {
                         && Instant::now() < deadline =>
                 {
                     events = r.events;
-                    std::thread::sleep(Duration::from_micros(50));
+                    std::thread::sleep(RETRY_PAUSE);
                 }
                 Err(r) => return Err(r),
             }

@@ -84,7 +84,7 @@ pub(crate) struct Typed<F> {
 }
 
 impl<F: Function> Typed<F> {
-    pub fn new(f: F) -> Self {
+    pub(crate) fn new(f: F) -> Self {
         Typed { f, codec: None }
     }
 }
@@ -93,7 +93,7 @@ impl<F: Function> Typed<F>
 where
     F::State: DurableState,
 {
-    pub fn durable(f: F) -> Self {
+    pub(crate) fn durable(f: F) -> Self {
         Typed {
             f,
             codec: Some(StateCodec::of::<F::State>()),
@@ -190,7 +190,7 @@ pub(crate) struct StateCodec {
 }
 
 impl StateCodec {
-    pub fn of<S: DurableState>() -> StateCodec {
+    pub(crate) fn of<S: DurableState>() -> StateCodec {
         StateCodec {
             fresh: || Box::new(S::fresh()),
             save: |state| downcast_state::<S>(state).save(),
@@ -212,7 +212,7 @@ pub(crate) struct EventCodec {
 }
 
 impl EventCodec {
-    pub fn of<T: Persist + Send + 'static>() -> EventCodec {
+    pub(crate) fn of<T: Persist + Send + 'static>() -> EventCodec {
         EventCodec {
             encode: |v| {
                 v.downcast_ref::<T>()

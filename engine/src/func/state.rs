@@ -19,6 +19,7 @@ use crate::protocol::{PartitionSet, Strategy};
 /// lessees; a function should not call them on its own state (to reset a
 /// `Keyed` state, `drain` it or assign `Keyed::default()`).
 pub trait OperatorState: Default + Send + 'static {
+/// How the protocol may split this state across a lessor and lessees.
     const STRATEGY: Strategy;
     /// Remove and return the entries of these partitions (`Keyed` only).
     fn take_partitions(&mut self, parts: PartitionSet) -> Self;
@@ -34,6 +35,7 @@ pub trait OperatorState: Default + Send + 'static {
 /// Combine two partial states of a [`Merged`] operator. Must be associative
 /// and commutative, with `Default` as its identity.
 pub trait Merge {
+/// Fold `other` into `self`.
     fn merge(&mut self, other: Self);
 }
 
@@ -143,9 +145,11 @@ impl<V> Keyed<V> {
             c.extend(self.map.keys().copied());
         }
     }
+/// The value of `key`, if any.
     pub fn get(&self, key: u64) -> Option<&V> {
         self.map.get(&key)
     }
+/// The value of `key` to change, if any (marks it changed).
     pub fn get_mut(&mut self, key: u64) -> Option<&mut V> {
         self.touch(key);
         self.map.get_mut(&key)
@@ -158,23 +162,29 @@ impl<V> Keyed<V> {
         self.touch(key);
         self.map.entry(key).or_default()
     }
+/// Set `key`'s value; returns the one it replaced.
     pub fn insert(&mut self, key: u64, v: V) -> Option<V> {
         self.touch(key);
         self.map.insert(key, v)
     }
+/// Remove `key`'s value and return it.
     pub fn remove(&mut self, key: u64) -> Option<V> {
         self.touch(key);
         self.map.remove(&key)
     }
+/// Keys held by this instance.
     pub fn len(&self) -> usize {
         self.map.len()
     }
+/// Whether this instance holds no key.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
+/// Every (key, value) of this instance, in no order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
         self.map.iter().map(|(k, v)| (*k, v))
     }
+/// Every (key, value) to change (marks them all changed).
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut V)> {
         self.touch_all();
         self.map.iter_mut().map(|(k, v)| (*k, v))
@@ -224,7 +234,7 @@ impl<V: Send + 'static> OperatorState for Keyed<V> {
     fn absorb(&mut self, other: Self) {
         for (k, v) in other.map {
             let prev = self.map.insert(k, v);
-            debug_assert!(prev.is_none(), "key {k:#x} held by two instances");
+            assert!(prev.is_none(), "key {k:#x} held by two instances");
         }
         // A part that did not track may have changed anything: then the
         // whole is not tracked (saved whole at the next checkpoint).

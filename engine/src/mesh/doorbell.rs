@@ -31,6 +31,7 @@ pub struct ParkFlag {
 }
 
 impl ParkFlag {
+    /// A flag that says "not parked".
     pub fn new() -> ParkFlag {
         ParkFlag {
             parked: AtomicBool::new(false),

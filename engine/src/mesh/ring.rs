@@ -129,6 +129,7 @@ impl<T> Producer<T> {
         self.tail.wrapping_sub(self.cached_head) == cap
     }
 
+    /// Most values the ring holds at once.
     pub fn capacity(&self) -> usize {
         self.shared.mask + 1
     }
@@ -170,6 +171,7 @@ impl<T> Consumer<T> {
             .wrapping_sub(self.head)
     }
 
+    /// Most values the ring holds at once.
     pub fn capacity(&self) -> usize {
         self.shared.mask + 1
     }

@@ -149,7 +149,7 @@ impl PlanNode {
 impl Plan {
     /// Compile a built app for a node of `shards` shards; a durable app
     /// comes with where its checkpointed states go and its data folder.
-    pub fn compile(
+    pub(crate) fn compile(
         app: App,
         id: AppId,
         shards: usize,
@@ -185,7 +185,7 @@ impl Plan {
         }
     }
 
-    pub fn node_by_name(&self, name: &str) -> Option<(OperatorId, &PlanNode)> {
+    pub(crate) fn node_by_name(&self, name: &str) -> Option<(OperatorId, &PlanNode)> {
         self.nodes
             .iter()
             .enumerate()
@@ -193,18 +193,18 @@ impl Plan {
             .map(|(i, n)| (OperatorId(i as u16), n))
     }
 
-    pub fn node(&self, op: OperatorId) -> Option<&PlanNode> {
+    pub(crate) fn node(&self, op: OperatorId) -> Option<&PlanNode> {
         self.nodes.get(op.0 as usize)
     }
 
     /// Learned mean cost of one message at `op` (0 until measured).
-    pub fn cost_ns(&self, op: OperatorId) -> u64 {
+    pub(crate) fn cost_ns(&self, op: OperatorId) -> u64 {
         self.node(op)
             .map_or(0, |n| n.cost_ns.load(Ordering::Relaxed))
     }
 
     /// Fold one measured run time into `op`'s mean (weight 1/8).
-    pub fn learn_cost(&self, op: OperatorId, sample_ns: u64) {
+    pub(crate) fn learn_cost(&self, op: OperatorId, sample_ns: u64) {
         if let Some(n) = self.node(op) {
             let old = n.cost_ns.load(Ordering::Relaxed);
             let new = if old == 0 {
@@ -217,7 +217,7 @@ impl Plan {
     }
 
     /// Learned cost of the longest path from `op` to a sink, `op` included.
-    pub fn path_cost_ns(&self, op: OperatorId) -> u64 {
+    pub(crate) fn path_cost_ns(&self, op: OperatorId) -> u64 {
         let Some(n) = self.node(op) else { return 0 };
         let below = n
             .outs
@@ -229,7 +229,7 @@ impl Plan {
     }
 
     /// What a policy sees of `op`.
-    pub fn op_view(&self, op: OperatorId) -> OpView<'_> {
+    pub(crate) fn op_view(&self, op: OperatorId) -> OpView<'_> {
         let node = self.node(op);
         OpView {
             actor: ActorId { app: self.id, op },

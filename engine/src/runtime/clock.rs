@@ -20,7 +20,7 @@ pub(crate) struct Clock(pub Instant);
 
 impl Clock {
     #[inline]
-    pub fn now_ns(&self) -> u64 {
+    pub(crate) fn now_ns(&self) -> u64 {
         self.0.elapsed().as_nanos() as u64
     }
 }

@@ -15,13 +15,11 @@ use std::time::{Duration, Instant};
 use super::command::Command;
 use super::shards::Shards;
 use crate::durability::{Forward, IngestReply};
+use crate::limits::{QUIESCE_POLL, QUIESCE_SETTLE, RETRY_PAUSE};
 use crate::model::{AnyBox, AppId, Barrier, BarrierKind, EngineError, OperatorId, Result};
 use crate::plan::{Plan, PlanKind};
 use crate::protocol::Epoch;
 use crate::quiesce::{Gate, Snapshot};
-
-/// How long a sender waits before it retries a full inbox.
-const RETRY_PAUSE: Duration = Duration::from_micros(50);
 
 /// One deployed app's ingress, shared by its handles and its journal.
 pub(crate) struct AppIngress {
@@ -205,7 +203,7 @@ impl AppIngress {
             if first.balanced() {
                 // Give a message in flight between shards the time to show
                 // up in a counter; correctness does not depend on the pause.
-                std::thread::sleep(Duration::from_micros(200));
+                std::thread::sleep(QUIESCE_SETTLE);
                 if first.settled(&read()) {
                     return Ok(());
                 }
@@ -213,7 +211,7 @@ impl AppIngress {
             if Instant::now() > deadline {
                 return Err(EngineError::Timeout(timeout));
             }
-            std::thread::sleep(Duration::from_micros(500));
+            std::thread::sleep(QUIESCE_POLL);
         }
     }
 }

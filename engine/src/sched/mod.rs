@@ -8,4 +8,5 @@
 //! call it, never the other way round.
 
 pub mod policy;
+#[cfg(feature = "runtime")]
 pub(crate) mod runq;

@@ -14,7 +14,7 @@ use super::policy::Rank;
 
 /// Queued items of type `T`, lowest rank first.
 #[derive(Debug)]
-pub struct RunQueue<T> {
+pub(crate) struct RunQueue<T> {
     heap: BinaryHeap<Reverse<(Rank, u64, Item<T>)>>,
     seq: u64,
 }
@@ -50,22 +50,22 @@ impl<T> Default for RunQueue<T> {
 }
 
 impl<T> RunQueue<T> {
-    pub fn push(&mut self, rank: Rank, item: T) {
+    pub(crate) fn push(&mut self, rank: Rank, item: T) {
         self.seq += 1;
         self.heap.push(Reverse((rank, self.seq, Item(item))));
     }
 
     /// The item of lowest rank (earliest queued among equals).
-    pub fn pop(&mut self) -> Option<T> {
+    pub(crate) fn pop(&mut self) -> Option<T> {
         self.heap.pop().map(|Reverse((_, _, Item(t)))| t)
     }
 
     /// Keep only the items `keep` says yes to.
-    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
         self.heap.retain(|Reverse((_, _, Item(t)))| keep(t));
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
 }

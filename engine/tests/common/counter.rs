@@ -26,17 +26,17 @@ use dirigo_engine::{
 /// An input event: word `word` seen, with a unique, increasing id.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, PartialEq)]
 #[rkyv(crate = dirigo_engine::rkyv)]
-pub struct Ev {
+pub(crate) struct Ev {
     pub id: u64,
     pub word: u32,
 }
 
 /// Words of event `id` (a fixed spread, so a test can recompute it).
-pub fn word_of(id: u64) -> u32 {
+pub(crate) fn word_of(id: u64) -> u32 {
     (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as u32 % 97
 }
 
-pub fn event(id: u64) -> (u64, Ev) {
+pub(crate) fn event(id: u64) -> (u64, Ev) {
     let word = word_of(id);
     (key_hash(&word.to_le_bytes()), Ev { id, word })
 }
@@ -44,7 +44,7 @@ pub fn event(id: u64) -> (u64, Ev) {
 /// Per-word state of the current window.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Debug, Default, PartialEq)]
 #[rkyv(crate = dirigo_engine::rkyv)]
-pub struct Tally {
+pub(crate) struct Tally {
     pub word: u32,
     pub n: u64,
     pub id_sum: u64,
@@ -55,7 +55,7 @@ pub struct Tally {
 
 /// What the sink sees.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Out {
+pub(crate) enum Out {
     Word(Tally),
     Total { n: u64, id_sum: u64 },
 }
@@ -110,7 +110,7 @@ impl Function for Counts {
 /// Running totals of every event.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Copy, Debug, Default)]
 #[rkyv(crate = dirigo_engine::rkyv)]
-pub struct Sum {
+pub(crate) struct Sum {
     pub n: u64,
     pub id_sum: u64,
 }
@@ -148,7 +148,7 @@ impl Function for Total {
 }
 
 /// The durable app, named `name`.
-pub fn app(name: &str) -> (App, SinkReceiver<Out>) {
+pub(crate) fn app(name: &str) -> (App, SinkReceiver<Out>) {
     let mut b = AppBuilder::new(name)
         .slo(Duration::from_millis(200))
         .durable();
@@ -174,7 +174,7 @@ impl Function for Union {
 
 /// The state as the app reports it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct State {
+pub(crate) struct State {
     /// word -> (n, id_sum) of the current window.
     pub words: BTreeMap<u32, (u64, u64)>,
     pub disorder: u64,
@@ -185,7 +185,7 @@ pub struct State {
 /// Inject a `Query` barrier and collect what the sink reports for it
 /// (after dropping whatever the sink got before: a replayed query's
 /// answers, for one).
-pub fn query(h: &AppHandle, rx: &SinkReceiver<Out>) -> State {
+pub(crate) fn query(h: &AppHandle, rx: &SinkReceiver<Out>) -> State {
     h.quiesce(Duration::from_secs(30))
         .expect("drains before the query");
     rx.drain();
@@ -215,14 +215,14 @@ pub fn query(h: &AppHandle, rx: &SinkReceiver<Out>) -> State {
 
 /// One step of input, for the oracle.
 #[derive(Clone, Copy, Debug)]
-pub enum Step {
+pub(crate) enum Step {
     /// Events with these ids, `lo..hi`.
     Events(u64, u64),
     WindowClose,
 }
 
 /// The state a sequential run of `steps` ends in.
-pub fn oracle(steps: &[Step]) -> State {
+pub(crate) fn oracle(steps: &[Step]) -> State {
     let mut st = State::default();
     for s in steps {
         match *s {

@@ -6,7 +6,7 @@ use dirigo_engine::{Node, NodeStats, SinkEvent, SinkReceiver};
 
 /// Poll the node's stats until `ok` holds (at most 20 s; panics naming
 /// `what` on timeout). `DBG=1` prints each poll.
-pub fn wait_for(node: &Node, what: &str, mut ok: impl FnMut(&NodeStats) -> bool) -> NodeStats {
+pub(crate) fn wait_for(node: &Node, what: &str, mut ok: impl FnMut(&NodeStats) -> bool) -> NodeStats {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let s = node.stats().expect("stats");
@@ -32,7 +32,7 @@ pub fn wait_for(node: &Node, what: &str, mut ok: impl FnMut(&NodeStats) -> bool)
 }
 
 /// The data values a sink received so far.
-pub fn values<T>(rx: &SinkReceiver<T>) -> Vec<T> {
+pub(crate) fn values<T>(rx: &SinkReceiver<T>) -> Vec<T> {
     rx.drain()
         .into_iter()
         .filter_map(|e| match e {

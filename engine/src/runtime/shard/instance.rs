@@ -24,7 +24,7 @@ pub(crate) struct Part {
 }
 
 impl Instance {
-    pub fn new(user: Box<dyn ErasedState>, outs: usize) -> Self {
+    pub(crate) fn new(user: Box<dyn ErasedState>, outs: usize) -> Self {
         Instance {
             user,
             tally: vec![0; outs],

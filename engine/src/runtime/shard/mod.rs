@@ -156,7 +156,7 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    pub fn new(p: ShardParts) -> Shard {
+    pub(crate) fn new(p: ShardParts) -> Shard {
         let MeshEnds {
             inbound,
             outbox,
@@ -197,7 +197,7 @@ impl Shard {
     }
 
     /// The dispatcher loop; returns when told to stop.
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         let spin_ns = self.cfg.spin_before_park.as_nanos() as u64;
         let mut idle_since: Option<u64> = None;
         while !self.stopping {
