@@ -45,7 +45,9 @@ pub enum Feed {
 
 /// What travels through the mesh.
 pub enum Packet {
+    /// An upstream input or a client command, for the home shard.
     Feed(Feed),
+    /// A protocol message between the lessor and one of its lessees.
     Wire(Wire<Msg, Part>),
 }
 
@@ -53,7 +55,9 @@ pub enum Packet {
 /// flushed in one go, as the engine flushes its outbox once per turn.
 #[derive(Default)]
 pub struct Outbox {
+    /// Packets for the inbox of the shard they name, in send order.
     pub packets: Vec<(ShardId, Packet)>,
+    /// Trace events, appended to the run's trace at the next exchange.
     pub events: Vec<Event>,
 }
 
@@ -61,19 +65,50 @@ pub struct Outbox {
 #[derive(Clone, Debug)]
 pub enum Event {
     /// Shard `at` took a packet from its inbox.
-    Recv { at: ShardId, what: Summary },
+    Recv {
+        /// The receiving shard.
+        at: ShardId,
+        /// The packet.
+        what: Summary,
+    },
     /// Shard `at` took the next item of its own script.
-    Script { at: ShardId, what: Summary },
+    Script {
+        /// The shard whose script it is.
+        at: ShardId,
+        /// The item.
+        what: Summary,
+    },
     /// A source put an item into shard 0's inbox.
-    Source { source: usize, what: Summary },
+    Source {
+        /// Index of the source in the scenario's `sources`.
+        source: usize,
+        /// The item.
+        what: Summary,
+    },
     /// A data message ran on shard `at`.
-    Ran { at: ShardId, id: u64 },
+    Ran {
+        /// The shard whose instance (lessor or lessee) ran it.
+        at: ShardId,
+        /// The message's id.
+        id: u64,
+    },
     /// The criticals of `barrier` ran, seeing `seen` data messages.
-    Critical { barrier: Epoch, seen: usize },
+    Critical {
+        /// The barrier they close.
+        barrier: Epoch,
+        /// How many data ids the consolidated state they ran on held.
+        seen: usize,
+    },
     /// Something a shard did on its own: lease asked, revoke, (de)activation.
     Did {
+        /// The shard that did it.
         at: ShardId,
+        /// What, as a fixed phrase (`"activated"`, `"asked for lease"`,
+        /// `"revoked"`, `"lessee asked to leave"`, `"lessee gone"`,
+        /// `"deactivated"`): what [`Event::is_did`] matches.
         what: &'static str,
+        /// The lease it concerns, as its number; 0 and meaningless for
+        /// activation and deactivation.
         lease: u32,
     },
     /// The sequential drain after the threads joined starts here.
@@ -147,26 +182,42 @@ impl Event {
 /// A packet, in a line of trace.
 #[derive(Clone, Copy)]
 pub enum Summary {
+    /// A data message for the actor ([`Feed::Input`] without a mark).
     Input {
+        /// Its id.
         id: u64,
     },
+    /// A [`Feed::Batch`] of data messages.
     Batch {
+        /// Their ids, in order, in the first `len` slots (the rest is 0).
         ids: [u64; MAX_BATCH],
+        /// How many messages the batch carries.
         len: usize,
     },
+    /// A critical message for the actor ([`Feed::Input`] with a mark).
     Critical {
+        /// The input edge it arrives on.
         edge: u16,
+        /// The barrier it closes.
         barrier: Epoch,
     },
+    /// The client's command [`Feed::Lease`].
     Lease {
+        /// The shard to lease on.
         shard: ShardId,
     },
+    /// The client's command [`Feed::Revoke`].
     Revoke {
+        /// The shard whose lease to revoke.
         shard: ShardId,
     },
+    /// A protocol message ([`Packet::Wire`]).
     Wire {
+        /// The name of its [`Wire`] variant (`"Block"`, `"Deliver"`, ...).
         kind: &'static str,
+        /// The lease it concerns, as its number.
         lease: u32,
+        /// For a `Deliver`, the id of the message delivered.
         id: Option<u64>,
     },
 }
@@ -202,6 +253,8 @@ impl Feed {
         }
     }
 
+    /// This item, as a line of trace. Panics on a batch of more than
+    /// [`MAX_BATCH`] messages, or one that carries a critical.
     pub fn summary(&self) -> Summary {
         match self {
             Feed::Batch(ms) => {
@@ -229,6 +282,8 @@ impl Feed {
 }
 
 impl Packet {
+    /// This packet, as a line of trace: a feed's own summary, or a protocol
+    /// message's kind, lease and delivered id.
     pub fn summary(&self) -> Summary {
         match self {
             Packet::Feed(feed) => feed.summary(),
@@ -274,6 +329,8 @@ struct Inner {
     trace: Vec<Event>,
 }
 
+/// The transport of one run, shared by the shard and source threads: the
+/// inboxes, who is busy, and the trace, behind one loom `Mutex`.
 pub struct Mesh {
     inner: Mutex<Inner>,
     /// One per shard: rung when a packet lands in its inbox, and at the end.
@@ -283,6 +340,9 @@ pub struct Mesh {
 }
 
 impl Mesh {
+    /// A mesh between `shards` shards and `sources` upstream sources, all
+    /// busy until they say otherwise; `fault` is how the transport
+    /// misbehaves, if the fault is one of the transport's.
     pub fn new(shards: usize, sources: usize, fault: Fault) -> Mesh {
         Mesh {
             inner: Mutex::new(Inner {

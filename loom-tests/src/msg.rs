@@ -20,10 +20,17 @@ use crate::fault::Fault;
 /// `critical: Some(..)` and an id no data message uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Msg {
+    /// Unique among data messages; a critical's is derived from its barrier
+    /// and edge (see [`Msg::critical`]).
     pub id: u64,
+    /// The key, which is also its hash: it picks the partition directly.
     pub key: u64,
+    /// The input edge of the actor it arrives on.
     pub edge: EdgeId,
+    /// The sender's epoch when it emitted the message (a critical of barrier
+    /// `b` carries `b - 1`).
     pub epoch: Epoch,
+    /// The barrier mark: `Some` for a critical, `None` for data.
     pub critical: Option<CriticalMark>,
 }
 
@@ -56,6 +63,7 @@ impl Msg {
         }
     }
 
+    /// Whether this is a data message (it has no barrier mark).
     pub fn is_data(&self) -> bool {
         self.critical.is_none()
     }
@@ -107,10 +115,13 @@ impl State {
         self.keys.values().flatten().copied().collect()
     }
 
+    /// Per key held here, the ids that ran on this instance, in run order.
     pub fn keys(&self) -> &Part {
         &self.keys
     }
 
+    /// Whether this instance holds no id (a key with an empty list counts as
+    /// absent).
     pub fn is_empty(&self) -> bool {
         self.keys.values().all(Vec::is_empty)
     }

@@ -81,6 +81,7 @@ impl Plan {
 /// What a critical observed when it ran.
 #[derive(Clone, Debug)]
 pub struct CriticalView {
+    /// The barrier the critical closes.
     pub barrier: Epoch,
     /// The edges of the critical messages, in the order they were passed.
     pub edges: Vec<EdgeId>,
@@ -95,6 +96,7 @@ pub struct CriticalView {
 pub struct Log {
     /// Data message id -> times it ran here.
     pub runs: BTreeMap<u64, u32>,
+    /// The criticals that ran here, in run order (only home runs any).
     pub criticals: Vec<CriticalView>,
 }
 
@@ -102,7 +104,10 @@ pub struct Log {
 pub enum Home {
     /// Never activated (or not the home shard).
     Absent,
+    /// The actor is active: its lessor.
     Active(Lessor<Msg, State>),
+    /// The actor was deactivated: what its lessor kept (state, epoch, lease
+    /// counter), to reactivate from.
     Dormant(Dormant<State>),
 }
 
@@ -145,24 +150,37 @@ impl Effects<Msg, State> for Fx<'_> {
     }
 }
 
+/// One shard of a model: the lessor's slot, the lessees it hosts, its plan,
+/// and what ran on it. Its loom thread owns it while the mesh runs and hands
+/// it back for the checks and the drain.
 pub struct Shard {
+    /// This shard's index in the scenario; [`HOME`] is the actor's home.
     pub id: ShardId,
     strategy: Strategy,
     inputs: u16,
     fault: Fault,
+    /// The actor's lessor: [`Home::Absent`] on every shard but [`HOME`].
     pub home: Home,
+    /// The lessees hosted here, by lease, until they answer a `Revoke`.
     pub lessees: BTreeMap<LeaseId, Lessee<Msg, State>>,
     /// Every lease this shard was ever asked to host: a lease id names one
     /// lessee for the actor's whole life, so none may come twice.
     leases_seen: BTreeSet<LeaseId>,
     /// Per lessee here: data messages it ran, and whether it asked to leave.
     lessee_runs: BTreeMap<LeaseId, (u32, bool)>,
+    /// How this shard behaves; the drain rewrites it (stay, no idle
+    /// deactivation, revoke every lease).
     pub plan: Plan,
+    /// What ran here, for the checks.
     pub log: Log,
+    /// Sends and trace events not yet flushed to the mesh (or the drain).
     pub out: Outbox,
 }
 
 impl Shard {
+    /// Shard `id` of an actor with `strategy` and `inputs` input edges,
+    /// following `plan`; `fault` breaks its test state or its driver, if it
+    /// is one of theirs.
     pub fn new(id: ShardId, strategy: Strategy, inputs: u16, plan: Plan, fault: Fault) -> Shard {
         Shard {
             id,
@@ -247,6 +265,10 @@ impl Shard {
         f(lessor, &mut fx)
     }
 
+    /// Handle one packet: a feed goes to the lessor (activating the actor), a
+    /// lease request is accepted or refused as the plan says, any other
+    /// protocol message goes to its lessee or to the lessor. Panics on a
+    /// lease id requested twice, or a message with no instance to take it.
     pub fn on_packet(&mut self, p: Packet) {
         match p {
             Packet::Feed(feed) => self.on_feed(feed),

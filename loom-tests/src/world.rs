@@ -34,10 +34,16 @@ const LOOM_THREADS: usize = 5;
 /// the home shard.
 #[derive(Clone, Debug)]
 pub struct Scenario {
+    /// How the actor's state is split across lessor and lessees.
     pub strategy: Strategy,
+    /// The actor's input edges: every barrier needs one critical per edge.
     pub inputs: u16,
+    /// Per shard, its plan. Shards and sources are at most four in all
+    /// (loom's five threads, less the model's own).
     pub shards: Vec<Plan>,
+    /// Per source, the items it sends home, in order; none is empty.
     pub sources: Vec<Vec<Feed>>,
+    /// The deliberate bug the run has, if any.
     pub fault: Fault,
 }
 
@@ -45,7 +51,9 @@ pub struct Scenario {
 /// models' coverage facts, which show that the interleavings loom explored
 /// include the races a model is about.
 pub struct Outcome {
+    /// The trace up to quiescence, in the global order of the mesh's lock.
     pub trace: Vec<Event>,
+    /// The lessor's counters at quiescence (zero if it never activated).
     pub stats: LessorStats,
 }
 
@@ -60,6 +68,7 @@ impl Outcome {
         self.trace.iter().rposition(f)
     }
 
+    /// Whether some event matches `f`.
     pub fn any(&self, f: impl Fn(&Event) -> bool) -> bool {
         self.trace.iter().any(f)
     }
@@ -193,6 +202,8 @@ fn describe(e: &Event) -> String {
 }
 
 impl Scenario {
+    /// An actor with `strategy` and `inputs` input edges, with no shard, no
+    /// source and no fault yet.
     pub fn new(strategy: Strategy, inputs: u16) -> Scenario {
         Scenario {
             strategy,
@@ -203,16 +214,19 @@ impl Scenario {
         }
     }
 
+    /// Add the next shard, following `plan` (the first one is [`HOME`]).
     pub fn shard(mut self, plan: Plan) -> Scenario {
         self.shards.push(plan);
         self
     }
 
+    /// Add an upstream source, sending `script` to the home shard in order.
     pub fn source(mut self, script: impl IntoIterator<Item = Feed>) -> Scenario {
         self.sources.push(script.into_iter().collect());
         self
     }
 
+    /// Run with `fault` injected.
     pub fn fault(mut self, fault: Fault) -> Scenario {
         self.fault = fault;
         self
