@@ -8,58 +8,146 @@ use super::message::AppId;
 /// Every failure the engine reports to a caller.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// An application was refused: at build (its graph, or what a durable
+    /// app requires of its operators) or at deploy (its name as a folder).
     #[error("invalid application {app:?}: {reason}")]
-    InvalidApp { app: String, reason: String },
+    InvalidApp {
+        /// The application's name.
+        app: String,
+        /// What is wrong (at build, every problem found, joined by `; `).
+        reason: String,
+    },
+    /// Deploy of an application whose name is already deployed on the node.
     #[error("an application named {0:?} is already deployed")]
     AppExists(String),
+    /// No application of this name is deployed on the node.
     #[error("unknown application {0:?}")]
     UnknownApp(String),
+    /// A handle's application no longer takes commands: it was undeployed,
+    /// or its deploy failed.
     #[error("application {0:?} is not deployed (undeployed or never deployed)")]
     NotDeployed(AppId),
+    /// The application has no source of this name (or, from ingress, of
+    /// this operator index, named `#index`).
     #[error("application {app:?} has no source named {source_name:?}")]
-    UnknownSource { app: String, source_name: String },
+    UnknownSource {
+        /// The application's name.
+        app: String,
+        /// The source asked for.
+        source_name: String,
+    },
+    /// The application has no operator (function or sink) of this name.
     #[error("application {app:?} has no operator named {op:?}")]
-    UnknownOperator { app: String, op: String },
+    UnknownOperator {
+        /// The application's name.
+        app: String,
+        /// The operator asked for.
+        op: String,
+    },
+    /// A source handle was asked for with an event type that is not the
+    /// source's.
     #[error("source {source_name:?} of {app:?} takes {expected}, not {got}")]
     SourceType {
+        /// The application's name.
         app: String,
+        /// The source's name.
         source_name: String,
+        /// The source's event type, as `std::any::type_name` spells it.
         expected: &'static str,
+        /// The type the caller asked for.
         got: &'static str,
     },
+    /// A lease was asked for an operator of `Sequential` strategy, which
+    /// runs on its home shard only.
     #[error("operator {op:?} of {app:?} is sequential and cannot be leased")]
-    NotLeasable { app: String, op: String },
+    NotLeasable {
+        /// The application's name.
+        app: String,
+        /// The operator's name.
+        op: String,
+    },
+    /// A shard index past the node's last shard.
     #[error("shard {shard} is out of range (node has {shards} shards)")]
-    NoSuchShard { shard: usize, shards: usize },
+    NoSuchShard {
+        /// The index asked for.
+        shard: usize,
+        /// How many shards the node runs.
+        shards: usize,
+    },
+    /// A shard's command inbox is full; nothing was taken, the caller may
+    /// retry.
     #[error("shard {shard} inbox is full ({capacity} commands): retry later")]
-    Backpressure { shard: usize, capacity: usize },
+    Backpressure {
+        /// The shard whose inbox is full.
+        shard: usize,
+        /// The inbox's capacity, in commands (`NodeConfig::inbox_capacity`).
+        capacity: usize,
+    },
+    /// A batch of more events than one command may carry.
     #[error("batch of {len} events exceeds the limit of {max}")]
-    BatchTooLarge { len: usize, max: usize },
+    BatchTooLarge {
+        /// Events in the batch.
+        len: usize,
+        /// The limit, in events (`NodeConfig::max_batch`).
+        max: usize,
+    },
+    /// The node has stopped (or is stopping): no command is taken or
+    /// answered.
     #[error("the node is stopped")]
     Stopped,
+    /// The node did not answer, or did not become quiescent, within this
+    /// time.
     #[error("timed out after {0:?} waiting for the node")]
     Timeout(std::time::Duration),
+    /// A `NodeConfig` value is out of range; the text says which, and its
+    /// bounds.
     #[error("invalid node configuration: {0}")]
     Config(String),
+    /// A shard's thread or executor could not be started.
     #[error("shard {shard} failed to start: {reason}")]
-    ShardStart { shard: usize, reason: String },
+    ShardStart {
+        /// The shard's index.
+        shard: usize,
+        /// The executor's error, as text.
+        reason: String,
+    },
+    /// An event of a durable app whose archived form is too large for the
+    /// ingress log.
     #[error("an event of {len} bytes (archived) exceeds the limit of {max}")]
-    EventTooLarge { len: usize, max: usize },
+    EventTooLarge {
+        /// Size of the archived event, in bytes.
+        len: usize,
+        /// The limit, in bytes (`MAX_EVENT_BYTES`).
+        max: usize,
+    },
+    /// A durable application was deployed on a node without a `data_dir`.
     #[error("application {0:?} is durable, but the node has no data_dir")]
     NoDataDir(String),
+    /// A durability failure that is not the storage's: a lock held, a DAG
+    /// that does not match its checkpoint, bytes that do not decode, a
+    /// failed ingress log, or a durable-only call on an app that is not.
     #[error("durability of {app:?}: {reason}")]
-    Durability { app: String, reason: String },
+    Durability {
+        /// The application's name.
+        app: String,
+        /// What failed, as text.
+        reason: String,
+    },
     /// The storage of a durable app failed; the source says how (damage
     /// or I/O, with the file and offset).
     #[cfg(feature = "runtime")]
     #[error("durability of {app:?}: {what}: {source}")]
     Storage {
+        /// The application's name.
         app: String,
         /// What the engine was doing (opening the log, writing checkpoint 7).
         what: String,
+        /// The storage's error, with its file and offset.
         #[source]
         source: dirigo_storage::StorageError,
     },
+    /// An I/O failure outside the storage layer (at node start: the mesh's
+    /// doorbell sockets).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -22,7 +22,9 @@ pub struct OperatorId(pub u16);
 /// A virtual actor: one operator of one application.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ActorId {
+    /// The application the actor belongs to.
     pub app: AppId,
+    /// The operator of that application the actor runs.
     pub op: OperatorId,
 }
 
@@ -35,6 +37,7 @@ impl fmt::Display for ActorId {
 /// User data or engine control.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// A data message: an event or an operator's output.
     User,
     /// A critical message (barrier): window close, checkpoint, full-state query.
     Control,
@@ -56,17 +59,25 @@ pub enum BarrierKind {
 /// The barrier a critical message belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Barrier {
+    /// The barrier's number in its application: barrier `id` closes epoch
+    /// `id - 1`.
     pub id: Epoch,
+    /// Why it was injected.
     pub kind: BarrierKind,
+    /// What the barrier is about, as `kind` defines it (a window number, a
+    /// checkpoint's number; see [`BarrierKind`]).
     pub tag: u64,
 }
 
+/// What the engine and the scheduling policy read of a message, without
+/// looking at its payload.
 #[derive(Clone, Copy, Debug)]
 pub struct Header {
     /// Destination actor.
     pub actor: ActorId,
     /// Input edge of the destination operator.
     pub edge: EdgeId,
+    /// Data or barrier.
     pub kind: Kind,
     /// `Some` on critical messages: the barrier and the sender's count.
     pub critical: Option<CriticalMark>,
@@ -77,6 +88,9 @@ pub struct Header {
     pub ingress_ns: u64,
     /// Absolute deadline (ns on the node clock), from the app's SLO.
     pub deadline_ns: u64,
+    /// Priority class, stamped at ingress by the policy (by default 1 for a
+    /// latency-critical app, 0 for a best-effort one) and inherited by
+    /// children; the `priority` policy runs higher first.
     pub priority: u8,
     /// Ingress sequence number of the root message at its source.
     pub seq: u64,
@@ -108,11 +122,14 @@ impl fmt::Debug for Payload {
     }
 }
 
+/// One message on an application's edge: header, key, payload.
 #[derive(Debug)]
 pub struct Message {
+    /// Routing, barrier and timing fields.
     pub header: Header,
     /// Hash of the message key: selects the partition of keyed state.
     pub key: u64,
+    /// The user value, or the barrier of a critical message.
     pub payload: Payload,
 }
 

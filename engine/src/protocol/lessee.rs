@@ -50,18 +50,23 @@ impl<M: Routable, S: PartialState> Lessee<M, S> {
         fx.send(lessor, Wire::Refused { lease });
     }
 
+    /// The lease this lessee serves.
     pub fn lease(&self) -> LeaseId {
         self.lease
     }
 
+    /// The lessor's (home) shard, where this lessee's answers go.
     pub fn lessor(&self) -> ShardId {
         self.lessor
     }
 
+    /// The lessor's epoch as of the last `Assign` (0 before any).
     pub fn epoch(&self) -> Epoch {
         self.epoch
     }
 
+    /// The partial state held here (left at the identity by each
+    /// `Consolidate`).
     pub fn state(&self) -> &S {
         &self.state
     }
@@ -76,7 +81,6 @@ impl<M: Routable, S: PartialState> Lessee<M, S> {
         !self.mailbox.is_empty()
     }
 
-    /// Data messages waiting to run.
     /// The message the next [`Lessee::step`] runs, if its next entry is a
     /// message (not a `Block` or a `Revoke` to answer).
     pub fn next(&self) -> Option<&M> {
@@ -86,14 +90,16 @@ impl<M: Routable, S: PartialState> Lessee<M, S> {
         }
     }
 
+    /// Mailbox entries not yet taken: deliveries, and `Block`s and
+    /// `Revoke`s to answer.
     pub fn backlog(&self) -> usize {
         self.mailbox.len()
     }
 
     /// A message from the lessor arrived (in channel order).
     pub fn on_wire(&mut self, wire: Wire<M, S::Part>) {
-        debug_assert!(!self.finished, "message for a released lessee");
-        debug_assert_eq!(wire.lease(), self.lease);
+        assert!(!self.finished, "message for a released lessee");
+        assert_eq!(wire.lease(), self.lease);
         match wire {
             Wire::Assign {
                 parts: _,
@@ -112,11 +118,7 @@ impl<M: Routable, S: PartialState> Lessee<M, S> {
             Wire::Deliver { msg, .. } => self.mailbox.push_back(Entry::Run(msg)),
             Wire::Block { barrier, .. } => self.mailbox.push_back(Entry::Block(barrier)),
             Wire::Revoke { .. } => self.mailbox.push_back(Entry::Revoke),
-            other => debug_assert!(
-                false,
-                "lessor-bound message sent to a lessee: {:?}",
-                other.lease()
-            ),
+            other => unreachable!("lessor-bound message sent to a lessee: {:?}", other.lease()),
         }
     }
 
@@ -173,7 +175,7 @@ impl<M: Routable, S: PartialState> Lessee<M, S> {
     }
 
     fn release(&mut self, fx: &mut impl Effects<M, S>) {
-        debug_assert!(
+        assert!(
             self.mailbox.is_empty(),
             "revoke must be the last thing delivered"
         );

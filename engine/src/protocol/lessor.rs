@@ -69,26 +69,37 @@ struct Blocked {
 /// What the lessor is doing, for stats and tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LessorMode {
+    /// No barrier in progress: messages are routed as they arrive.
     Runnable,
     /// Some criticals of the next barrier arrived; not all, or not all the
     /// data before them.
     Aligning,
+    /// The next barrier aligned: waiting for every lessee's state and the
+    /// local mailbox to drain before its criticals run.
     Blocked,
 }
 
 /// Counters of protocol activity.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LessorStats {
+    /// `Granted` answers received.
     pub leases_granted: u64,
+    /// `Refused` answers received.
     pub leases_refused: u64,
+    /// Leases ended: `Released` answers received.
     pub revokes: u64,
+    /// Barriers completed (their criticals run).
     pub barriers: u64,
+    /// Data messages queued to run at the lessor, less those handed to a
+    /// lessee at grant.
     pub run_local: u64,
+    /// Data messages delivered to lessees (at grant included).
     pub forwarded: u64,
 }
 
 /// The part of a lessor that outlives deactivation.
 pub struct Dormant<S> {
+    /// The actor's whole state, consolidated (no lessee holds any part).
     pub state: S,
     epoch: Epoch,
     arrived: BTreeMap<(Epoch, EdgeId), u64>,
@@ -97,9 +108,11 @@ pub struct Dormant<S> {
 }
 
 impl<S> Dormant<S> {
+    /// The actor's epoch: barriers completed.
     pub fn epoch(&self) -> Epoch {
         self.epoch
     }
+    /// The protocol counters, kept across deactivation.
     pub fn stats(&self) -> LessorStats {
         self.stats
     }
@@ -130,6 +143,8 @@ pub struct Lessor<M, S: PartialState> {
 }
 
 impl<M: Routable, S: PartialState> Lessor<M, S> {
+    /// A fresh actor homed on `home`, with `inputs` input edges (at least
+    /// one), at epoch 0 on `state`, owning every partition.
     pub fn new(home: ShardId, strategy: Strategy, inputs: u16, state: S) -> Self {
         Self::from_dormant(
             home,
@@ -187,22 +202,29 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         })
     }
 
+    /// The actor's home shard, where this lessor lives.
     pub fn home(&self) -> ShardId {
         self.home
     }
+    /// How the actor's state is split across lessor and lessees.
     pub fn strategy(&self) -> Strategy {
         self.strategy
     }
+    /// Barriers completed; data messages of this epoch run now, later ones
+    /// are held.
     pub fn epoch(&self) -> Epoch {
         self.epoch
     }
+    /// The state held here (all of it only when no lessee holds a part).
     pub fn state(&self) -> &S {
         &self.state
     }
+    /// The protocol counters since the actor was created.
     pub fn stats(&self) -> LessorStats {
         self.stats
     }
 
+    /// What the lessor is doing: routing, aligning a barrier, or blocked.
     pub fn mode(&self) -> LessorMode {
         if self.blocked.is_some() {
             LessorMode::Blocked
@@ -236,6 +258,8 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         self.mailbox.len() + self.held.len()
     }
 
+    /// Whether the lessor may deactivate: no lessee and no lease in flight,
+    /// nothing queued or held, no barrier aligning or blocked.
     pub fn is_idle(&self) -> bool {
         self.blocked.is_none()
             && self.mailbox.is_empty()
@@ -251,14 +275,14 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
     /// A message for the actor arrived from upstream (or from ingress).
     pub fn on_input(&mut self, msg: M, fx: &mut impl Effects<M, S>) {
         let edge = msg.edge();
-        debug_assert!(edge < self.inputs, "edge {edge} of {} inputs", self.inputs);
+        assert!(edge < self.inputs, "edge {edge} of {} inputs", self.inputs);
         if let Some(mark) = msg.critical() {
-            debug_assert_eq!(
+            assert_eq!(
                 mark.barrier,
                 msg.epoch() + 1,
                 "a critical closes its own epoch"
             );
-            debug_assert!(
+            assert!(
                 mark.barrier > self.epoch,
                 "barrier {} already done",
                 mark.barrier
@@ -268,7 +292,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 .criticals
                 .entry(mark.barrier)
                 .or_insert_with(|| (0..inputs).map(|_| None).collect());
-            debug_assert!(
+            assert!(
                 per_edge[edge as usize].is_none(),
                 "two criticals of one barrier on edge {edge}"
             );
@@ -277,7 +301,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
             return;
         }
         let epoch = msg.epoch();
-        debug_assert!(
+        assert!(
             epoch >= self.epoch,
             "message of epoch {epoch} after barrier {}",
             self.epoch
@@ -302,7 +326,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
             Wire::Granted { lease } => self.on_granted(lease, fx),
             Wire::Refused { lease } => {
                 if let Some(i) = self.slot_index(lease) {
-                    debug_assert_eq!(self.slots[i].phase, Phase::Pending);
+                    assert_eq!(self.slots[i].phase, Phase::Pending);
                     self.slots.remove(i);
                     self.stats.leases_refused += 1;
                 }
@@ -313,10 +337,9 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 state,
             } => {
                 let Some(i) = self.slot_index(lease) else {
-                    debug_assert!(false, "consolidate from unknown lease {lease:?}");
-                    return;
+                    unreachable!("consolidate from unknown lease {lease:?}")
                 };
-                debug_assert_eq!(self.blocked.as_ref().map(|b| b.barrier), Some(barrier));
+                assert_eq!(self.blocked.as_ref().map(|b| b.barrier), Some(barrier));
                 self.state.absorb(state);
                 let parts = std::mem::take(&mut self.slots[i].parts);
                 self.come_home(parts);
@@ -326,10 +349,9 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
             }
             Wire::Released { lease, state } => {
                 let Some(i) = self.slot_index(lease) else {
-                    debug_assert!(false, "released from unknown lease {lease:?}");
-                    return;
+                    unreachable!("released from unknown lease {lease:?}")
                 };
-                debug_assert_eq!(self.slots[i].phase, Phase::Revoking);
+                assert_eq!(self.slots[i].phase, Phase::Revoking);
                 self.state.absorb(state);
                 let slot = self.slots.remove(i);
                 self.come_home(slot.parts);
@@ -344,11 +366,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                     self.revoke_if_possible(i, fx);
                 }
             }
-            other => debug_assert!(
-                false,
-                "lessee-bound message at a lessor: {:?}",
-                other.lease()
-            ),
+            other => unreachable!("lessee-bound message at a lessor: {:?}", other.lease()),
         }
     }
 
@@ -436,7 +454,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         if msg.epoch() > self.epoch {
             return true;
         }
-        debug_assert!(
+        assert!(
             self.blocked.is_none(),
             "pre-barrier message after the barrier aligned"
         );
@@ -445,12 +463,12 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
     }
 
     fn route(&mut self, msg: M, fx: &mut impl Effects<M, S>) {
-        debug_assert!(msg.epoch() == self.epoch);
+        assert!(msg.epoch() == self.epoch);
         let target = match self.strategy {
             // While blocked only pre-barrier stragglers route, and every
             // lessee is consolidating: they run here.
             _ if self.blocked.is_some() => {
-                debug_assert!(self.part_of(&msg).minus(self.own).is_empty());
+                assert!(self.part_of(&msg).minus(self.own).is_empty());
                 None
             }
             Strategy::Sequential => None,
@@ -460,7 +478,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                     None
                 } else {
                     let slot = self.slots.iter().find(|s| s.parts.contains(p));
-                    debug_assert!(
+                    assert!(
                         slot.is_some_and(|s| s.phase == Phase::Active),
                         "partition {p} routed while not owned by an active lessee"
                     );
@@ -549,10 +567,9 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
 
     fn on_granted(&mut self, lease: LeaseId, fx: &mut impl Effects<M, S>) {
         let Some(i) = self.slot_index(lease) else {
-            debug_assert!(false, "grant for unknown lease {lease:?}");
-            return;
+            unreachable!("grant for unknown lease {lease:?}")
         };
-        debug_assert_eq!(self.slots[i].phase, Phase::Pending);
+        assert_eq!(self.slots[i].phase, Phase::Pending);
         self.slots[i].phase = Phase::Active;
         self.stats.leases_granted += 1;
         if self.slots[i].release_wanted {
@@ -567,7 +584,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         match self.strategy {
             Strategy::Keyed => self.hand_off_partitions(i, fx),
             Strategy::Mergeable => self.share_queue(i, fx),
-            Strategy::Sequential => debug_assert!(false, "a sequential actor was leased"),
+            Strategy::Sequential => unreachable!("a sequential actor was leased"),
         }
     }
 
@@ -602,7 +619,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 to_keep = (to_keep.0 + w, to_keep.1 + 1);
             }
         }
-        debug_assert!(!give.is_empty() && give.len() < self.own.len());
+        assert!(!give.is_empty() && give.len() < self.own.len());
         self.own = self.own.minus(give);
         let state = self.state.take_partitions(give);
         let slot = &mut self.slots[i];
@@ -656,7 +673,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
     }
 
     fn come_home(&mut self, parts: PartitionSet) {
-        debug_assert!(!parts.intersects(self.own));
+        assert!(!parts.intersects(self.own));
         self.own = self.own.union(parts);
         self.transit = self.transit.minus(parts);
     }
@@ -687,7 +704,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 .get(&(self.epoch, edge as EdgeId))
                 .copied()
                 .unwrap_or(0);
-            debug_assert!(
+            assert!(
                 got <= sent,
                 "edge {edge}: {got} messages arrived, {sent} announced"
             );
@@ -731,12 +748,12 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         }
         let barrier = b.barrier;
         if self.strategy == Strategy::Keyed {
-            debug_assert_eq!(
+            assert_eq!(
                 self.own,
                 PartitionSet::ALL,
                 "critical before every partition came home"
             );
-            debug_assert!(self.transit.is_empty());
+            assert!(self.transit.is_empty());
         }
         let msgs: Vec<M> = self
             .criticals

@@ -61,7 +61,11 @@ pub enum Strategy {
 /// data messages its sender emitted on this edge during the epoch it closes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CriticalMark {
+    /// The barrier the critical closes: barrier `b` closes epoch `b - 1`.
     pub barrier: Epoch,
+    /// Data messages the sender emitted on this edge during epoch
+    /// `barrier - 1`, summed over all its instances: the lessor holds the
+    /// critical until as many have arrived.
     pub sent: u64,
 }
 

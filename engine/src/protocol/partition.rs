@@ -9,7 +9,9 @@ pub const PARTITIONS: u32 = 64;
 pub struct PartitionSet(pub u64);
 
 impl PartitionSet {
+    /// No partition.
     pub const EMPTY: PartitionSet = PartitionSet(0);
+    /// All [`PARTITIONS`] partitions.
     pub const ALL: PartitionSet = PartitionSet(u64::MAX);
 
     /// The partition of a key hash (Fibonacci hashing of the top bits, so a
@@ -19,53 +21,61 @@ impl PartitionSet {
         (key_hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as u32
     }
 
+    /// The set of partition `p` alone; `p` must be below [`PARTITIONS`].
     #[inline]
     pub fn single(p: u32) -> PartitionSet {
-        debug_assert!(p < PARTITIONS);
+        assert!(p < PARTITIONS);
         PartitionSet(1u64 << p)
     }
 
+    /// Whether partition `p` is a member.
     #[inline]
     pub fn contains(self, p: u32) -> bool {
         self.0 & (1u64 << p) != 0
     }
 
+    /// Whether the partition of `key_hash` is a member.
     #[inline]
     pub fn contains_key(self, key_hash: u64) -> bool {
         self.contains(Self::partition_of(key_hash))
     }
 
+    /// Whether the set has no member.
     #[inline]
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
 
+    /// Number of members.
     #[inline]
     pub fn len(self) -> u32 {
         self.0.count_ones()
     }
 
+    /// Partitions in either set.
     #[inline]
     pub fn union(self, o: PartitionSet) -> PartitionSet {
         PartitionSet(self.0 | o.0)
     }
 
+    /// Partitions of `self` not in `o`.
     #[inline]
     pub fn minus(self, o: PartitionSet) -> PartitionSet {
         PartitionSet(self.0 & !o.0)
     }
 
+    /// Whether the two sets share a partition.
     #[inline]
     pub fn intersects(self, o: PartitionSet) -> bool {
         self.0 & o.0 != 0
     }
 
-    /// The lowest `n` partitions of this set.
     /// The member partitions, lowest first.
     pub fn iter(self) -> impl Iterator<Item = u32> {
         (0..PARTITIONS).filter(move |&p| self.contains(p))
     }
 
+    /// The lowest `n` members (all of them if there are fewer).
     pub fn take_lowest(self, n: u32) -> PartitionSet {
         let mut out = 0u64;
         let mut rest = self.0;

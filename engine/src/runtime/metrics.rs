@@ -25,8 +25,11 @@ fn clamp(ns: u64) -> u64 {
 /// One app's figures on one shard (or merged over shards).
 #[derive(Clone, Debug)]
 pub struct AppStats {
+    /// The app's id on this node.
     pub app: AppId,
+    /// The app's name, as deployed.
     pub name: String,
+    /// The app's class (latency-critical or best-effort).
     pub class: AppClass,
     /// End-to-end latency (ingress to sink) of delivered outputs, ns.
     pub latency: Histogram<u64>,
@@ -45,7 +48,10 @@ pub struct AppStats {
     pub lessees: usize,
     /// Leases granted / revoked so far by this app's lessors.
     pub leases_granted: u64,
+    /// Leases ended by a revoke (their state came home).
     pub revokes: u64,
+    /// Barriers completed, counted once per operator (the critical section
+    /// on its home shard).
     pub barriers: u64,
     /// Lessee-time: the integral over time of the lessees hosted, ns (over
     /// a wall-clock span, divided by it: the mean lessee count).
@@ -111,6 +117,7 @@ impl AppStats {
 /// One shard's figures.
 #[derive(Clone, Debug, Default)]
 pub struct ShardStats {
+    /// The shard's index.
     pub shard: usize,
     /// Time spent in dispatcher turns that did work, ns.
     pub busy_ns: u64,
@@ -119,28 +126,40 @@ pub struct ShardStats {
     /// Packets addressed to an app or actor this shard does not have
     /// (undeployed while in flight).
     pub dropped: u64,
+    /// Times the shard slept on its doorbell, idle.
     pub parks: u64,
+    /// Active actors homed here (their lessors), at the snapshot.
     pub lessors: usize,
+    /// Lessee instances hosted here for actors homed elsewhere, at the
+    /// snapshot.
     pub lessees: usize,
+    /// Deactivated actors homed here (in memory or spilled), at the
+    /// snapshot.
     pub dormant: usize,
     /// Dormant actors whose state is in a spill file now.
     pub spilled: usize,
     /// States written to spill files, their bytes, and failed spills (the
     /// state then stays in memory).
     pub spills: u64,
+    /// Bytes written to spill files.
     pub spill_bytes: u64,
+    /// Spills that failed.
     pub spill_errors: u64,
     /// States read back from spill files (cold starts) and the time they
     /// took in total, ns (map, validate, deserialize).
     pub unspills: u64,
+    /// Time spent reading spilled states back, ns.
     pub unspill_ns: u64,
+    /// Per app deployed, this shard's figures.
     pub apps: BTreeMap<AppId, AppStats>,
 }
 
 /// The node's figures: per shard, and per app merged over shards.
 #[derive(Clone, Debug, Default)]
 pub struct NodeStats {
+    /// Every shard's figures, by shard index.
     pub shards: Vec<ShardStats>,
+    /// Every app's figures, merged over shards.
     pub apps: BTreeMap<AppId, AppStats>,
 }
 
@@ -157,6 +176,7 @@ impl NodeStats {
         NodeStats { shards, apps }
     }
 
+    /// The merged figures of the app named `name`, if deployed.
     pub fn app(&self, name: &str) -> Option<&AppStats> {
         self.apps.values().find(|a| a.name == name)
     }
