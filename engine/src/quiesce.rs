@@ -137,13 +137,13 @@ impl ShardCounters {
 /// One wave: the gate's count, then every shard's counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Snapshot {
-/// Client commands accepted into shard inboxes.
+    /// Client commands accepted into shard inboxes.
     pub submitted: u64,
-/// Of those, taken by their shards (summed over shards).
+    /// Of those, taken by their shards (summed over shards).
     pub taken: u64,
-/// Messages routed to the app's actors (summed over shards).
+    /// Messages routed to the app's actors (summed over shards).
     pub sent: u64,
-/// Of those, processed (summed over shards).
+    /// Of those, processed (summed over shards).
     pub done: u64,
 }
 

@@ -26,7 +26,7 @@ pub struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
 
 #[cfg(not(loom))]
 impl<T> UnsafeCell<T> {
-/// A cell holding `v`.
+    /// A cell holding `v`.
     pub const fn new(v: T) -> Self {
         UnsafeCell(std::cell::UnsafeCell::new(v))
     }

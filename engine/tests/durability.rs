@@ -292,7 +292,10 @@ fn damage_inside_the_log_keeps_the_storage_error_as_its_source() {
 
     let node = node(dir.path(), 1);
     let (app, _rx) = counter::app("damaged");
-    let err = node.deploy(app).err().expect("a damaged log refuses the deploy");
+    let err = node
+        .deploy(app)
+        .err()
+        .expect("a damaged log refuses the deploy");
     let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<StorageError>());
     match source {
         Some(StorageError::LogDamaged { path, offset, .. }) => {

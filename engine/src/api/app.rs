@@ -48,11 +48,11 @@ pub struct AppBuilder {
 /// What a sink receives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SinkEvent<T> {
-/// An output of the sink's input operator.
+    /// An output of the sink's input operator.
     Data {
-/// The output's key hash.
+        /// The output's key hash.
         key: u64,
-/// The output.
+        /// The output.
         value: T,
         /// End-to-end latency of the root message, ns.
         latency_ns: u64,
@@ -67,11 +67,11 @@ pub struct SinkReceiver<T> {
 }
 
 impl<T> SinkReceiver<T> {
-/// The next event, if one is waiting.
+    /// The next event, if one is waiting.
     pub fn try_recv(&self) -> Option<SinkEvent<T>> {
         self.rx.try_recv().ok()
     }
-/// The next event, waiting up to `d` for it.
+    /// The next event, waiting up to `d` for it.
     pub fn recv_timeout(&self, d: Duration) -> Option<SinkEvent<T>> {
         self.rx.recv_timeout(d).ok()
     }
@@ -105,8 +105,8 @@ impl<T: Send + 'static> Function for SinkFn<T> {
 }
 
 impl AppBuilder {
-/// An empty app named `name`: best effort, a 100 ms SLO until `slo`
-/// sets one, not durable.
+    /// An empty app named `name`: best effort, a 100 ms SLO until `slo`
+    /// sets one, not durable.
     pub fn new(name: impl Into<String>) -> Self {
         AppBuilder {
             name: name.into(),
@@ -137,8 +137,8 @@ impl AppBuilder {
         self
     }
 
-/// Make the app best effort: its SLO is reported against, not
-/// scheduled for.
+    /// Make the app best effort: its SLO is reported against, not
+    /// scheduled for.
     pub fn best_effort(mut self) -> Self {
         self.class = AppClass::BestEffort;
         self
@@ -255,9 +255,9 @@ impl AppBuilder {
         }
     }
 
-/// Check the app (a source, names, limits, SLO, durable sources and
-/// operators of a durable app) and build it; every problem found is in
-/// the error.
+    /// Check the app (a source, names, limits, SLO, durable sources and
+    /// operators of a durable app) and build it; every problem found is in
+    /// the error.
     pub fn build(self) -> Result<App> {
         let mut problems = self.problems;
         if self.name.is_empty() {

@@ -50,15 +50,15 @@ impl<'a, O> Context<'a, O> {
 /// of the state; `on_critical` runs on the lessor alone, on the whole state,
 /// after every earlier message and before every later one.
 pub trait Function: Send + Sync + 'static {
-/// What the operator takes on its input edges.
+    /// What the operator takes on its input edges.
     type In: Send + 'static;
-/// What it emits (cloned for the second and later downstream edges).
+    /// What it emits (cloned for the second and later downstream edges).
     type Out: Clone + Send + 'static;
-/// Its state, whose type picks how the state splits across instances.
+    /// Its state, whose type picks how the state splits across instances.
     type State: OperatorState;
 
-/// A data message `input` with key hash `key` arrived: update this
-/// instance's part of the state, emit through `ctx`.
+    /// A data message `input` with key hash `key` arrived: update this
+    /// instance's part of the state, emit through `ctx`.
     fn on_message(
         &self,
         state: &mut Self::State,

@@ -26,9 +26,9 @@ use super::state::{Keyed, Merge, Merged, OperatorState, Sequential};
 #[derive(Debug, thiserror::Error)]
 #[error("{what}: {reason}")]
 pub struct PersistError {
-/// The type that could not be stored or read back.
+    /// The type that could not be stored or read back.
     pub what: &'static str,
-/// Why (rkyv's message).
+    /// Why (rkyv's message).
     pub reason: String,
 }
 
@@ -36,10 +36,10 @@ pub struct PersistError {
 /// rkyv can archive, validate and deserialize: derive `rkyv::Archive`,
 /// `rkyv::Serialize` and `rkyv::Deserialize`.
 pub trait Persist: Sized {
-/// The value archived (rkyv), 16-aligned.
+    /// The value archived (rkyv), 16-aligned.
     fn to_bytes(&self) -> Result<AlignedVec, PersistError>;
-/// The value from its archive, validated first (bytecheck); `bytes` may
-/// be at any alignment.
+    /// The value from its archive, validated first (bytecheck); `bytes` may
+    /// be at any alignment.
     fn from_bytes(bytes: &[u8]) -> Result<Self, PersistError>;
 }
 

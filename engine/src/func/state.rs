@@ -19,7 +19,7 @@ use crate::protocol::{PartitionSet, Strategy};
 /// lessees; a function should not call them on its own state (to reset a
 /// `Keyed` state, `drain` it or assign `Keyed::default()`).
 pub trait OperatorState: Default + Send + 'static {
-/// How the protocol may split this state across a lessor and lessees.
+    /// How the protocol may split this state across a lessor and lessees.
     const STRATEGY: Strategy;
     /// Remove and return the entries of these partitions (`Keyed` only).
     fn take_partitions(&mut self, parts: PartitionSet) -> Self;
@@ -35,7 +35,7 @@ pub trait OperatorState: Default + Send + 'static {
 /// Combine two partial states of a [`Merged`] operator. Must be associative
 /// and commutative, with `Default` as its identity.
 pub trait Merge {
-/// Fold `other` into `self`.
+    /// Fold `other` into `self`.
     fn merge(&mut self, other: Self);
 }
 
@@ -145,11 +145,11 @@ impl<V> Keyed<V> {
             c.extend(self.map.keys().copied());
         }
     }
-/// The value of `key`, if any.
+    /// The value of `key`, if any.
     pub fn get(&self, key: u64) -> Option<&V> {
         self.map.get(&key)
     }
-/// The value of `key` to change, if any (marks it changed).
+    /// The value of `key` to change, if any (marks it changed).
     pub fn get_mut(&mut self, key: u64) -> Option<&mut V> {
         self.touch(key);
         self.map.get_mut(&key)
@@ -162,29 +162,29 @@ impl<V> Keyed<V> {
         self.touch(key);
         self.map.entry(key).or_default()
     }
-/// Set `key`'s value; returns the one it replaced.
+    /// Set `key`'s value; returns the one it replaced.
     pub fn insert(&mut self, key: u64, v: V) -> Option<V> {
         self.touch(key);
         self.map.insert(key, v)
     }
-/// Remove `key`'s value and return it.
+    /// Remove `key`'s value and return it.
     pub fn remove(&mut self, key: u64) -> Option<V> {
         self.touch(key);
         self.map.remove(&key)
     }
-/// Keys held by this instance.
+    /// Keys held by this instance.
     pub fn len(&self) -> usize {
         self.map.len()
     }
-/// Whether this instance holds no key.
+    /// Whether this instance holds no key.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
-/// Every (key, value) of this instance, in no order.
+    /// Every (key, value) of this instance, in no order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
         self.map.iter().map(|(k, v)| (*k, v))
     }
-/// Every (key, value) to change (marks them all changed).
+    /// Every (key, value) to change (marks them all changed).
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut V)> {
         self.touch_all();
         self.map.iter_mut().map(|(k, v)| (*k, v))

@@ -45,7 +45,7 @@ pub struct App {
 }
 
 impl App {
-/// The app's name.
+    /// The app's name.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -26,12 +26,12 @@ pub enum Placement {
 /// works).
 #[derive(Clone, Debug)]
 pub struct AutoScale {
-/// Whether the engine leases on its own (false: static placement).
+    /// Whether the engine leases on its own (false: static placement).
     pub enabled: bool,
     /// A lessor with more messages than this queued is long (the policies'
     /// backlog rule).
     pub up_backlog: usize,
-/// Most lessees one actor may have.
+    /// Most lessees one actor may have.
     pub max_lessees: usize,
     /// A shard accepts a lease only while its own backlog is below this.
     pub accept_below: usize,
@@ -69,7 +69,7 @@ impl Default for AutoScale {
 pub struct NodeConfig {
     /// Number of shards; 0 = one per available core.
     pub shards: usize,
-/// Pinned to cores, or placed by the OS.
+    /// Pinned to cores, or placed by the OS.
     pub placement: Placement,
     /// Capacity of each shard-to-shard ring (packets).
     pub ring_capacity: usize,
@@ -92,7 +92,7 @@ pub struct NodeConfig {
     pub idle_deactivate: Duration,
     /// How often a busy shard runs housekeeping (deactivation, scaling).
     pub housekeeping: Duration,
-/// Limits on implicit scaling.
+    /// Limits on implicit scaling.
     pub autoscale: AutoScale,
     /// The scheduling policy of every shard (default: `Dirigo`).
     pub policy: PolicyFactory,

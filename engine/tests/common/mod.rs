@@ -6,7 +6,11 @@ use dirigo_engine::{Node, NodeStats, SinkEvent, SinkReceiver};
 
 /// Poll the node's stats until `ok` holds (at most 20 s; panics naming
 /// `what` on timeout). `DBG=1` prints each poll.
-pub(crate) fn wait_for(node: &Node, what: &str, mut ok: impl FnMut(&NodeStats) -> bool) -> NodeStats {
+pub(crate) fn wait_for(
+    node: &Node,
+    what: &str,
+    mut ok: impl FnMut(&NodeStats) -> bool,
+) -> NodeStats {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let s = node.stats().expect("stats");

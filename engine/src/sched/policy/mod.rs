@@ -58,17 +58,17 @@ impl Rank {
 /// shared by every shard through relaxed gauges), 0 until first measured.
 #[derive(Clone, Copy, Debug)]
 pub struct OpView<'a> {
-/// The actor (app and operator) the message is for.
+    /// The actor (app and operator) the message is for.
     pub actor: ActorId,
-/// The app's name.
+    /// The app's name.
     pub app: &'a str,
-/// The operator's name.
+    /// The operator's name.
     pub op: &'a str,
-/// Latency critical or best effort.
+    /// Latency critical or best effort.
     pub class: AppClass,
     /// The app's end-to-end latency target.
     pub slo_ns: u64,
-/// How the operator's state splits (which leases it can take).
+    /// How the operator's state splits (which leases it can take).
     pub strategy: Strategy,
     /// Mean cost of one message at this operator.
     pub cost_ns: u64,
@@ -102,9 +102,9 @@ pub struct QueueView<'a> {
 /// a relaxed gauge, refreshed every housekeeping tick, for the others).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShardLoad {
-/// The shard.
+    /// The shard.
     pub shard: ShardId,
-/// Messages queued on it.
+    /// Messages queued on it.
     pub backlog: usize,
 }
 
@@ -115,7 +115,7 @@ pub struct ScaleLimits {
     /// A lessor with more messages than this queued is long (the
     /// backlog rule of [`Policy::on_backlog`]'s default).
     pub up_backlog: usize,
-/// Most lessees an actor may have at once.
+    /// Most lessees an actor may have at once.
     pub max_lessees: usize,
     /// Default idle time before a lessee asks to go home.
     pub lessee_idle: Duration,
@@ -124,7 +124,7 @@ pub struct ScaleLimits {
 /// A scaling decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scale {
-/// No change.
+    /// No change.
     Hold,
     /// Ask for one more lessee, on the least loaded shard that accepts.
     Lease,
@@ -246,7 +246,7 @@ impl PolicyFactory {
         (self.make)(shard)
     }
 
-/// The policy's name (for reports).
+    /// The policy's name (for reports).
     pub fn name(&self) -> &str {
         &self.name
     }
