@@ -107,6 +107,7 @@ mod exports {
         PersistError, Sequential,
     };
     pub use crate::limits::MAX_EVENT_BYTES;
+    pub use crate::model::StorageFailure;
     pub use crate::plan::{home_shard, App};
     pub use crate::runtime::config::{AutoScale, NodeConfig, Placement};
     pub use crate::runtime::metrics::{AppStats, NodeStats, ShardStats};

@@ -304,7 +304,7 @@ fn damage_inside_the_log_keeps_the_storage_error_as_its_source() {
         }
         _ => panic!("not a storage error with its cause: {err:?}"),
     }
-    assert!(matches!(err, EngineError::Storage { .. }), "{err:?}");
+    assert!(matches!(err, EngineError::Storage(_)), "{err:?}");
     node.shutdown();
 }
 

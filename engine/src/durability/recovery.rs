@@ -19,7 +19,7 @@ use super::request::Forward;
 use super::spill;
 use crate::func::{aligned_copy, ErasedState, StateCodec};
 use crate::limits::DELTA;
-use crate::model::{AnyBox, EngineError, OperatorId, Result};
+use crate::model::{AnyBox, EngineError, OperatorId, Result, StorageFailure};
 use crate::plan::{Plan, PlanKind};
 
 /// What a durable app's deploy found on disk and did about it.
@@ -57,11 +57,11 @@ pub(crate) struct Opened {
 
 /// A failure of the storage below, its cause kept (file, offset, kind).
 pub(super) fn storage_err(app: &str, what: impl Into<String>, source: StorageError) -> EngineError {
-    EngineError::Storage {
+    EngineError::Storage(Box::new(StorageFailure {
         app: app.to_owned(),
         what: what.into(),
         source,
-    }
+    }))
 }
 
 /// A durability failure that is not the storage's (a lock held, a DAG that

@@ -133,23 +133,30 @@ pub enum EngineError {
         /// What failed, as text.
         reason: String,
     },
-    /// The storage of a durable app failed; the source says how (damage
-    /// or I/O, with the file and offset).
+    /// The storage of a durable app failed; its source is the
+    /// `StorageError`, which says how (damage or I/O, with the file and
+    /// offset). Boxed: the storage error is large and failures are rare.
     #[cfg(feature = "runtime")]
-    #[error("durability of {app:?}: {what}: {source}")]
-    Storage {
-        /// The application's name.
-        app: String,
-        /// What the engine was doing (opening the log, writing checkpoint 7).
-        what: String,
-        /// The storage's error, with its file and offset.
-        #[source]
-        source: dirigo_storage::StorageError,
-    },
+    #[error(transparent)]
+    Storage(Box<StorageFailure>),
     /// An I/O failure outside the storage layer (at node start: the mesh's
     /// doorbell sockets).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// A storage failure of a durable app, with its cause.
+#[cfg(feature = "runtime")]
+#[derive(Debug, thiserror::Error)]
+#[error("durability of {app:?}: {what}: {source}")]
+pub struct StorageFailure {
+    /// The application's name.
+    pub app: String,
+    /// What the engine was doing (opening the log, committing checkpoint 7).
+    pub what: String,
+    /// The storage's error, with its file and offset.
+    #[source]
+    pub source: dirigo_storage::StorageError,
 }
 
 /// The engine's result type.

@@ -13,6 +13,8 @@ mod error;
 mod message;
 
 pub use class::AppClass;
+#[cfg(feature = "runtime")]
+pub use error::StorageFailure;
 pub use error::{EngineError, Result};
 pub use message::{
     key_hash, ActorId, AnyBox, AppId, Barrier, BarrierKind, Header, Kind, Message, OperatorId,
