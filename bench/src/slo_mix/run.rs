@@ -643,3 +643,90 @@ fn busy_per_shard(base: &NodeStats, window: &NodeStats) -> Vec<f64> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use dirigo_engine::{key_hash, Node, Placement};
+
+    use super::*;
+    use crate::load::Shape;
+    use crate::slo_mix::workload::{placed_name, AppKind};
+
+    /// The placement search against the engine itself: every lessor run of
+    /// each app must be on the shard its name was chosen for, so
+    /// `home_shard` tells where the engine really puts an app's actors.
+    #[test]
+    fn placed_names_put_every_operator_on_the_wanted_shard() {
+        let shards = 2;
+        let apps: Vec<AppSpec> = [
+            (
+                "lc",
+                AppKind::LatencyCritical {
+                    slo: Duration::from_secs(1),
+                    parse_us: 0,
+                    score_us: 0,
+                },
+                1,
+            ),
+            ("be", AppKind::BestEffort { work_us: 0 }, 0),
+            ("be2", AppKind::BestEffort { work_us: 0 }, 1),
+        ]
+        .into_iter()
+        .map(|(base, kind, home)| {
+            let nodes = match kind {
+                AppKind::LatencyCritical { .. } => 4,
+                AppKind::BestEffort { .. } => 3,
+            };
+            AppSpec {
+                name: placed_name(base, nodes, shards, home).expect("a name within the tries"),
+                kind,
+                arrivals: Arrivals {
+                    shape: Shape {
+                        rate: 1000.0,
+                        burst: 4.0,
+                        on: Duration::from_millis(200),
+                        off: Duration::from_millis(800),
+                    },
+                    first_burst: Duration::ZERO,
+                },
+                home,
+                keys: 100,
+            }
+        })
+        .collect();
+        let node = Node::start(Config::FifoStatic.node_config(shards, Placement::Unpinned))
+            .expect("node starts");
+        for a in &apps {
+            let h = node.deploy(a.build().expect("valid app")).expect("deploys");
+            let src = h.source::<Event>("events").expect("source");
+            let batch: Vec<(u64, Event)> = (0..200u32)
+                .map(|i| {
+                    (
+                        key_hash(&i.to_le_bytes()),
+                        Event {
+                            id: i as u64,
+                            account: i,
+                            amount: i as f64,
+                        },
+                    )
+                })
+                .collect();
+            src.send_batch(batch, Duration::from_secs(5))
+                .map_err(|r| r.error)
+                .expect("accepted");
+            h.quiesce(Duration::from_secs(10)).expect("drains");
+        }
+        let stats = node.stats().expect("stats");
+        node.shutdown();
+        for a in &apps {
+            let r = app_result(a, LoadReport::default(), &stats, &stats, 1);
+            assert_eq!(r.delivered, 200, "{}", a.name);
+            assert!(
+                r.placement_ok,
+                "{}: lessor runs {:?}",
+                a.name, r.lessor_runs
+            );
+            assert_eq!(r.lessor_runs[a.home], r.runs, "{}", a.name);
+        }
+    }
+}

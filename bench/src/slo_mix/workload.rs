@@ -322,7 +322,7 @@ const NAME_TRIES: usize = 1 << 20;
 /// `base`, or `base-k` for the smallest `k`, such that all `nodes` nodes of
 /// an app of that name are homed on `home`. `None` if no name within
 /// [`NAME_TRIES`] does (many shards, many nodes).
-fn placed_name(base: &str, nodes: usize, shards: usize, home: usize) -> Option<String> {
+pub(super) fn placed_name(base: &str, nodes: usize, shards: usize, home: usize) -> Option<String> {
     (0..NAME_TRIES)
         .map(|k| {
             if k == 0 {
@@ -435,11 +435,7 @@ impl Function for Score {
 
 #[cfg(test)]
 mod tests {
-    use dirigo_engine::{key_hash, Node};
-
-    use super::super::run::app_result;
     use super::*;
-    use crate::load::LoadReport;
 
     fn bursty(first_ms: u64) -> Arrivals {
         Arrivals {
@@ -494,75 +490,5 @@ mod tests {
         assert!((d.mean_cores - 0.2).abs() < 0.01, "{d:?}");
         assert!((d.peak_cores - 0.425).abs() < 0.01, "{d:?}");
         assert_eq!(w.static_cores(), 2);
-    }
-
-    /// The placement search against the engine itself: every lessor run of
-    /// each app must be on the shard its name was chosen for, so
-    /// `home_shard` tells where the engine really puts an app's actors.
-    #[test]
-    fn placed_names_put_every_operator_on_the_wanted_shard() {
-        let shards = 2;
-        let apps: Vec<AppSpec> = [
-            (
-                "lc",
-                AppKind::LatencyCritical {
-                    slo: Duration::from_secs(1),
-                    parse_us: 0,
-                    score_us: 0,
-                },
-                1,
-            ),
-            ("be", AppKind::BestEffort { work_us: 0 }, 0),
-            ("be2", AppKind::BestEffort { work_us: 0 }, 1),
-        ]
-        .into_iter()
-        .map(|(base, kind, home)| {
-            let nodes = match kind {
-                AppKind::LatencyCritical { .. } => 4,
-                AppKind::BestEffort { .. } => 3,
-            };
-            AppSpec {
-                name: placed_name(base, nodes, shards, home).expect("a name within the tries"),
-                kind,
-                arrivals: bursty(0),
-                home,
-                keys: 100,
-            }
-        })
-        .collect();
-        let node = Node::start(Config::FifoStatic.node_config(shards, Placement::Unpinned))
-            .expect("node starts");
-        for a in &apps {
-            let h = node.deploy(a.build().expect("valid app")).expect("deploys");
-            let src = h.source::<Event>("events").expect("source");
-            let batch: Vec<(u64, Event)> = (0..200u32)
-                .map(|i| {
-                    (
-                        key_hash(&i.to_le_bytes()),
-                        Event {
-                            id: i as u64,
-                            account: i,
-                            amount: i as f64,
-                        },
-                    )
-                })
-                .collect();
-            src.send_batch(batch, Duration::from_secs(5))
-                .map_err(|r| r.error)
-                .expect("accepted");
-            h.quiesce(Duration::from_secs(10)).expect("drains");
-        }
-        let stats = node.stats().expect("stats");
-        node.shutdown();
-        for a in &apps {
-            let r = app_result(a, LoadReport::default(), &stats, &stats, 1);
-            assert_eq!(r.delivered, 200, "{}", a.name);
-            assert!(
-                r.placement_ok,
-                "{}: lessor runs {:?}",
-                a.name, r.lessor_runs
-            );
-            assert_eq!(r.lessor_runs[a.home], r.runs, "{}", a.name);
-        }
     }
 }
