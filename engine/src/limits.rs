@@ -65,6 +65,13 @@ pub const LATENCY_MAX_NS: u64 = 100_000_000_000;
 /// up (its reply gets an error; the next checkpoint starts afresh).
 pub const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long an idle journal (no checkpoint pending) sleeps before it looks
+/// again; any request wakes it at once.
+pub const JOURNAL_IDLE_WAIT: Duration = Duration::from_secs(3600);
+
+/// How long `SourceHandle::send` waits out backpressure.
+pub const SEND_WAIT: Duration = Duration::from_secs(1);
+
 /// Most requests the journal takes into one group commit.
 pub const MAX_GROUP: usize = 1024;
 

@@ -296,3 +296,49 @@ fn a_loaded_shard_still_answers_control_commands() {
     );
     node.shutdown();
 }
+
+/// A stream of one builder handed to another is a clear build error, not a
+/// misrouted edge: a stream is an index into its own app's nodes, and
+/// another app's node of that index may be of another type or not exist.
+#[test]
+fn a_stream_of_another_app_is_refused_at_build() {
+    let mut first = AppBuilder::new("first");
+    let _unused = first.source::<u64>("a");
+    let theirs = first.source::<u64>("b");
+    let mut second = AppBuilder::new("second");
+    let mine = second.source::<u64>("numbers");
+    let _ = second.operator(
+        "sum",
+        Sum {
+            work: Duration::ZERO,
+        },
+        &[mine],
+    );
+    // Node 1 of `second` is `sum`, whose output is (u64, u64), not u64.
+    let wrong = second.operator(
+        "sum2",
+        Sum {
+            work: Duration::ZERO,
+        },
+        &[theirs],
+    );
+    let _rx = second.sink("out", wrong);
+    let err = second.build().err().expect("refused");
+    assert!(
+        matches!(&err, EngineError::InvalidApp { reason, .. }
+            if reason.contains("\"sum2\" takes a stream of another app")),
+        "{err}"
+    );
+    // A sink of a foreign stream too.
+    let mut third = AppBuilder::new("third");
+    let s = third.source::<u64>("numbers");
+    let _ = third.operator(
+        "sum",
+        Sum {
+            work: Duration::ZERO,
+        },
+        &[s],
+    );
+    let _rx = third.sink("out", theirs);
+    assert!(third.build().is_err(), "a sink of another app's stream");
+}

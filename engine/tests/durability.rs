@@ -308,6 +308,59 @@ fn damage_inside_the_log_keeps_the_storage_error_as_its_source() {
     node.shutdown();
 }
 
+/// A log that fails while the app runs (here: the next segment's file
+/// cannot be created) refuses that send and every later one with the
+/// storage error as the cause, file and operation included.
+#[test]
+fn a_failed_log_refuses_input_with_the_storage_error_as_its_cause() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(NodeConfig {
+        shards: 1,
+        placement: Placement::Unpinned,
+        data_dir: Some(dir.path().to_owned()),
+        log_segment_bytes: 4096,
+        ..NodeConfig::default()
+    })
+    .expect("node starts");
+    let (app, _rx) = counter::app("failing");
+    let h = node.deploy(app).expect("deploys");
+    let src = h.source::<counter::Ev>("events").expect("source");
+    let log = dir.path().join("failing").join("log");
+    // Records are all alike, so segments roll every `per` entries: once the
+    // second segment shows, block the third's name with a folder.
+    let mut id = 0;
+    let per = loop {
+        let (key, ev) = counter::event(id);
+        src.send(key, ev).expect("logged");
+        id += 1;
+        let segs = files(&log, "log-");
+        if segs.len() == 2 {
+            break id - 1;
+        }
+        assert!(id < 10_000, "the log rolls");
+    };
+    let blocked = log.join(format!("log-{:020}.seg", 2 * per));
+    std::fs::create_dir(&blocked).expect("block the next segment");
+    let err = loop {
+        let (key, ev) = counter::event(id);
+        match src.send(key, ev) {
+            Ok(()) => id += 1,
+            Err(e) => break e,
+        }
+        assert!(id < 3 * per + 10, "the blocked segment is reached");
+    };
+    let is_create_of_blocked = |e: &EngineError| {
+        let source = std::error::Error::source(e).and_then(|s| s.downcast_ref::<StorageError>());
+        matches!(source, Some(StorageError::Io { path, op: "create", .. }) if *path == blocked)
+    };
+    assert!(is_create_of_blocked(&err), "{err:?}");
+    // Fail-stop: later input is refused with the same cause.
+    let (key, ev) = counter::event(id);
+    let later = src.send(key, ev);
+    assert!(later.as_ref().is_err_and(is_create_of_blocked), "{later:?}");
+    node.shutdown();
+}
+
 #[test]
 fn misuse_is_a_clear_error() {
     // A durable app on a node without a data folder.

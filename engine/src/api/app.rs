@@ -10,6 +10,7 @@
 
 use std::any::TypeId;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,8 +26,13 @@ use crate::protocol::EdgeId;
 /// A typed handle on the output of a node of an app under construction.
 pub struct Stream<T> {
     node: u16,
+    /// The builder it came from: a stream of another app is refused.
+    builder: u64,
     _t: PhantomData<fn() -> T>,
 }
+
+/// Gives every `AppBuilder` its own id.
+static BUILDERS: AtomicU64 = AtomicU64::new(0);
 
 impl<T> Clone for Stream<T> {
     fn clone(&self) -> Self {
@@ -37,6 +43,7 @@ impl<T> Copy for Stream<T> {}
 
 /// Builds an [`App`].
 pub struct AppBuilder {
+    id: u64,
     name: String,
     slo: Duration,
     class: AppClass,
@@ -109,6 +116,7 @@ impl AppBuilder {
     /// sets one, not durable.
     pub fn new(name: impl Into<String>) -> Self {
         AppBuilder {
+            id: BUILDERS.fetch_add(1, Ordering::Relaxed),
             name: name.into(),
             slo: Duration::from_millis(100),
             class: AppClass::BestEffort,
@@ -163,7 +171,8 @@ impl AppBuilder {
         (self.nodes.len() - 1) as u16
     }
 
-    /// A source of events of type `T`, fed through [`crate::Node::ingest`].
+    /// A source of events of type `T`, fed through a `SourceHandle`
+    /// (`AppHandle::source`).
     pub fn source<T: Clone + Send + 'static>(&mut self, name: &str) -> Stream<T> {
         self.add_source(name, None)
     }
@@ -192,6 +201,7 @@ impl AppBuilder {
         };
         Stream {
             node: self.add(name, kind, Vec::new()),
+            builder: self.id,
             _t: PhantomData,
         }
     }
@@ -226,10 +236,11 @@ impl AppBuilder {
         f: Arc<dyn ErasedFunction>,
         inputs: &[Stream<I>],
     ) -> Stream<O> {
-        self.check_inputs(name, inputs.len());
+        self.check_inputs(name, inputs.iter().map(|s| s.builder));
         let kind = NodeKind::Operator(f);
         Stream {
             node: self.add(name, kind, inputs.iter().map(|s| s.node).collect()),
+            builder: self.id,
             _t: PhantomData,
         }
     }
@@ -239,11 +250,21 @@ impl AppBuilder {
     pub fn sink<T: Send + 'static>(&mut self, name: &str, input: Stream<T>) -> SinkReceiver<T> {
         let (tx, rx) = mpsc::channel();
         let kind = NodeKind::Sink(Arc::new(Typed::new(SinkFn { tx })));
+        self.check_inputs(name, [input.builder]);
         self.add(name, kind, vec![input.node]);
         SinkReceiver { rx }
     }
 
-    fn check_inputs(&mut self, name: &str, n: usize) {
+    /// An operator or sink has 1..=`MAX_INPUTS` inputs, each a stream of
+    /// this builder (so every edge points at an earlier node of this app).
+    fn check_inputs(&mut self, name: &str, builders: impl IntoIterator<Item = u64>) {
+        let builders: Vec<u64> = builders.into_iter().collect();
+        if builders.iter().any(|&b| b != self.id) {
+            self.problems.push(format!(
+                "{name:?} takes a stream of another app (from another AppBuilder)"
+            ));
+        }
+        let n = builders.len();
         if n == 0 {
             self.problems
                 .push(format!("operator {name:?} has no input"));

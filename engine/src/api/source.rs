@@ -16,7 +16,7 @@ use rkyv::util::AlignedVec;
 use super::entry::AppEntry;
 use crate::durability::JournalMsg;
 use crate::func::EventCodec;
-use crate::limits::{MAX_EVENT_BYTES, RETRY_PAUSE};
+use crate::limits::{MAX_EVENT_BYTES, RETRY_PAUSE, SEND_WAIT};
 use crate::model::{AnyBox, EngineError, OperatorId, Result};
 
 /// A typed handle on one source of a deployed app.
@@ -96,9 +96,8 @@ impl<T: Send + 'static> SourceHandle<T> {
         if let Some(j) = &self.entry.journal {
             return self.send_durable(&j.tx, events);
         }
-        let at_ns = ingress.shards().now_ns();
         ingress
-            .ingest(self.op, at_ns, erase(events), false)
+            .ingest(self.op, None, erase(events), false)
             .map_err(|(error, events)| Rejected {
                 error,
                 events: unerase(events),
@@ -179,9 +178,10 @@ impl<T: Send + 'static> SourceHandle<T> {
         }
     }
 
-    /// One event, waiting out backpressure for up to a second.
+    /// One event, waiting out backpressure for up to `limits::SEND_WAIT`
+    /// (a second).
     pub fn send(&self, key: u64, value: T) -> Result<()> {
-        self.send_batch(vec![(key, value)], Duration::from_secs(1))
+        self.send_batch(vec![(key, value)], SEND_WAIT)
             .map_err(|r| r.error)
     }
 }

@@ -29,15 +29,15 @@
 use std::collections::BTreeSet;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dirigo_storage::{CheckpointWriter, Checkpoints, IngressLog, StorageError};
 
 use super::codec::{kind_code, LogEntry};
 use super::recovery::{durability_err, durable_ops, storage_err, Opened};
 use super::request::{checkpoint_tag, Forward, IngestReply, JournalMsg};
-use crate::limits::{CHECKPOINT_TIMEOUT, DELTA, MAX_EVENT_BYTES, MAX_GROUP};
-use crate::model::{AnyBox, BarrierKind, EngineError, OperatorId, Result};
+use crate::limits::{CHECKPOINT_TIMEOUT, DELTA, JOURNAL_IDLE_WAIT, MAX_EVENT_BYTES, MAX_GROUP};
+use crate::model::{AnyBox, BarrierKind, EngineError, OperatorId, Result, StorageFailure};
 use crate::plan::{Plan, SavedState};
 use crate::protocol::Epoch;
 
@@ -48,7 +48,11 @@ struct Pending {
     /// Log position the checkpoint's barrier follows.
     pos: u64,
     writer: CheckpointWriter,
+    /// Durable operators whose state has not come in yet.
     missing: BTreeSet<u16>,
+    /// Operators whose state the writer holds (the seal checks these, not
+    /// `missing`, against the app's durable operators).
+    saved: BTreeSet<u16>,
     reply: Sender<Result<u64>>,
     deadline: Instant,
 }
@@ -74,7 +78,7 @@ pub(crate) struct Journal {
     chain: Option<(u64, u32)>,
     pending: Option<Pending>,
     /// Set after a log failure: the journal takes no more input.
-    failed: Option<String>,
+    failed: Option<Arc<StorageError>>,
     /// The log position of the last request forwarded (forward order is
     /// log order).
     forwarded: u64,
@@ -140,7 +144,7 @@ impl Journal {
         loop {
             let wait = match &self.pending {
                 Some(p) => p.deadline.saturating_duration_since(Instant::now()),
-                None => Duration::from_secs(3600),
+                None => JOURNAL_IDLE_WAIT,
             };
             let first = match rx.recv_timeout(wait) {
                 Ok(m) => m,
@@ -194,7 +198,6 @@ impl Journal {
     fn serve(&mut self, group: Vec<JournalMsg>) -> bool {
         let mut logged = Vec::with_capacity(group.len());
         let mut go_on = true;
-        let start = self.log.next_seq();
         for msg in group {
             let l = match msg {
                 JournalMsg::State(s) => {
@@ -217,10 +220,15 @@ impl Journal {
             };
             logged.extend(l);
         }
-        if self.log.next_seq() > start {
+        // Commit when a request was appended whole (a checkpoint appends
+        // nothing; a request whose append failed was refused already).
+        let appended = logged
+            .iter()
+            .any(|l| !matches!(l, Logged::Checkpoint { .. }));
+        if appended {
             if let Err(e) = self.log.commit() {
                 // Nothing of this group is acknowledged or forwarded.
-                self.fail(&e);
+                self.fail(e);
                 for l in logged {
                     self.refuse(l);
                 }
@@ -283,7 +291,7 @@ impl Journal {
                 reply,
             }),
             Err(e) => {
-                self.fail(&e);
+                self.fail(e);
                 let _ = reply.send(Err((self.failed_error(), events)));
                 None
             }
@@ -313,7 +321,7 @@ impl Journal {
                 reply,
             }),
             Err(e) => {
-                self.fail(&e);
+                self.fail(e);
                 let _ = reply.send(Err(self.failed_error()));
                 None
             }
@@ -422,6 +430,7 @@ impl Journal {
             pos,
             writer,
             missing: self.durable_ops.iter().map(|o| o.0).collect(),
+            saved: BTreeSet::new(),
             reply,
             deadline: Instant::now() + CHECKPOINT_TIMEOUT,
         });
@@ -453,6 +462,10 @@ impl Journal {
             let _ = p.reply.send(Err(e));
             return;
         }
+        assert!(
+            p.saved.insert(s.op.0),
+            "one state per operator per checkpoint"
+        );
         self.try_finish_checkpoint();
     }
 
@@ -463,8 +476,12 @@ impl Journal {
         }
         let p = self.pending.take().expect("checked above");
         assert!(
-            p.missing.is_empty(),
-            "every durable state is in before the seal"
+            p.saved
+                .iter()
+                .copied()
+                .eq(self.durable_ops.iter().map(|o| o.0)),
+            "checkpoint {}: every durable state is in before the seal",
+            p.id
         );
         let base = match (p.full, self.chain) {
             (true, _) => p.id,
@@ -522,20 +539,24 @@ impl Journal {
         }
     }
 
-    fn fail(&mut self, e: &dyn std::fmt::Display) {
+    /// The log failed: from now on every request is refused with this
+    /// (the first) failure as its cause.
+    fn fail(&mut self, e: StorageError) {
         if self.failed.is_none() {
-            self.failed = Some(e.to_string());
+            self.failed = Some(Arc::new(e));
         }
     }
 
     fn failed_error(&self) -> EngineError {
-        EngineError::Durability {
+        let source = self
+            .failed
+            .clone()
+            .expect("called only after the log failed");
+        EngineError::Storage(Box::new(StorageFailure {
             app: self.name.clone(),
-            reason: format!(
-                "the ingress log failed and takes no more input: {}",
-                self.failed.as_deref().unwrap_or("unknown")
-            ),
-        }
+            what: "the ingress log failed and takes no more input".into(),
+            source,
+        }))
     }
 
     fn refuse_if_failed(&self) -> Result<()> {

@@ -60,7 +60,7 @@ pub(super) fn storage_err(app: &str, what: impl Into<String>, source: StorageErr
     EngineError::Storage(Box::new(StorageFailure {
         app: app.to_owned(),
         what: what.into(),
-        source,
+        source: std::sync::Arc::new(source),
     }))
 }
 
@@ -181,7 +181,9 @@ fn clear_spills(app: &str, dir: &Path) -> Result<()> {
 struct Chain<'a> {
     ckpts: &'a Checkpoints,
     newest: &'a Checkpoint,
-    /// Listed epochs older than the newest, oldest first.
+    /// Listed epochs older than the newest, newest first (the order of
+    /// `Checkpoints::listed`): `older[i]` is the base of a chain `i + 2`
+    /// checkpoints long.
     older: Vec<u64>,
     loaded: Vec<Checkpoint>,
 }

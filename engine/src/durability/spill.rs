@@ -12,7 +12,7 @@
 //! A spill file is not a durability point: it is written to the page cache
 //! (no fdatasync) and only ever read back by the shard that wrote it, in the
 //! same run. Checkpoints and the ingress log are what recovery uses; a new
-//! deploy clears the folder (`journal::open`).
+//! deploy clears the folder (`recovery::open`).
 //!
 //! Large states are split into records of at most `limits::SPILL_CHUNK`
 //! bytes (a segment record holds at most `MAX_RECORD_LEN`).

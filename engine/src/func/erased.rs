@@ -74,7 +74,7 @@ pub(crate) trait ErasedFunction: Send + Sync {
     /// Copy an output for the second and later downstream edges.
     fn clone_output(&self, v: &AnyBox) -> AnyBox;
     /// How to checkpoint and restore this operator's state, if it is
-    /// durable (see `durable`).
+    /// durable (see `persist`).
     fn state_codec(&self) -> Option<StateCodec>;
 }
 

@@ -69,9 +69,14 @@ impl<K: Hash + Eq, V: Merge> Merge for HashMap<K, V> {
 /// Keyed state: one value per message key hash. Lessees own hash partitions;
 /// per-key message order is kept across scaling.
 ///
+/// A function writes the key of the message it runs (the `key` it is
+/// given): on a lessee, another key may be owned by another instance, and
+/// the two values would collide when the parts come home (the one coming
+/// home wins). A state shared by every key belongs in a `Merged` operator.
+///
 /// The state of a durable operator also tracks which keys may have changed
 /// since its last checkpoint (every key reached through a `&mut` accessor),
-/// so a checkpoint can save only those (see `durable`). Tracking is off for
+/// so a checkpoint can save only those (see `DurableState`). Tracking is off for
 /// operators that are not durable, and in a state a function replaced with
 /// `Keyed::default()`: such a state is saved whole at the next checkpoint.
 /// A change made through a shared reference (interior mutability in a
@@ -234,7 +239,7 @@ impl<V: Send + 'static> OperatorState for Keyed<V> {
     fn absorb(&mut self, other: Self) {
         for (k, v) in other.map {
             let prev = self.map.insert(k, v);
-            assert!(prev.is_none(), "key {k:#x} held by two instances");
+            debug_assert!(prev.is_none(), "key {k:#x} held by two instances");
         }
         // A part that did not track may have changed anything: then the
         // whole is not tracked (saved whole at the next checkpoint).

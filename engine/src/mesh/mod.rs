@@ -10,8 +10,8 @@
 //!   value, as glommio's `channel_mesh` makes the mesh a type.
 //!
 //! The mesh is sans-IO but for the doorbell's socket: it carries packets of
-//! any type `P` and knows nothing of what they mean. It imports only `sync`
-//! and the protocol's `ShardId`.
+//! any type `P` and knows nothing of what they mean. It imports only `sync`,
+//! the protocol's `ShardId` and `limits`.
 
 pub mod doorbell;
 #[cfg(feature = "runtime")]

@@ -125,7 +125,7 @@ pub enum EngineError {
     NoDataDir(String),
     /// A durability failure that is not the storage's: a lock held, a DAG
     /// that does not match its checkpoint, bytes that do not decode, a
-    /// failed ingress log, or a durable-only call on an app that is not.
+    /// checkpoint timed out, or a durable-only call on an app that is not.
     #[error("durability of {app:?}: {reason}")]
     Durability {
         /// The application's name.
@@ -145,18 +145,38 @@ pub enum EngineError {
     Io(#[from] std::io::Error),
 }
 
-/// A storage failure of a durable app, with its cause.
+/// A storage failure of a durable app, with its cause: `source()` is the
+/// `StorageError`. Shared (`Arc`): after its ingress log failed, a journal
+/// refuses every later request with the same failure.
 #[cfg(feature = "runtime")]
-#[derive(Debug, thiserror::Error)]
-#[error("durability of {app:?}: {what}: {source}")]
+#[derive(Debug, Clone)]
 pub struct StorageFailure {
     /// The application's name.
     pub app: String,
     /// What the engine was doing (opening the log, committing checkpoint 7).
     pub what: String,
     /// The storage's error, with its file and offset.
-    #[source]
-    pub source: dirigo_storage::StorageError,
+    pub source: std::sync::Arc<dirigo_storage::StorageError>,
+}
+
+#[cfg(feature = "runtime")]
+impl std::fmt::Display for StorageFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "durability of {:?}: {}: {}",
+            self.app, self.what, self.source
+        )
+    }
+}
+
+/// By hand rather than derived: the source is the `StorageError` itself,
+/// not the `Arc` around it, so a caller can downcast it.
+#[cfg(feature = "runtime")]
+impl std::error::Error for StorageFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
 }
 
 /// The engine's result type.

@@ -112,11 +112,13 @@ impl AppIngress {
     }
 
     /// Hand events to `source`'s shard: once (`wait` false) or waiting out
-    /// a full inbox. Refused events come back with the reason.
+    /// a full inbox. `at_ns` is when the client handed them over; `None`:
+    /// now, read once the command is counted. Refused events come back with
+    /// the reason.
     pub(crate) fn ingest(
         &self,
         source: OperatorId,
-        at_ns: u64,
+        at_ns: Option<u64>,
         events: Vec<(u64, AnyBox)>,
         wait: bool,
     ) -> IngestReply {
@@ -133,7 +135,7 @@ impl AppIngress {
         let cmd = Command::Ingest {
             app: self.id(),
             source,
-            at_ns,
+            at_ns: at_ns.unwrap_or_else(|| self.shards.now_ns()),
             events,
         };
         self.submit(node.home as usize, cmd, wait)
@@ -228,7 +230,7 @@ impl Forward for AppIngress {
     ) -> IngestReply {
         // Logged events are never refused for a full inbox: giving up would
         // let the state miss them.
-        self.ingest(source, at_ns, events, true)
+        self.ingest(source, Some(at_ns), events, true)
     }
 
     fn inject_now(&self, kind: BarrierKind, tag: u64) -> Result<Epoch> {

@@ -44,7 +44,7 @@ impl<'a> ShardFx<'a> {
     /// `checkpoint` (durable operators of durable apps only).
     ///
     /// `tag` is the barrier's: the checkpoint number, and whether it is a
-    /// full one (`journal::checkpoint_tag`). An incremental checkpoint saves
+    /// full one (`durability::request::checkpoint_tag`). An incremental checkpoint saves
     /// what changed since the last one where the state can tell.
     fn save_checkpoint(&mut self, f: &Arc<dyn ErasedFunction>, state: &mut Instance, tag: u64) {
         let (Some(sink), Some(codec)) = (&self.plan.state_sink, f.state_codec()) else {

@@ -82,7 +82,9 @@ impl Shard {
         else {
             return;
         };
-        assert_eq!(
+        // Not an `assert!`: after a barrier that reached only some sources
+        // (a shard gone mid-injection), the next one skips an id here.
+        debug_assert_eq!(
             barrier.id,
             src.epoch + 1,
             "barriers reach a source in order"
