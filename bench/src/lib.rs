@@ -5,6 +5,7 @@
 //! measurements (`storage_bench`, the library of the `storage` binary).
 
 pub mod apps;
+pub mod cpu;
 pub mod load;
 pub mod slo_mix;
 pub mod storage_bench;

@@ -27,15 +27,15 @@
 //! The app's name is fixed, so its operators' homes (`home_shard`) are the
 //! same in every run; they are printed. On 2 shards (by the engine's
 //! current formula) the source is on shard 0 and `count` and the sink on
-//! shard 1, so the 2-shard figure includes a cross-shard hop. Also printed: the machine's cores, and the CPU time
-//! this process and all other processes used during the timed windows
-//! (`/proc/stat` and `/proc/self/stat`), so a run disturbed by something
-//! else on the machine shows as such.
+//! shard 1, so the 2-shard figure includes a cross-shard hop. Also
+//! printed: the machine's cores, and the CPU time this process and all
+//! other processes used during the timed windows (`dirigo_bench::cpu`), so
+//! a run disturbed by something else on the machine shows as such.
 //!
 //! The file uses only the engine's crate-root API (`dirigo_engine::{..}`),
-//! clap and std, so the very same file builds against an older engine of
-//! that API: copy it into that checkout's `bench/src/bin/` and run the same
-//! command there to compare the two engines.
+//! so it builds against an older engine of that API: check that engine out
+//! beside this bench crate and run the same command there to compare the
+//! two engines.
 //!
 //! Rerun: `cargo run --release -p dirigo-bench --bin throughput` (defaults:
 //! `--shards 1,2 --runs 5 --events 4000000 --keys 100000`, pinned; about
@@ -46,6 +46,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use dirigo_bench::cpu::{self, CpuUse};
 use dirigo_engine::{
     home_shard, key_hash, AppBuilder, Barrier, BarrierKind, Context, Function, Keyed, Node,
     NodeConfig, Placement, SinkEvent, SinkReceiver,
@@ -182,86 +183,6 @@ fn oracle(batches: &[Vec<(u64, u64)>]) -> Totals {
 }
 
 // ---------------------------------------------------------------------
-// Machine CPU, to see interference
-// ---------------------------------------------------------------------
-
-/// CPU time counters of the machine and of this process (Linux `/proc`).
-#[derive(Clone, Copy, Debug)]
-struct CpuSnap {
-    /// Non-idle ticks over all CPUs.
-    busy: u64,
-    /// All ticks over all CPUs.
-    total: u64,
-    /// CPUs listed in `/proc/stat`.
-    cpus: usize,
-    /// This process's user + system ticks.
-    own: u64,
-}
-
-fn cpu_snap() -> Option<CpuSnap> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let mut lines = stat.lines();
-    let f: Vec<u64> = lines
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // user nice system idle iowait irq softirq steal ...
-    let at = |i: usize| f.get(i).copied().unwrap_or(0);
-    let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
-    let total = busy + at(3) + at(4);
-    let cpus = lines.filter(|l| l.starts_with("cpu")).count().max(1);
-    let me = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may hold spaces) start at the
-    // state, field 3; utime and stime are fields 14 and 15.
-    let after = &me[me.rfind(')')? + 1..];
-    let g: Vec<&str> = after.split_whitespace().collect();
-    let own = g.get(11)?.parse::<u64>().ok()? + g.get(12)?.parse::<u64>().ok()?;
-    Some(CpuSnap {
-        busy,
-        total,
-        cpus,
-        own,
-    })
-}
-
-/// CPU core-seconds over some wall time: this process's, every other
-/// process's, and what the machine had (cores × wall time).
-#[derive(Clone, Copy, Debug, Default)]
-struct CpuUse {
-    own_s: f64,
-    others_s: f64,
-    capacity_s: f64,
-}
-
-impl CpuUse {
-    /// Between two snapshots `wall_s` apart (ticks scaled so that all
-    /// ticks over all CPUs are `cpus × wall_s`).
-    fn between(a: Option<CpuSnap>, b: Option<CpuSnap>, wall_s: f64) -> Option<CpuUse> {
-        let (a, b) = (a?, b?);
-        let total = b.total.checked_sub(a.total).filter(|t| *t > 0)? as f64;
-        let busy = b.busy.saturating_sub(a.busy) as f64;
-        let own = (b.own.saturating_sub(a.own) as f64).min(busy);
-        let capacity_s = b.cpus as f64 * wall_s;
-        let scale = capacity_s / total;
-        Some(CpuUse {
-            own_s: own * scale,
-            others_s: (busy - own) * scale,
-            capacity_s,
-        })
-    }
-
-    fn add(self, o: CpuUse) -> CpuUse {
-        CpuUse {
-            own_s: self.own_s + o.own_s,
-            others_s: self.others_s + o.others_s,
-            capacity_s: self.capacity_s + o.capacity_s,
-        }
-    }
-}
-
-// ---------------------------------------------------------------------
 // One run
 // ---------------------------------------------------------------------
 
@@ -297,7 +218,7 @@ fn one_run(
     let batches = template.to_vec();
     let n: usize = batches.iter().map(Vec::len).sum();
 
-    let cpu0 = cpu_snap();
+    let cpu0 = cpu::snap();
     let start = Instant::now();
     for batch in batches {
         src.send_batch(batch, SEND_TIMEOUT).map_err(|r| r.error)?;
@@ -306,7 +227,7 @@ fn one_run(
     let send_s = start.elapsed().as_secs_f64();
     let outputs = wait_for_barrier(&out)?;
     let total_s = start.elapsed().as_secs_f64();
-    let cpu = CpuUse::between(cpu0, cpu_snap(), total_s);
+    let cpu = CpuUse::between(cpu0, cpu::snap(), total_s);
     node.shutdown();
 
     if outputs != [expected] {
@@ -413,7 +334,7 @@ fn run_all(
                 r.total_s
             );
             c.rates.push(r.events_per_s);
-            c.cpu = c.cpu.zip(r.cpu).map(|(a, b)| a.add(b));
+            c.cpu = c.cpu.zip(r.cpu).map(|(a, b)| a + b);
         }
         all.push(c);
     }
@@ -422,7 +343,7 @@ fn run_all(
 
 /// The machine, the workload and the app's home shards.
 fn describe(cli: &Cli, expected: Totals) -> String {
-    let listed = cpu_snap().map_or("?".to_string(), |c| c.cpus.to_string());
+    let listed = cpu::snap().map_or("?".to_string(), |c| c.cpus.to_string());
     let usable = std::thread::available_parallelism().map_or("?".to_string(), |n| n.to_string());
     let homes: Vec<String> = cli
         .shards
@@ -478,7 +399,7 @@ fn summary(cli: &Cli, all: &[ConfigRuns]) -> String {
             "{:>6} {:>14.0} {:>14.0} {:>14.0} {:>9.3} {:>9} {:>9} {:>9}\n",
             c.shards, sp.median, sp.min, sp.max, vs, own, others, cap
         );
-        cpu = cpu.zip(c.cpu).map(|(a, b)| a.add(b));
+        cpu = cpu.zip(c.cpu).map(|(a, b)| a + b);
     }
     s += "ev/s: events from the first send to the window-close barrier at the sink; vs first: \
           median over the first row's; own-cs / others-cs: CPU core-seconds of this process / \

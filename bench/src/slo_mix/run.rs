@@ -20,6 +20,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::workload::{AppSpec, Arrivals, Config, Event, Workload};
 use super::{ms, Error};
+use crate::cpu::{self, CpuUse};
 use crate::load::LoadReport;
 
 // ---------------------------------------------------------------------
@@ -364,59 +365,6 @@ fn placeholder_stats() -> AppStats {
 }
 
 // ---------------------------------------------------------------------
-// Machine CPU, to see interference
-// ---------------------------------------------------------------------
-
-/// CPU time counters of the machine and of this process (Linux `/proc`).
-#[derive(Clone, Copy, Debug)]
-struct CpuSnap {
-    /// Non-idle ticks over all CPUs.
-    busy: u64,
-    /// All ticks over all CPUs.
-    total: u64,
-    cpus: usize,
-    /// This process's user + system ticks.
-    own: u64,
-}
-
-fn cpu_snap() -> Option<CpuSnap> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let mut lines = stat.lines();
-    let f: Vec<u64> = lines
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // user nice system idle iowait irq softirq steal ...
-    let at = |i: usize| f.get(i).copied().unwrap_or(0);
-    let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
-    let total = busy + at(3) + at(4);
-    let cpus = lines.filter(|l| l.starts_with("cpu")).count().max(1);
-    let me = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after = &me[me.rfind(')')? + 1..];
-    let g: Vec<&str> = after.split_whitespace().collect();
-    let own = g.get(11)?.parse::<u64>().ok()? + g.get(12)?.parse::<u64>().ok()?;
-    Some(CpuSnap {
-        busy,
-        total,
-        cpus,
-        own,
-    })
-}
-
-/// (this process, everything else) CPU core-seconds between two snapshots
-/// `wall_s` apart.
-fn cpu_split(a: Option<CpuSnap>, b: Option<CpuSnap>, wall_s: f64) -> Option<(f64, f64)> {
-    let (a, b) = (a?, b?);
-    let total = b.total.checked_sub(a.total).filter(|t| *t > 0)? as f64;
-    let busy = b.busy.saturating_sub(a.busy) as f64;
-    let own = (b.own.saturating_sub(a.own) as f64).min(busy);
-    let scale = b.cpus as f64 * wall_s / total;
-    Some((own * scale, (busy - own) * scale))
-}
-
-// ---------------------------------------------------------------------
 // One run
 // ---------------------------------------------------------------------
 
@@ -430,7 +378,7 @@ pub fn run(config: Config, w: &Workload) -> Result<ConfigResult, Error> {
 
     let base = node.stats()?;
     let mut timeline = vec![Sample::take(Duration::ZERO, &base, &w.apps)];
-    let cpu0 = cpu_snap();
+    let cpu0 = cpu::snap();
     let start = Instant::now();
     let duration = w.duration;
     let gen = std::thread::Builder::new()
@@ -442,7 +390,8 @@ pub fn run(config: Config, w: &Workload) -> Result<ConfigResult, Error> {
         .map_err(|_| Error::from("the load generator thread panicked"))?;
     let window = node.stats()?;
     let window_ns = start.elapsed().as_nanos() as u64;
-    let cpu = cpu_split(cpu0, cpu_snap(), window_ns as f64 / 1e9);
+    let cpu =
+        CpuUse::between(cpu0, cpu::snap(), window_ns as f64 / 1e9).map(|c| (c.own_s, c.others_s));
     timeline.push(Sample::take(start.elapsed(), &window, &w.apps));
 
     let (drained, drain_s) = drain(&handles, w.drain);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::fx::ShardFx;
 use super::instance::Instance;
-use super::slots::{rank_of, schedule, InstRef, LessorSlot, SourceState};
+use super::slots::{LessorSlot, SourceState};
 use super::Shard;
 use crate::func::ErasedState;
 use crate::limits::COMMANDS_PER_TURN;
@@ -223,20 +223,9 @@ impl Shard {
         let slot = self.lessors.get_mut(&actor)?;
         let mut fx = self.env.fx(actor, &plan, false);
         let r = f(&mut slot.m, &mut fx);
-        schedule(
-            &mut self.ready,
-            &mut slot.queued,
-            slot.m.has_work(),
-            InstRef::Lessor(actor),
-            || {
-                rank_of(
-                    &mut *self.env.policy,
-                    &plan,
-                    slot.m.next(),
-                    self.env.clock.now_ns(),
-                )
-            },
-        );
+        slot.schedule(actor, &mut self.ready, &mut *self.env.policy, &plan, || {
+            self.env.clock.now_ns()
+        });
         Some(r)
     }
 }

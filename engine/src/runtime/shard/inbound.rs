@@ -6,7 +6,7 @@
 //! as dropped, never run.
 
 use super::instance::{Instance, Part};
-use super::slots::{rank_of, schedule, InstRef, LesseeSlot, LessorSlot};
+use super::slots::{LesseeSlot, LessorSlot};
 use super::{Packet, Shard};
 use crate::model::{ActorId, Message};
 use crate::plan::{Plan, PlanKind};
@@ -59,20 +59,9 @@ impl Shard {
         };
         let mut fx = self.env.fx(actor, &plan, false);
         slot.m.on_wire(wire, &mut fx);
-        schedule(
-            &mut self.ready,
-            &mut slot.queued,
-            slot.m.has_work(),
-            InstRef::Lessor(actor),
-            || {
-                rank_of(
-                    &mut *self.env.policy,
-                    &plan,
-                    slot.m.next(),
-                    self.env.clock.now_ns(),
-                )
-            },
-        );
+        slot.schedule(actor, &mut self.ready, &mut *self.env.policy, &plan, || {
+            self.env.clock.now_ns()
+        });
     }
 
     /// A message for the lessor of its actor, homed here: wake the actor
@@ -110,20 +99,9 @@ impl Shard {
         msg.header.enqueued_ns = now;
         let mut fx = self.env.fx(actor, &plan, false);
         slot.m.on_input(msg, &mut fx);
-        schedule(
-            &mut self.ready,
-            &mut slot.queued,
-            slot.m.has_work(),
-            InstRef::Lessor(actor),
-            || {
-                rank_of(
-                    &mut *self.env.policy,
-                    &plan,
-                    slot.m.next(),
-                    self.env.clock.now_ns(),
-                )
-            },
-        );
+        slot.schedule(actor, &mut self.ready, &mut *self.env.policy, &plan, || {
+            self.env.clock.now_ns()
+        });
         self.maybe_lease(actor, &plan, now);
     }
 
@@ -149,19 +127,12 @@ impl Shard {
         };
         slot.last_active_ns = now;
         slot.m.on_wire(wire);
-        schedule(
+        slot.schedule(
+            (actor, lease),
             &mut self.ready,
-            &mut slot.queued,
-            slot.m.has_work(),
-            InstRef::Lessee(actor, lease),
-            || {
-                rank_of(
-                    &mut *self.env.policy,
-                    &plan,
-                    slot.m.next(),
-                    self.env.clock.now_ns(),
-                )
-            },
+            &mut *self.env.policy,
+            &plan,
+            || self.env.clock.now_ns(),
         );
     }
 

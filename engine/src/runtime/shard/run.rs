@@ -2,7 +2,7 @@
 //! per turn, instances in the policy's rank order (one message per step,
 //! FIFO within an instance), each re-ranked after its step.
 
-use super::slots::{rank_of, schedule, InstRef};
+use super::slots::InstRef;
 use super::Shard;
 use crate::model::ActorId;
 use crate::plan::Plan;
@@ -49,13 +49,7 @@ impl Shard {
         let now = self.env.clock.now_ns();
         slot.last_active_ns = now;
         let more = slot.m.has_work();
-        schedule(
-            &mut self.ready,
-            &mut slot.queued,
-            more,
-            InstRef::Lessor(a),
-            || rank_of(&mut *self.env.policy, plan, slot.m.next(), now),
-        );
+        slot.schedule(a, &mut self.ready, &mut *self.env.policy, plan, || now);
         // A run changes what the policy predicts (a learned cost, a shorter
         // queue): ask again while work is left.
         if more {
@@ -94,19 +88,8 @@ impl Shard {
                 now,
             );
         }
-        schedule(
-            &mut self.ready,
-            &mut slot.queued,
-            slot.m.has_work(),
-            InstRef::Lessee(a, l),
-            || {
-                rank_of(
-                    &mut *self.env.policy,
-                    plan,
-                    slot.m.next(),
-                    self.env.clock.now_ns(),
-                )
-            },
-        );
+        slot.schedule((a, l), &mut self.ready, &mut *self.env.policy, plan, || {
+            self.env.clock.now_ns()
+        });
     }
 }

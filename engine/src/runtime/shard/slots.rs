@@ -57,7 +57,7 @@ impl InstRef {
 
 /// Queue `r` if it has work and is not queued yet, at the rank `rank()`
 /// gives (called only then).
-pub(super) fn schedule(
+fn schedule(
     ready: &mut RunQueue<InstRef>,
     queued: &mut bool,
     has_work: bool,
@@ -72,12 +72,7 @@ pub(super) fn schedule(
 
 /// The run-queue rank of an instance whose next step runs `next` (protocol
 /// work when `None`: urgent).
-pub(super) fn rank_of(
-    policy: &mut dyn Policy,
-    plan: &Plan,
-    next: Option<&Message>,
-    now: u64,
-) -> Rank {
+fn rank_of(policy: &mut dyn Policy, plan: &Plan, next: Option<&Message>, now: u64) -> Rank {
     match next {
         Some(m) => policy.rank(&m.header, &plan.op_view(m.header.actor.op), now),
         None => Rank::URGENT,
@@ -85,6 +80,22 @@ pub(super) fn rank_of(
 }
 
 impl LessorSlot {
+    /// Queue this lessor of `actor` if it has work and is not queued yet,
+    /// ranked by the policy at `now()` (read only then).
+    pub(super) fn schedule(
+        &mut self,
+        actor: ActorId,
+        ready: &mut RunQueue<InstRef>,
+        policy: &mut dyn Policy,
+        plan: &Plan,
+        now: impl FnOnce() -> u64,
+    ) {
+        let r = InstRef::Lessor(actor);
+        schedule(ready, &mut self.queued, self.m.has_work(), r, || {
+            rank_of(policy, plan, self.m.next(), now())
+        });
+    }
+
     /// A lessor just activated (or woken) at `now`.
     pub(super) fn new(m: Lessor<Message, Instance>, now: u64) -> LessorSlot {
         LessorSlot {
@@ -97,6 +108,22 @@ impl LessorSlot {
 }
 
 impl LesseeSlot {
+    /// Queue this lessee (`key`) if it has work and is not queued yet,
+    /// ranked by the policy at `now()` (read only then).
+    pub(super) fn schedule(
+        &mut self,
+        key: (ActorId, LeaseId),
+        ready: &mut RunQueue<InstRef>,
+        policy: &mut dyn Policy,
+        plan: &Plan,
+        now: impl FnOnce() -> u64,
+    ) {
+        let r = InstRef::Lessee(key.0, key.1);
+        schedule(ready, &mut self.queued, self.m.has_work(), r, || {
+            rank_of(policy, plan, self.m.next(), now())
+        });
+    }
+
     /// A lessee just accepted at `now`.
     pub(super) fn new(m: Lessee<Message, Instance>, now: u64) -> LesseeSlot {
         LesseeSlot {
