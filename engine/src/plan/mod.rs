@@ -67,6 +67,9 @@ pub(crate) struct PlanNode {
     /// Learned mean cost of one message here, in ns (a relaxed gauge that
     /// any shard running the operator updates; an estimate, racy by design).
     pub cost_ns: AtomicU64,
+    /// Learned cost of the longest path from here to a sink, this node
+    /// included: kept up to date by `learn_cost`, so reading it is O(1).
+    pub path_cost_ns: AtomicU64,
 }
 
 /// An app as deployed on a node: shared, read-only, by every shard.
@@ -142,6 +145,7 @@ impl PlanNode {
             source_clone,
             event_codec,
             cost_ns: AtomicU64::new(0),
+            path_cost_ns: AtomicU64::new(0),
         }
     }
 }
@@ -213,19 +217,38 @@ impl Plan {
                 old - old / 8 + sample_ns / 8
             };
             n.cost_ns.store(new.max(1), Ordering::Relaxed);
+            self.update_path_costs(op);
+        }
+    }
+
+    /// Refresh the path cost of `from` and of every node before it, in one
+    /// backward pass: edges point from earlier to later nodes (the builder
+    /// makes every app a DAG in declaration order), so a node's path cost
+    /// depends only on later nodes' and only nodes up to `from` can have a
+    /// path through it. O(nodes + edges) per cost update, where following
+    /// every path would be exponential in a diamond-shaped DAG.
+    fn update_path_costs(&self, from: OperatorId) {
+        for n in self.nodes[..=from.0 as usize].iter().rev() {
+            let below = n
+                .outs
+                .iter()
+                .map(|(child, _)| {
+                    self.nodes[child.0 as usize]
+                        .path_cost_ns
+                        .load(Ordering::Relaxed)
+                })
+                .max()
+                .unwrap_or(0);
+            let cost = n.cost_ns.load(Ordering::Relaxed);
+            n.path_cost_ns
+                .store(cost.saturating_add(below), Ordering::Relaxed);
         }
     }
 
     /// Learned cost of the longest path from `op` to a sink, `op` included.
     pub(crate) fn path_cost_ns(&self, op: OperatorId) -> u64 {
-        let Some(n) = self.node(op) else { return 0 };
-        let below = n
-            .outs
-            .iter()
-            .map(|(child, _)| self.path_cost_ns(*child))
-            .max()
-            .unwrap_or(0);
-        n.cost_ns.load(Ordering::Relaxed).saturating_add(below)
+        self.node(op)
+            .map_or(0, |n| n.path_cost_ns.load(Ordering::Relaxed))
     }
 
     /// What a policy sees of `op`.
@@ -240,6 +263,96 @@ impl Plan {
             strategy: node.map_or(Strategy::Sequential, |n| n.strategy),
             cost_ns: self.cost_ns(op),
             path_cost_ns: self.path_cost_ns(op),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::func::{Context, Function, Merged, Typed};
+
+    struct Pass;
+    impl Function for Pass {
+        type In = u64;
+        type Out = u64;
+        type State = Merged<u64>;
+        fn on_message(&self, _: &mut Merged<u64>, k: u64, v: u64, ctx: &mut Context<'_, u64>) {
+            ctx.emit(k, v);
+        }
+    }
+
+    /// A DAG given by each node's inputs (node 0 the source).
+    fn plan(inputs: &[&[u16]]) -> Plan {
+        let nodes = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, ins)| NodeSpec {
+                name: format!("n{i}"),
+                kind: if i == 0 {
+                    NodeKind::Source {
+                        type_id: TypeId::of::<u64>(),
+                        type_name: "u64",
+                        clone: Arc::new(|v: &crate::model::AnyBox| {
+                            Box::new(*v.downcast_ref::<u64>().expect("u64")) as crate::model::AnyBox
+                        }),
+                        codec: None,
+                    }
+                } else {
+                    NodeKind::Operator(Arc::new(Typed::new(Pass)))
+                },
+                inputs: ins.to_vec(),
+            })
+            .collect();
+        let app = App {
+            name: "dag".into(),
+            slo: Duration::from_millis(10),
+            class: AppClass::LatencyCritical,
+            nodes,
+            durable: false,
+        };
+        Plan::compile(app, AppId(1), 1, None)
+    }
+
+    /// The sequential oracle: walk every path.
+    fn longest(p: &Plan, op: usize) -> u64 {
+        let n = &p.nodes[op];
+        let below = n
+            .outs
+            .iter()
+            .map(|(c, _)| longest(p, c.0 as usize))
+            .max()
+            .unwrap_or(0);
+        n.cost_ns.load(Ordering::Relaxed) + below
+    }
+
+    #[test]
+    fn path_costs_equal_the_longest_path_after_every_update() {
+        // Two diamonds in a row and a side branch:
+        // 0 -> 1,2 -> 3 -> 4,5 -> 6; 1 -> 7.
+        let p = plan(&[&[], &[0], &[0], &[1, 2], &[3], &[3], &[4, 5], &[1]]);
+        let samples = [
+            (3, 50),
+            (6, 7),
+            (2, 100),
+            (5, 30),
+            (1, 1),
+            (7, 400),
+            (4, 5),
+            (6, 9),
+        ];
+        for (op, ns) in samples {
+            p.learn_cost(OperatorId(op), ns);
+            for i in 0..p.nodes.len() {
+                assert_eq!(
+                    p.path_cost_ns(OperatorId(i as u16)),
+                    longest(&p, i),
+                    "node {i} after learning {ns} ns at {op}"
+                );
+            }
         }
     }
 }
