@@ -123,6 +123,14 @@ fn unknown_names_and_wrong_types_are_clear_errors() {
             shards: 2
         })
     ));
+    // A revoke names a shard the same way: 65536 is no shard, not shard 0.
+    assert!(matches!(
+        h.revoke("sum", Some(65_536)),
+        Err(EngineError::NoSuchShard {
+            shard: 65_536,
+            shards: 2
+        })
+    ));
 
     // Malformed apps never reach the node.
     let mut b = AppBuilder::new("empty");
@@ -341,4 +349,48 @@ fn a_stream_of_another_app_is_refused_at_build() {
     );
     let _rx = third.sink("out", theirs);
     assert!(third.build().is_err(), "a sink of another app's stream");
+}
+
+/// Durations at their extremes (`Duration::MAX` for "never", zero for
+/// "always") are a configuration, not a crash: the shards park, lease,
+/// time their idle lessees and deactivate without overflowing.
+#[test]
+fn extreme_durations_in_the_config_do_not_panic_a_shard() {
+    let node = Node::start(NodeConfig {
+        shards: 2,
+        placement: Placement::Unpinned,
+        housekeeping: Duration::MAX,
+        idle_deactivate: Duration::MAX,
+        spin_before_park: Duration::ZERO,
+        run_quota: Duration::MAX,
+        autoscale: dirigo_engine::AutoScale {
+            lessee_idle: Duration::MAX,
+            ..dirigo_engine::AutoScale::default()
+        },
+        ..NodeConfig::default()
+    })
+    .expect("node starts");
+    let (app, rx) = app("extremes", Duration::ZERO);
+    let h = node.deploy(app).expect("deploys");
+    let src = h.source::<u64>("numbers").expect("source");
+    for round in 0..5u64 {
+        src.send(round, 1).expect("accepted");
+        // Let both shards run out of work and park (the nap is computed
+        // from `housekeeping`).
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // An explicit lease arms the lessee's idle timer (from `lessee_idle`).
+    let lease = h.lease("sum", 0).expect("asks");
+    let lease = lease.or_else(|| h.lease("sum", 1).expect("asks"));
+    assert!(lease.is_some(), "a lease on one of the two shards");
+    for round in 5..10u64 {
+        src.send(round, 1).expect("accepted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.quiesce(Duration::from_secs(10)).expect("drains");
+    let stats = node.stats().expect("every shard still answers");
+    assert_eq!(stats.shards.len(), 2);
+    let got = rx.drain().len();
+    assert_eq!(got, 10, "every event reached the sink");
+    node.shutdown();
 }

@@ -411,6 +411,10 @@ impl AppHandle {
             app: self.id(),
             op: id,
         };
+        let shards = self.entry.ingress.shards().count();
+        if let Some(shard) = shard.filter(|&s| s >= shards) {
+            return Err(EngineError::NoSuchShard { shard, shards });
+        }
         let shard = shard.map(|s| s as ShardId);
         self.entry
             .ingress

@@ -2,7 +2,7 @@
 //! origin for every shard's timestamps) and each shard's published backlog
 //! gauge (relaxed, advisory: no decision's correctness depends on it).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::sync::AtomicUsize;
 
@@ -12,6 +12,13 @@ use crate::sync::AtomicUsize;
 #[derive(Default)]
 pub(crate) struct Gauge {
     pub backlog: AtomicUsize,
+}
+
+/// `d` in ns, saturating: a configured or policy-given duration too long
+/// for the clock (`Duration::MAX` for "never") stays the longest one.
+#[inline]
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The node clock: ns since the node started, the same origin on every shard.

@@ -11,6 +11,7 @@ use crate::durability::spill;
 use crate::model::ActorId;
 use crate::plan::PlanKind;
 use crate::protocol::Dormant;
+use crate::runtime::clock::nanos;
 use crate::runtime::metrics::ShardStats;
 use crate::sync::Ordering;
 
@@ -26,7 +27,7 @@ impl Shard {
         // the idle timeout, not every housekeeping: an actor goes dormant at
         // most 12.5% late, and a shard with many actors does not spend its
         // turns scanning them.
-        let idle_ns = self.cfg.idle_deactivate.as_nanos() as u64;
+        let idle_ns = nanos(self.cfg.idle_deactivate);
         if now.saturating_sub(self.last_idle_scan_ns) < idle_ns / 8 {
             return 0;
         }

@@ -59,7 +59,7 @@ use std::time::Duration;
 use self::asleep::Asleep;
 use self::fx::ShardFx;
 use self::slots::{InstRef, LesseeSlot, LessorSlot, SourceState};
-use super::clock::{Clock, Gauge};
+use super::clock::{nanos, Clock, Gauge};
 use super::command::Command;
 use super::config::NodeConfig;
 use super::metrics::{AppStats, ShardStats};
@@ -198,7 +198,7 @@ impl Shard {
 
     /// The dispatcher loop; returns when told to stop.
     pub(crate) async fn run(mut self) {
-        let spin_ns = self.cfg.spin_before_park.as_nanos() as u64;
+        let spin_ns = nanos(self.cfg.spin_before_park);
         let mut idle_since: Option<u64> = None;
         while !self.stopping {
             let start = self.env.clock.now_ns();
@@ -231,7 +231,7 @@ impl Shard {
         let now = self.env.clock.now_ns();
         did += self.fire_idle_timers(now);
         let dt = now.saturating_sub(self.last_housekeeping_ns);
-        if dt >= self.cfg.housekeeping.as_nanos() as u64 {
+        if dt >= nanos(self.cfg.housekeeping) {
             self.last_housekeeping_ns = now;
             did += self.housekeeping(now, dt);
         }
@@ -306,7 +306,11 @@ impl Shard {
     /// How long to sleep without a ring: long enough to be cheap, short
     /// enough for housekeeping (idle deactivation) and the next idle timer.
     fn nap(&self) -> Duration {
-        let nap = (self.cfg.housekeeping * 10).clamp(PARK_NAP_MIN, PARK_NAP_MAX);
+        let nap = self
+            .cfg
+            .housekeeping
+            .saturating_mul(10)
+            .clamp(PARK_NAP_MIN, PARK_NAP_MAX);
         match self.idle_timers.peek() {
             Some(Reverse((due, ..))) => {
                 let until = Duration::from_nanos(due.saturating_sub(self.env.clock.now_ns()));

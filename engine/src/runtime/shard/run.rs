@@ -7,13 +7,14 @@ use super::Shard;
 use crate::model::ActorId;
 use crate::plan::Plan;
 use crate::protocol::LeaseId;
+use crate::runtime::clock::nanos;
 
 impl Shard {
     /// Run ready instances until the budget or the quota is spent. Returns
     /// how many steps ran.
     pub(super) fn run_ready(&mut self) -> usize {
         let mut ran = 0;
-        let quota = self.cfg.run_quota.as_nanos() as u64;
+        let quota = nanos(self.cfg.run_quota);
         let start = self.env.clock.now_ns();
         for _ in 0..self.cfg.step_budget {
             if ran > 0 && self.env.clock.now_ns().saturating_sub(start) >= quota {

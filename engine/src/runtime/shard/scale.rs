@@ -12,6 +12,7 @@ use super::Shard;
 use crate::model::ActorId;
 use crate::plan::Plan;
 use crate::protocol::{LeaseId, LessorMode, ShardId, Strategy};
+use crate::runtime::clock::nanos;
 use crate::runtime::config::NodeConfig;
 use crate::sched::policy::{Policy, QueueView, Scale};
 use crate::sync::Ordering;
@@ -50,7 +51,7 @@ impl Shard {
             return;
         }
         // Whatever comes of it, do not ask again for a housekeeping period.
-        slot.scale_after_ns = now + self.cfg.housekeeping.as_nanos() as u64;
+        slot.scale_after_ns = now.saturating_add(nanos(self.cfg.housekeeping));
         let taken: Vec<ShardId> = m.lessee_shards().map(|(_, sh)| sh).collect();
         let target = (0..self.env.gauges.len() as ShardId)
             .filter(|s| *s != self.env.id && !taken.contains(s))
@@ -83,7 +84,7 @@ impl Shard {
         }
         let idle = policy.release_after(&plan.op_view(key.0.op), &cfg.autoscale.limits());
         slot.timer_armed = true;
-        timers.push(Reverse((now + idle.as_nanos() as u64, key.0, key.1)));
+        timers.push(Reverse((now.saturating_add(nanos(idle)), key.0, key.1)));
     }
 
     /// Idle timers that are due: a lessee idle since its timer was armed
@@ -102,18 +103,21 @@ impl Shard {
                 continue;
             };
             slot.timer_armed = false;
-            let idle = self
-                .env
-                .policy
-                .release_after(&plan.op_view(actor.op), &self.limits)
-                .as_nanos() as u64;
+            let idle = nanos(
+                self.env
+                    .policy
+                    .release_after(&plan.op_view(actor.op), &self.limits),
+            );
             if slot.m.has_work() || slot.release_asked {
                 continue; // re-armed when it runs out of work again
             }
             if now.saturating_sub(slot.last_active_ns) < idle {
                 slot.timer_armed = true;
-                self.idle_timers
-                    .push(Reverse((slot.last_active_ns + idle, actor, lease)));
+                self.idle_timers.push(Reverse((
+                    slot.last_active_ns.saturating_add(idle),
+                    actor,
+                    lease,
+                )));
                 continue;
             }
             let mut fx = self.env.fx(actor, &plan, true);
