@@ -50,7 +50,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Result, StorageError};
 use crate::format::MAX_RECORD_LEN;
 use crate::manifest::{
-    self, create_dir, list, numbered, parse_numbered, remove_if_exists, sync_dir, Listed, Manifest,
+    self, create_dir, numbered, numbered_files, remove_if_exists, sync_dir, Listed, Manifest,
     SourcePoint, MANIFEST, MANIFEST_TMP,
 };
 use crate::{Segment, SegmentWriter};
@@ -668,11 +668,7 @@ impl Checkpoints {
 
 /// The checkpoint segments in `dir`: (epoch, path), ascending.
 fn segment_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    Ok(list(dir)?
-        .into_iter()
-        .filter_map(|(name, path)| Some((parse_numbered(&name, PREFIX)?, path)))
-        .filter(|(_, path)| path.is_file())
-        .collect())
+    numbered_files(dir, PREFIX)
 }
 
 /// Writes one checkpoint's segment; committed by [`Checkpoints::commit`].

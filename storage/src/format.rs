@@ -65,6 +65,10 @@ pub const RECORD_ALIGN: usize = 16;
 /// Largest payload a record may hold. Large state is written as many records
 /// (one per key or partition), never as one blob.
 pub const MAX_RECORD_LEN: usize = 64 << 20;
+/// Largest number a numbered segment's name may carry (a checkpoint's
+/// epoch, a log segment's first seq): far above anything a log or a
+/// checkpoint chain reaches, far below where `+ 1` overflows.
+pub const MAX_SEGMENT_NUMBER: u64 = 1 << 62;
 
 const _: () = assert!(HEADER_LEN % RECORD_ALIGN == 0);
 const _: () = assert!(RECORD_HEADER_LEN % RECORD_ALIGN == 0);

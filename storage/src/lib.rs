@@ -110,7 +110,9 @@ pub use checkpoint::{
     STATE_CHUNK_LEN,
 };
 pub use error::{Result, StorageError};
-pub use format::{Region, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_RECORD_LEN, RECORD_ALIGN};
+pub use format::{
+    Region, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_RECORD_LEN, MAX_SEGMENT_NUMBER, RECORD_ALIGN,
+};
 pub use log::IngressLog;
 pub use manifest::{MANIFEST, MANIFEST_TMP};
 pub use reader::{Records, Recovered, Segment};

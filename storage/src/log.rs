@@ -42,7 +42,7 @@ use rkyv::Archived;
 
 use crate::error::{Result, StorageError};
 use crate::format::Region;
-use crate::manifest::{create_dir, list, numbered, parse_numbered, remove_if_exists, sync_dir};
+use crate::manifest::{create_dir, numbered, numbered_files, remove_if_exists, sync_dir};
 use crate::{Record, Segment, SegmentWriter};
 
 /// File name prefix of ingress log segments.
@@ -98,11 +98,7 @@ impl<R: Record> IngressLog<R> {
         let dir = dir.as_ref().to_path_buf();
         create_dir(&dir)?;
         // `list` sorts by name; 20-digit names sort by first seq.
-        let files: Vec<(u64, PathBuf)> = list(&dir)?
-            .into_iter()
-            .filter_map(|(name, path)| Some((parse_numbered(&name, PREFIX)?, path)))
-            .filter(|(_, path)| path.is_file())
-            .collect();
+        let files = numbered_files(&dir, PREFIX)?;
         debug_assert!(files.windows(2).all(|w| w[0].0 < w[1].0));
 
         let mut segments = Vec::with_capacity(files.len());

@@ -26,7 +26,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StorageError};
-use crate::format::HEADER_LEN;
+use crate::format::{HEADER_LEN, MAX_SEGMENT_NUMBER};
 use crate::uring::Uring;
 use crate::{Segment, SegmentWriter};
 
@@ -248,6 +248,34 @@ pub(crate) fn parse_numbered(name: &str, prefix: &str) -> Option<u64> {
         return None;
     }
     digits.parse().ok()
+}
+
+/// The numbered segment files (`<prefix><n>.seg`) in `dir`, ascending by
+/// number; other names are not the caller's. A number above
+/// `MAX_SEGMENT_NUMBER` is refused, naming the file: counting on from it
+/// would overflow.
+pub(crate) fn numbered_files(dir: &Path, prefix: &str) -> Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for (name, path) in list(dir)? {
+        let Some(n) = parse_numbered(&name, prefix) else {
+            continue;
+        };
+        if !path.is_file() {
+            continue;
+        }
+        if n > MAX_SEGMENT_NUMBER {
+            return Err(StorageError::Invalid {
+                path,
+                offset: 0,
+                reason: format!(
+                    "its name numbers it {n}, above the largest segment number \
+                     {MAX_SEGMENT_NUMBER}"
+                ),
+            });
+        }
+        out.push((n, path));
+    }
+    Ok(out)
 }
 
 /// `<prefix><n as 20 digits>.seg`: names sort in numeric order.

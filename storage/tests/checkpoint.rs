@@ -636,3 +636,22 @@ proptest! {
         prop_assert_eq!(cps.listed(), vec![epoch + 1, epoch]);
     }
 }
+
+/// A stray segment numbered near `u64::MAX` (copied in by hand, or a bad
+/// rename) is refused at open, naming the file: taken as the newest epoch
+/// it would overflow the next checkpoint's number.
+#[test]
+fn an_epoch_near_the_end_of_u64_is_refused_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (mut cps, _) = Checkpoints::open(dir.path()).expect("open");
+        commit(&mut cps, 1, &states(1), &sources(1));
+    }
+    let stray = segment(dir.path(), u64::MAX);
+    std::fs::copy(segment(dir.path(), 1), &stray).expect("copy");
+    match Checkpoints::open(dir.path()) {
+        Err(StorageError::Invalid { path, .. }) => assert_eq!(path, stray),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok((cps, _)) => panic!("opened; the next epoch would be {}", cps.next_epoch()),
+    }
+}

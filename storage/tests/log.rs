@@ -534,3 +534,20 @@ fn open_creates_the_folder() {
     assert_eq!(log.commit().expect("empty commit"), 0);
     assert!(segment_files(&nested).is_empty(), "no empty segment left");
 }
+
+/// A segment whose name puts its first seq near `u64::MAX` is refused at
+/// open, naming the file: the log's sequence numbers would overflow.
+#[test]
+fn a_first_seq_near_the_end_of_u64_is_refused_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let _log = IngressLog::<Event>::open(dir.path(), SEGMENT_BYTES).expect("open");
+    }
+    let stray = dir.path().join(format!("log-{:020}.seg", u64::MAX - 1));
+    std::fs::write(&stray, b"").expect("write");
+    match IngressLog::<Event>::open(dir.path(), SEGMENT_BYTES) {
+        Err(StorageError::Invalid { path, .. }) => assert_eq!(path, stray),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(log) => panic!("opened at next seq {}", log.next_seq()),
+    }
+}
