@@ -102,12 +102,15 @@ fn parent() {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut acked = 0u64;
-    let (mut during_recovery, mut checkpoints) = (0, 0);
+    let (mut during_recovery, mut during_checkpoint, mut checkpoints) = (0, 0, 0);
     for round in 0..rounds {
         let (mut child, lines) = spawn_child(dir.path(), seed ^ round, false);
         // One kill in four lands before recovery is done (during restore,
-        // replay, or node start); the rest after a random stretch of load.
+        // replay, or node start); one in four the moment a checkpoint
+        // starts (its barrier in flight, states on their way, the manifest
+        // not yet replaced); the rest after a random stretch of load.
         let early = rng.gen_ratio(1, 4);
+        let at_checkpoint = !early && rng.gen_ratio(1, 3);
         let delay = if early {
             Duration::from_millis(rng.gen_range(0..25))
         } else {
@@ -119,6 +122,7 @@ fn parent() {
             None
         };
         let mut recovered = false;
+        let mut checkpointing = false;
         loop {
             let now = Instant::now();
             if kill_at.is_some_and(|t| now >= t) {
@@ -139,7 +143,13 @@ fn parent() {
                         }
                     } else if let Some(n) = field(&line, "acked ") {
                         acked = acked.max(n);
+                    } else if line == "checkpointing" {
+                        checkpointing = true;
+                        if at_checkpoint {
+                            break;
+                        }
                     } else if line.starts_with("checkpoint ") {
+                        checkpointing = false;
                         checkpoints += 1;
                     }
                 }
@@ -167,6 +177,16 @@ fn parent() {
             }
         }
         during_recovery += usize::from(!recovered);
+        during_checkpoint += usize::from(checkpointing);
+    }
+    // The seeded schedule covers every kind of kill it promises.
+    if rounds >= 20 {
+        assert!(
+            during_recovery > 0,
+            "no kill landed before recovery finished"
+        );
+        assert!(during_checkpoint > 0, "no kill landed during a checkpoint");
+        assert!(checkpoints > 0, "no checkpoint was committed");
     }
     // The last run: recover, send a little more, and report the state.
     let (mut child, lines) = spawn_child(dir.path(), seed ^ rounds, true);
@@ -207,8 +227,8 @@ fn parent() {
         "state after {rounds} kills != sequential oracle over {total} events"
     );
     eprintln!(
-        "crash: {rounds} SIGKILLs ({during_recovery} before recovery finished), {checkpoints} \
-         checkpoints seen, {acked} events acknowledged before the last kill, {total} in the final \
+        "crash: {rounds} SIGKILLs ({during_recovery} before recovery finished, \
+         {during_checkpoint} during a checkpoint), {checkpoints} checkpoints seen, {acked} events acknowledged before the last kill, {total} in the final \
          state, equal to the oracle"
     );
 }
@@ -260,6 +280,7 @@ fn child(args: &[String]) {
         say(&mut out, format!("acked {next}"));
         batches += 1;
         if batches % every == 0 {
+            say(&mut out, "checkpointing".to_string());
             let id = h.checkpoint().expect("checkpoint");
             say(&mut out, format!("checkpoint {id}"));
         }

@@ -497,9 +497,6 @@ fn truncate_before_never_deletes_uncommitted_or_current_segments() {
     let after = segment_files(dir.path());
     assert_eq!(before.len() - after.len(), deleted);
     assert!(log.first_seq() <= 20);
-    for f in &after {
-        assert!(f.exists());
-    }
     log.commit().expect("commit");
     assert_eq!(replay(&log, log.first_seq()), expected(log.first_seq()..60));
     // Now they are durable; the current segment still stays.

@@ -167,19 +167,24 @@ mod tests {
     #[test]
     #[cfg(feature = "runtime")]
     fn ring_wakes_a_waiting_executor() {
-        let (bell, waiter) = Doorbell::new().unwrap();
-        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .make()
-            .unwrap();
-        let ringer = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            bell.ring();
+        let (bell, waiter) = Doorbell::new().expect("doorbell");
+        // The executor waits on its own thread, so a lost wake-up fails the
+        // test after a timeout instead of hanging it.
+        let (woke, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+                .make()
+                .expect("executor");
+            ex.run(async move {
+                let mut waiter = waiter.into_local();
+                waiter.prepare_park();
+                waiter.wait().await.expect("wait");
+            });
+            let _ = woke.send(());
         });
-        ex.run(async move {
-            let mut waiter = waiter.into_local();
-            waiter.prepare_park();
-            waiter.wait().await.unwrap();
-        });
-        ringer.join().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        bell.ring();
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the ring woke the parked executor");
     }
 }
