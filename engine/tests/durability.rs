@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use counter::{oracle, query, Step};
 use dirigo_engine::{
-    AppBuilder, BarrierKind, EngineError, Keyed, Node, NodeConfig, Placement, SourceHandle,
-    StorageError,
+    AppBuilder, AutoScale, BarrierKind, EngineError, Keyed, Node, NodeConfig, Placement,
+    SourceHandle, StorageError,
 };
 
 fn node(dir: &Path, shards: usize) -> Node {
@@ -92,7 +92,21 @@ fn restart_restores_the_checkpoint_and_replays_the_log_after_it() {
         Step::Events(8_000, 9_500),
     ];
     {
-        let node = node(dir.path(), 2);
+        // Leases here are the test's own: no autoscaling to take the slot
+        // first, and no shard refuses one for its backlog.
+        let node = Node::start(NodeConfig {
+            shards: 2,
+            placement: Placement::Unpinned,
+            data_dir: Some(dir.path().to_owned()),
+            log_segment_bytes: 64 << 10,
+            autoscale: AutoScale {
+                enabled: false,
+                accept_below: usize::MAX,
+                ..AutoScale::default()
+            },
+            ..NodeConfig::default()
+        })
+        .expect("node starts");
         let (app, rx) = counter::app("counter");
         let h = node.deploy(app).expect("deploys");
         let rec = h.recovery().expect("a durable app reports its recovery");
