@@ -37,6 +37,17 @@
 //!
 //! `loom-tests/tests/quiesce.rs` explores this code with a client racing an
 //! undeploy and a command crossing two shards.
+//!
+//! The same counters bound an app's memory ([`in_flight`]): clients
+//! *reserve* the messages a command will become (an ingest batch: its events
+//! times the source's out-edges) in the gate before sending it, the shard
+//! that takes it counts them `taken_msgs`, and `sent - done` is what the
+//! shards hold (mailboxes, rings, spills, lessees). `reserved - taken_msgs +
+//! sent - done` is the app's messages in memory; read in the order `done`,
+//! `taken_msgs`, `sent`, `reserved`, it is never below the true count at the
+//! moment `taken_msgs` was read, because each counter only grows and a
+//! message is counted into the next state before it leaves the last
+//! (`sent` before `taken_msgs`, `done` after its children's `sent`).
 
 use crate::sync::{fence, AtomicBool, AtomicU64, Ordering};
 
@@ -50,6 +61,8 @@ pub struct Closed;
 pub struct Gate {
     submitted: AtomicU64,
     closed: AtomicBool,
+    /// Messages reserved for commands sent or about to be (see [`in_flight`]).
+    reserved: AtomicU64,
 }
 
 impl Gate {
@@ -94,6 +107,32 @@ impl Gate {
     fn submitted(&self) -> u64 {
         self.submitted.load(Ordering::SeqCst)
     }
+
+    /// Reserve `n` messages for a command about to be sent: call before it
+    /// can reach a shard; the shard that takes it counts them taken.
+    pub fn reserve(&self, n: u64) {
+        self.reserved.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// Give back a reservation whose command was never sent.
+    pub fn release(&self, n: u64) {
+        let before = self.reserved.fetch_sub(n, Ordering::SeqCst);
+        assert!(before >= n, "release of {n} with {before} reserved");
+    }
+}
+
+/// An upper bound on the messages of the app in memory now: reserved by
+/// clients and not yet taken by a shard, plus sent to an actor and not yet
+/// processed (see the module comment for why the read order makes it one).
+pub fn in_flight(gate: &Gate, shards: &[ShardCounters]) -> u64 {
+    let sum = |f: fn(&ShardCounters) -> &AtomicU64| -> u64 {
+        shards.iter().map(|c| f(c).load(Ordering::Acquire)).sum()
+    };
+    let done = sum(|c| &c.done);
+    let taken = sum(|c| &c.taken_msgs);
+    let sent = sum(|c| &c.sent);
+    let reserved = gate.reserved.load(Ordering::SeqCst);
+    (reserved.saturating_sub(taken)).saturating_add(sent.saturating_sub(done))
 }
 
 /// One shard's counters for one app. Only that shard writes them (a plain
@@ -105,6 +144,8 @@ pub struct ShardCounters {
     sent: AtomicU64,
     done: AtomicU64,
     taken: AtomicU64,
+    /// Messages reserved by the commands taken (`Gate::reserve`).
+    taken_msgs: AtomicU64,
 }
 
 /// Add one to a counter that only the calling shard writes.
@@ -131,6 +172,14 @@ impl ShardCounters {
     #[inline]
     pub fn count_taken(&self) {
         bump(&self.taken);
+    }
+
+    /// The command taken had reserved `n` messages: call after they were
+    /// counted sent.
+    #[inline]
+    pub fn count_taken_msgs(&self, n: u64) {
+        let c = &self.taken_msgs;
+        c.store(c.load(Ordering::Relaxed) + n, Ordering::Release);
     }
 }
 
@@ -214,5 +263,30 @@ mod tests {
         assert!(s3.balanced());
         assert!(!s2.settled(&s3), "the waves differ");
         assert!(s3.settled(&Snapshot::take(&g, &shards)));
+    }
+
+    #[test]
+    fn in_flight_counts_reserved_then_sent_until_done() {
+        let g = Gate::new();
+        let shards: Vec<ShardCounters> = (0..2).map(|_| ShardCounters::default()).collect();
+        assert_eq!(in_flight(&g, &shards), 0);
+        // A batch of 3 events into a source with 2 out-edges.
+        g.reserve(6);
+        assert_eq!(in_flight(&g, &shards), 6);
+        // Shard 0 takes it: 6 messages sent, then counted taken.
+        (0..6).for_each(|_| shards[0].count_sent());
+        assert_eq!(in_flight(&g, &shards), 12, "counted twice, never less");
+        shards[0].count_taken_msgs(6);
+        assert_eq!(in_flight(&g, &shards), 6);
+        // Shard 1 runs 4 of them; each of 2 emits one child.
+        (0..2).for_each(|_| shards[1].count_sent());
+        (0..4).for_each(|_| shards[1].count_done());
+        assert_eq!(in_flight(&g, &shards), 4);
+        // A reservation given back.
+        g.reserve(5);
+        g.release(5);
+        assert_eq!(in_flight(&g, &shards), 4);
+        (0..4).for_each(|_| shards[1].count_done());
+        assert_eq!(in_flight(&g, &shards), 0);
     }
 }

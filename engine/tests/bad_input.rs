@@ -266,6 +266,51 @@ fn a_full_inbox_pushes_back_and_loses_nothing() {
     node.shutdown();
 }
 
+/// A shard takes client data only while its queue has room: with the app
+/// limit far away, `max_backlog` alone bounds what one shard queues, to the
+/// limit plus one batch (a command is counted as it is taken).
+#[test]
+fn a_shard_queues_at_most_max_backlog_plus_a_batch() {
+    const MAX_BACKLOG: usize = 16;
+    const BATCH: u64 = 40;
+    let node = Node::start(NodeConfig {
+        shards: 1,
+        placement: Placement::Unpinned,
+        inbox_capacity: 4,
+        max_backlog: MAX_BACKLOG,
+        max_in_flight: 1 << 20,
+        max_batch: 64,
+        ..Default::default()
+    })
+    .expect("node starts");
+    let (a, _rx) = app("queued", Duration::from_micros(200));
+    let h = node.deploy(a).expect("deploys");
+    let src = h.source::<u64>("numbers").expect("source");
+    let (mut most, mut refused, mut accepted) = (0, 0u64, 0u64);
+    let end = std::time::Instant::now() + Duration::from_millis(500);
+    while std::time::Instant::now() < end {
+        match src.try_send_batch((0..BATCH).map(|i| (i, i)).collect()) {
+            Ok(()) => accepted += BATCH,
+            Err(r) => {
+                assert!(matches!(r.error, EngineError::Backpressure { .. }));
+                refused += 1;
+            }
+        }
+        let s = node.stats().expect("stats");
+        most = most.max(s.shards[0].backlog);
+    }
+    assert!(
+        refused > 0 && accepted > 0,
+        "{accepted} accepted, {refused} refused"
+    );
+    assert!(
+        most <= MAX_BACKLOG + BATCH as usize,
+        "{most} messages queued, max_backlog {MAX_BACKLOG} + a batch of {BATCH}"
+    );
+    h.quiesce(Duration::from_secs(30)).expect("drains");
+    node.shutdown();
+}
+
 /// A shard holding back ingest (backlog over its limit, inbox full) still
 /// answers control commands: stats and explicit scaling do not wait for
 /// the backlog to drain.

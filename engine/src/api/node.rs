@@ -21,7 +21,7 @@ use super::entry::{AppEntry, JournalLink};
 use super::source::SourceHandle;
 use crate::durability::{self, Journal, JournalMsg, Recovery};
 use crate::func::ErasedState;
-use crate::limits::{CHECKPOINT_TIMEOUT, CONTROL_TIMEOUT};
+use crate::limits::{CHECKPOINT_TIMEOUT, CONTROL_TIMEOUT, SEND_WAIT};
 use crate::model::{ActorId, AppId, BarrierKind, EngineError, OperatorId, Result};
 use crate::plan::{App, Plan, PlanKind, SavedState, StateSink};
 use crate::protocol::{Epoch, LeaseId, ShardId, Strategy};
@@ -311,13 +311,25 @@ impl AppHandle {
         })
     }
 
+    /// An upper bound on the app's messages in memory now, wherever they
+    /// are (inboxes, rings, mailboxes, lessees): what
+    /// `NodeConfig::max_in_flight` limits.
+    pub fn in_flight(&self) -> u64 {
+        self.entry.ingress.in_flight()
+    }
+
     /// Inject a barrier at every source: each operator runs its critical
     /// messages on its whole, consolidated state, after every event sent
     /// before this call and before every event sent after it.
     ///
     /// On a durable app the barrier goes into the ingress log first (unless
     /// it is a checkpoint: use [`Self::checkpoint`]).
+    ///
+    /// A barrier is messages too: while the app holds its limit of
+    /// messages (`NodeConfig::max_in_flight`) this waits for room, up to
+    /// `limits::SEND_WAIT`, then refuses with `AppFull`.
     pub fn inject_barrier(&self, kind: BarrierKind, tag: u64) -> Result<Epoch> {
+        self.entry.ingress.wait_for_room(SEND_WAIT)?;
         let Some(j) = &self.entry.journal else {
             return self.entry.ingress.inject_now(kind, tag);
         };

@@ -18,6 +18,7 @@ use crate::durability::JournalMsg;
 use crate::func::EventCodec;
 use crate::limits::{MAX_EVENT_BYTES, RETRY_PAUSE, SEND_WAIT};
 use crate::model::{AnyBox, EngineError, OperatorId, Result};
+use crate::runtime::Credit;
 
 /// A typed handle on one source of a deployed app.
 pub struct SourceHandle<T> {
@@ -73,7 +74,8 @@ fn encode(app: &str, codec: EventCodec, events: &[(u64, AnyBox)]) -> Result<Vec<
 
 impl<T: Send + 'static> SourceHandle<T> {
     /// Hand a batch of `(key hash, event)` to the source's shard, or get it
-    /// back: `Backpressure` when the shard's inbox is full, `NotDeployed`
+    /// back: `AppFull` when the app holds `NodeConfig::max_in_flight`
+    /// messages, `Backpressure` when the shard's inbox is full, `NotDeployed`
     /// after undeploy, `BatchTooLarge` over the configured limit.
     ///
     /// On a durable app, `Ok` means the batch is in the ingress log (this
@@ -97,7 +99,7 @@ impl<T: Send + 'static> SourceHandle<T> {
             return self.send_durable(&j.tx, events);
         }
         ingress
-            .ingest(self.op, None, erase(events), false)
+            .ingest(self.op, None, erase(events), Credit::Client)
             .map_err(|(error, events)| Rejected {
                 error,
                 events: unerase(events),
@@ -126,6 +128,13 @@ impl<T: Send + 'static> SourceHandle<T> {
                 return Err(Rejected { error, events });
             }
         };
+        // Room is reserved before the events are logged: once logged they
+        // are never refused, so this is where a durable app pushes back.
+        let msgs = ingress.cost(self.op, erased.len());
+        if let Err(error) = ingress.reserve(msgs) {
+            let events = unerase(erased);
+            return Err(Rejected { error, events });
+        }
         let (tx, rx) = mpsc::channel();
         let msg = JournalMsg::Ingest {
             source: self.op,
@@ -135,6 +144,7 @@ impl<T: Send + 'static> SourceHandle<T> {
             reply: tx,
         };
         if let Err(mpsc::SendError(msg)) = journal.send(msg) {
+            ingress.release(msgs);
             let JournalMsg::Ingest { events, .. } = msg else {
                 unreachable!("we built an ingest message")
             };
@@ -143,16 +153,19 @@ impl<T: Send + 'static> SourceHandle<T> {
             return Err(Rejected { error, events });
         }
         match rx.recv() {
+            // Forwarded: the shard that takes them counts the room taken.
             Ok(Ok(())) => Ok(()),
-            Ok(Err((error, events))) => Err(Rejected {
-                error,
-                events: unerase(events),
-            }),
+            Ok(Err((error, events))) => {
+                ingress.release(msgs);
+                let events = unerase(events);
+                Err(Rejected { error, events })
+            }
             // The journal stopped with the request unserved: not logged.
-            Err(_) => Err(Rejected {
-                error: EngineError::Stopped,
-                events: Vec::new(),
-            }),
+            Err(_) => {
+                ingress.release(msgs);
+                let (error, events) = (EngineError::Stopped, Vec::new());
+                Err(Rejected { error, events })
+            }
         }
     }
 
@@ -167,8 +180,10 @@ impl<T: Send + 'static> SourceHandle<T> {
             match self.try_send_batch(events) {
                 Ok(()) => return Ok(()),
                 Err(r)
-                    if matches!(r.error, EngineError::Backpressure { .. })
-                        && Instant::now() < deadline =>
+                    if matches!(
+                        r.error,
+                        EngineError::Backpressure { .. } | EngineError::AppFull { .. }
+                    ) && Instant::now() < deadline =>
                 {
                     events = r.events;
                     std::thread::sleep(RETRY_PAUSE);

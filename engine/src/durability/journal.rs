@@ -385,7 +385,7 @@ impl Journal {
                 reply,
                 ..
             } => {
-                let _ = self.app.forward_ingest(source, at_ns, events);
+                let _ = self.app.forward_reserved(source, at_ns, events);
                 let _ = reply.send(Ok(()));
             }
             Logged::Barrier {

@@ -45,10 +45,20 @@ pub(crate) enum JournalMsg {
 /// How the journal hands what it logged to the app's shards. The runtime's
 /// ingress handle implements it, so the journal never sees a shard.
 pub(crate) trait Forward: Send + Sync {
-    /// Hand events to their source's shard, waiting out a full inbox for
-    /// as long as the node runs. The events come back if the app is closed
-    /// or the node stopped.
+    /// Replay: hand events to their source's shard, waiting for room under
+    /// the app's message limit and then out a full inbox, for as long as
+    /// the node runs. The events come back if the app is closed or the node
+    /// stopped.
     fn forward_ingest(
+        &self,
+        source: OperatorId,
+        at_ns: u64,
+        events: Vec<(u64, AnyBox)>,
+    ) -> IngestReply;
+    /// Like `forward_ingest` for events whose client reserved their room
+    /// before they were logged (`AppIngress::reserve`): never refused for
+    /// room; a refusal gives the reservation back.
+    fn forward_reserved(
         &self,
         source: OperatorId,
         at_ns: u64,

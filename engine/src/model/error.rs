@@ -83,6 +83,19 @@ pub enum EngineError {
         /// The inbox's capacity, in commands (`NodeConfig::inbox_capacity`).
         capacity: usize,
     },
+    /// The app already holds its limit of messages in memory (queued at
+    /// its actors, in rings, in inboxes): nothing was taken, the caller may
+    /// retry. This is how a slow operator pushes back on its clients
+    /// wherever it runs (`NodeConfig::max_in_flight`).
+    #[error("app {app:?} holds {in_flight} messages, its limit is {limit}: retry later")]
+    AppFull {
+        /// The application's name.
+        app: String,
+        /// Messages of the app in memory when it refused (an upper bound).
+        in_flight: u64,
+        /// The limit (`NodeConfig::max_in_flight`).
+        limit: u64,
+    },
     /// A batch of more events than one command may carry.
     #[error("batch of {len} events exceeds the limit of {max}")]
     BatchTooLarge {

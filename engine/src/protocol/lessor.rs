@@ -258,6 +258,11 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         self.mailbox.len() + self.held.len()
     }
 
+    /// Messages queued to run here (not those held behind a barrier).
+    pub fn queued(&self) -> usize {
+        self.mailbox.len()
+    }
+
     /// Whether the lessor may deactivate: no lessee and no lease in flight,
     /// nothing queued or held, no barrier aligning or blocked.
     pub fn is_idle(&self) -> bool {

@@ -47,3 +47,14 @@ pub(crate) enum Command {
     Stats(Sender<ShardStats>),
     Stop,
 }
+
+impl Command {
+    /// Events (or the one barrier) a data command brings in; 0 for control.
+    pub(crate) fn items(&self) -> usize {
+        match self {
+            Command::Ingest { events, .. } => events.len(),
+            Command::Barrier { .. } => 1,
+            _ => 0,
+        }
+    }
+}

@@ -80,6 +80,10 @@ pub struct NodeConfig {
     /// A shard stops taking client commands while this many messages are
     /// queued on it (backpressure reaches the client as a full inbox).
     pub max_backlog: usize,
+    /// Most messages one app may hold in memory, wherever they are queued
+    /// (mailboxes, rings, spills, inboxes, lessees): a client send that
+    /// would pass it is refused with `AppFull` (see `quiesce::in_flight`).
+    pub max_in_flight: usize,
     /// Instance steps per dispatcher turn before the rings are polled again.
     pub step_budget: usize,
     /// A turn stops running instance steps once this much time has passed,
@@ -116,6 +120,7 @@ impl Default for NodeConfig {
             inbox_capacity: 1024,
             max_batch: 4096,
             max_backlog: 1 << 16,
+            max_in_flight: 1 << 16,
             step_budget: 256,
             run_quota: Duration::from_micros(200),
             spin_before_park: Duration::from_micros(50),
@@ -141,8 +146,14 @@ impl NodeConfig {
                 "ring_capacity must be in {MIN_RING_CAPACITY}..={MAX_RING_CAPACITY}"
             ));
         }
-        if self.inbox_capacity == 0 || self.max_batch == 0 || self.step_budget == 0 {
-            return bad("inbox_capacity, max_batch and step_budget must be positive".into());
+        if self.inbox_capacity == 0
+            || self.max_batch == 0
+            || self.step_budget == 0
+            || self.max_in_flight == 0
+        {
+            return bad(
+                "inbox_capacity, max_batch, max_in_flight and step_budget must be positive".into(),
+            );
         }
         if self.full_checkpoint_every == 0 {
             return bad("full_checkpoint_every must be at least 1".into());

@@ -19,7 +19,22 @@ use crate::limits::{QUIESCE_POLL, QUIESCE_SETTLE, RETRY_PAUSE};
 use crate::model::{AnyBox, AppId, Barrier, BarrierKind, EngineError, OperatorId, Result};
 use crate::plan::{Plan, PlanKind};
 use crate::protocol::Epoch;
-use crate::quiesce::{Gate, Snapshot};
+use crate::quiesce::{in_flight, Gate, Snapshot};
+
+/// How an ingest pays for the messages it will become (see
+/// `quiesce::in_flight`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Credit {
+    /// A client's send: reserve, or be refused with `AppFull` when the app
+    /// is at its limit; a full inbox is `Backpressure`.
+    Client,
+    /// Reserved already (a durable send, by its client before the journal
+    /// logged it): never refused; a full inbox is waited out.
+    Reserved,
+    /// A replay from the log: wait for room under the limit, then for the
+    /// inbox, for as long as the node runs.
+    Replay,
+}
 
 /// One deployed app's ingress, shared by its handles and its journal.
 pub(crate) struct AppIngress {
@@ -111,16 +126,16 @@ impl AppIngress {
         }
     }
 
-    /// Hand events to `source`'s shard: once (`wait` false) or waiting out
-    /// a full inbox. `at_ns` is when the client handed them over; `None`:
-    /// now, read once the command is counted. Refused events come back with
-    /// the reason.
+    /// Hand events to `source`'s shard, paid for as `credit` says. `at_ns`
+    /// is when the client handed them over; `None`: now, read once the
+    /// command is counted. Refused events come back with the reason, and
+    /// their reservation is given back.
     pub(crate) fn ingest(
         &self,
         source: OperatorId,
         at_ns: Option<u64>,
         events: Vec<(u64, AnyBox)>,
-        wait: bool,
+        credit: Credit,
     ) -> IngestReply {
         let Some(node) = self.plan.node(source) else {
             let e = EngineError::UnknownSource {
@@ -129,7 +144,17 @@ impl AppIngress {
             };
             return Err((e, events));
         };
+        let msgs = self.cost(source, events.len());
+        let paid = match credit {
+            Credit::Client => self.reserve(msgs),
+            Credit::Reserved => Ok(()),
+            Credit::Replay => self.reserve_waiting(msgs),
+        };
+        if let Err(e) = paid {
+            return Err((e, events));
+        }
         if let Err(e) = self.begin_submit() {
+            self.gate.release(msgs);
             return Err((e, events));
         }
         let cmd = Command::Ingest {
@@ -138,14 +163,89 @@ impl AppIngress {
             at_ns: at_ns.unwrap_or_else(|| self.shards.now_ns()),
             events,
         };
-        self.submit(node.home as usize, cmd, wait)
+        self.submit(node.home as usize, cmd, credit != Credit::Client)
             .map_err(|(e, c)| {
                 self.gate.undo();
+                self.gate.release(msgs);
                 let Command::Ingest { events, .. } = c else {
                     unreachable!("we built an ingest command")
                 };
                 (e, events)
             })
+    }
+
+    /// An upper bound on the app's messages in memory now.
+    pub(crate) fn in_flight(&self) -> u64 {
+        in_flight(&self.gate, &self.plan.counters)
+    }
+
+    /// The messages `events` events at `source` become: one per out-edge.
+    pub(crate) fn cost(&self, source: OperatorId, events: usize) -> u64 {
+        let outs = self.plan.node(source).map_or(0, |n| n.outs.len());
+        (events as u64).saturating_mul(outs as u64)
+    }
+
+    /// Reserve `msgs` messages of the app's limit, or refuse with
+    /// `AppFull`. A reservation is granted whatever its size when nothing
+    /// else of the app is in memory, so a batch larger than the limit
+    /// still goes in, alone.
+    pub(crate) fn reserve(&self, msgs: u64) -> Result<()> {
+        self.gate.reserve(msgs);
+        let load = in_flight(&self.gate, &self.plan.counters);
+        let limit = self.shards.cfg().max_in_flight as u64;
+        let others = load.saturating_sub(msgs);
+        if load > limit && others > 0 {
+            self.gate.release(msgs);
+            return Err(EngineError::AppFull {
+                app: self.plan.name.clone(),
+                in_flight: others,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Give back a reservation whose events were not sent.
+    pub(crate) fn release(&self, msgs: u64) {
+        self.gate.release(msgs);
+    }
+
+    /// Reserve, waiting out `AppFull` for as long as the node runs and the
+    /// app is open.
+    fn reserve_waiting(&self, msgs: u64) -> Result<()> {
+        loop {
+            match self.reserve(msgs) {
+                Err(EngineError::AppFull { .. }) => {
+                    self.ensure_open()?;
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Wait, up to `timeout`, until the app is under its limit (a client
+    /// barrier: it adds a message per out-edge of every source, which it
+    /// reserves unchecked), then `AppFull`.
+    pub(crate) fn wait_for_room(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let limit = self.shards.cfg().max_in_flight as u64;
+        loop {
+            let load = in_flight(&self.gate, &self.plan.counters);
+            if load <= limit {
+                return Ok(());
+            }
+            self.ensure_open()?;
+            if Instant::now() >= deadline {
+                let app = self.plan.name.clone();
+                return Err(EngineError::AppFull {
+                    app,
+                    in_flight: load,
+                    limit,
+                });
+            }
+            std::thread::sleep(RETRY_PAUSE);
+        }
     }
 
     /// Inject a barrier at every source now (the journal's path, and every
@@ -167,6 +267,12 @@ impl AppIngress {
                 return Err(e);
             }
         }
+        // Each source's barrier becomes a message per out-edge: reserved
+        // unchecked (a barrier is never refused for room).
+        let cost = |source| self.cost(source, 1);
+        sources
+            .iter()
+            .for_each(|&(s, _)| self.gate.reserve(cost(s)));
         for (sent, &(source, home)) in sources.iter().enumerate() {
             let cmd = Command::Barrier {
                 app: self.id(),
@@ -174,7 +280,10 @@ impl AppIngress {
                 barrier,
             };
             if let Err((e, _)) = self.submit(home, cmd, true) {
-                (sent..sources.len()).for_each(|_| self.gate.undo());
+                for &(s, _) in &sources[sent..] {
+                    self.gate.undo();
+                    self.gate.release(cost(s));
+                }
                 if sent > 0 {
                     // Some sources have it: its id is used.
                     *last = barrier.id;
@@ -228,9 +337,20 @@ impl Forward for AppIngress {
         at_ns: u64,
         events: Vec<(u64, AnyBox)>,
     ) -> IngestReply {
-        // Logged events are never refused for a full inbox: giving up would
-        // let the state miss them.
-        self.ingest(source, Some(at_ns), events, true)
+        // Replayed events are never refused: giving up would let the state
+        // miss them. They wait for room, so a replay is paced by the app.
+        self.ingest(source, Some(at_ns), events, Credit::Replay)
+    }
+
+    fn forward_reserved(
+        &self,
+        source: OperatorId,
+        at_ns: u64,
+        events: Vec<(u64, AnyBox)>,
+    ) -> IngestReply {
+        // Logged events were paid for by their client before they were
+        // logged: never refused for room or for a full inbox.
+        self.ingest(source, Some(at_ns), events, Credit::Reserved)
     }
 
     fn inject_now(&self, kind: BarrierKind, tag: u64) -> Result<Epoch> {

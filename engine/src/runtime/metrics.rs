@@ -53,6 +53,9 @@ pub struct AppStats {
     /// Barriers completed, counted once per operator (the critical section
     /// on its home shard).
     pub barriers: u64,
+    /// Messages queued or held at the app's instances (lessors and
+    /// lessees), at the snapshot.
+    pub queued: usize,
     /// Lessee-time: the integral over time of the lessees hosted, ns (over
     /// a wall-clock span, divided by it: the mean lessee count).
     pub lessee_ns: u64,
@@ -74,6 +77,7 @@ impl AppStats {
             leases_granted: 0,
             revokes: 0,
             barriers: 0,
+            queued: 0,
             lessee_ns: 0,
         }
     }
@@ -111,6 +115,7 @@ impl AppStats {
         self.leases_granted += o.leases_granted;
         self.revokes += o.revokes;
         self.barriers += o.barriers;
+        self.queued += o.queued;
     }
 }
 
@@ -128,6 +133,9 @@ pub struct ShardStats {
     pub dropped: u64,
     /// Times the shard slept on its doorbell, idle.
     pub parks: u64,
+    /// Messages queued here (at lessors, held behind barriers, at lessees,
+    /// behind full rings), all apps, at the snapshot.
+    pub backlog: usize,
     /// Active actors homed here (their lessors), at the snapshot.
     pub lessors: usize,
     /// Lessee instances hosted here for actors homed elsewhere, at the

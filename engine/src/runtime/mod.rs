@@ -22,3 +22,5 @@ pub(crate) mod ingress;
 pub(crate) mod metrics;
 mod shard;
 pub(crate) mod shards;
+
+pub(crate) use ingress::Credit;

@@ -33,32 +33,39 @@ impl Shard {
             + self.env.outbox.spilled()
     }
 
-    /// Control commands, whatever the backlog (they add no messages).
-    pub(super) fn take_control(&mut self) -> usize {
-        self.take_from(Inbox::Control)
+    /// Room for client data under `max_backlog`: the backlog without the
+    /// messages held behind barriers (a barrier that releases them may be
+    /// the next command; their memory is bounded by their app's
+    /// `max_in_flight`).
+    pub(super) fn data_room(&self) -> usize {
+        let queued = self.lessors.values().map(|s| s.m.queued()).sum::<usize>()
+            + self.lessees.values().map(|s| s.m.backlog()).sum::<usize>()
+            + self.env.outbox.spilled();
+        self.cfg.max_backlog.saturating_sub(queued)
     }
 
-    /// Ingest and barriers. Backpressure: while too much is queued here,
-    /// they stay in the inbox (one taken before parking excepted); when it
-    /// fills, clients get `Backpressure`.
+    /// Control commands, whatever the backlog (they add no messages).
+    pub(super) fn take_control(&mut self) -> usize {
+        self.take_from(Inbox::Control, usize::MAX)
+    }
+
+    /// Ingest and barriers while the backlog allows, counting what each
+    /// command brings in: at most `max_backlog` plus one batch is queued.
+    /// Otherwise they stay in the inbox (the one taken before parking too);
+    /// when it fills, clients get `Backpressure`.
     pub(super) fn take_commands(&mut self) -> usize {
-        if self.backlog() >= self.cfg.max_backlog {
-            return match self.pending_cmd.take() {
-                Some(c) => {
-                    self.on_command(c);
-                    1
-                }
-                None => 0,
-            };
+        let room = self.data_room();
+        if room == 0 {
+            return 0;
         }
-        self.take_from(Inbox::Data)
+        self.take_from(Inbox::Data, room)
     }
 
     /// Up to `COMMANDS_PER_TURN` commands of one inbox, the one taken
-    /// before parking first.
-    fn take_from(&mut self, inbox: Inbox) -> usize {
+    /// before parking first, until they brought `room` items in.
+    fn take_from(&mut self, inbox: Inbox, mut room: usize) -> usize {
         let mut n = 0;
-        while n < COMMANDS_PER_TURN && !self.stopping {
+        while n < COMMANDS_PER_TURN && room > 0 && !self.stopping {
             let (pending, rx) = match inbox {
                 Inbox::Control => (&mut self.pending_ctl, &self.control),
                 Inbox::Data => (&mut self.pending_cmd, &self.commands),
@@ -74,6 +81,7 @@ impl Shard {
                     }
                 },
             };
+            room = room.saturating_sub(cmd.items());
             self.on_command(cmd);
             n += 1;
         }
@@ -96,8 +104,9 @@ impl Shard {
                 at_ns,
                 events,
             } => {
+                let n = events.len();
                 self.ingest(app, source, at_ns, events);
-                self.mark_taken(app);
+                self.mark_taken(app, source, n);
             }
             Command::Barrier {
                 app,
@@ -105,7 +114,7 @@ impl Shard {
                 barrier,
             } => {
                 self.inject_barrier(app, source, barrier);
-                self.mark_taken(app);
+                self.mark_taken(app, source, 1);
             }
             Command::Lease {
                 actor,
@@ -195,10 +204,15 @@ impl Shard {
         let _ = reply.send(n);
     }
 
-    /// Count a client command as taken, after what it sent was counted.
-    fn mark_taken(&self, app: AppId) {
+    /// Count a client command as taken, after what it sent was counted:
+    /// the command, and the messages its client reserved for it (`items`
+    /// events or one barrier, a message each per out-edge of `source`).
+    fn mark_taken(&self, app: AppId, source: OperatorId, items: usize) {
         if let Some(plan) = self.apps.get(&app) {
-            plan.counters[self.env.id as usize].count_taken();
+            let outs = plan.node(source).map_or(0, |n| n.outs.len());
+            let c = &plan.counters[self.env.id as usize];
+            c.count_taken_msgs((items as u64).saturating_mul(outs as u64));
+            c.count_taken();
         }
     }
 

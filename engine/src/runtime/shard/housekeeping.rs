@@ -126,13 +126,16 @@ impl Shard {
             .collect();
         // `stats.runs` holds the runs of undeployed apps; add the live ones.
         s.runs += s.apps.values().map(|a| a.runs).sum::<u64>();
-        for (a, _) in self.lessees.keys() {
+        s.backlog = self.backlog();
+        for ((a, _), l) in &self.lessees {
             if let Some(st) = s.apps.get_mut(&a.app) {
                 st.lessees += 1;
+                st.queued += l.m.backlog();
             }
         }
         for (a, l) in &self.lessors {
             if let Some(st) = s.apps.get_mut(&a.app) {
+                st.queued += l.m.backlog();
                 let ls = l.m.stats();
                 st.leases_granted += ls.leases_granted;
                 st.revokes += ls.revokes;

@@ -281,9 +281,18 @@ impl Shard {
             || !self.env.outbox.local.is_empty()
             || !self.ready.is_empty()
             || self.env.outbox.spilled() > 0
-            || self.pending_cmd.is_some()
             || self.pending_ctl.is_some()
             || Self::peek(&self.control, &mut self.pending_ctl, &mut self.stopping)
+            || self.data_waiting()
+    }
+
+    /// Whether a data command waits that the backlog lets us take: with no
+    /// room, a waiting one is no reason to stay awake (and is not taken).
+    fn data_waiting(&mut self) -> bool {
+        if self.data_room() == 0 {
+            return false;
+        }
+        self.pending_cmd.is_some()
             || Self::peek(&self.commands, &mut self.pending_cmd, &mut self.stopping)
     }
 
