@@ -50,6 +50,13 @@ pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an idle shard may sleep without a doorbell, at least and at
 /// most (it wakes for housekeeping and idle-lessee timers).
 pub const PARK_NAP_MIN: Duration = Duration::from_millis(1);
+/// A sink's queue by default (`SinkPolicy::default`), events.
+pub const SINK_CAPACITY: usize = 1 << 16;
+/// The largest sink queue an app may ask for, events.
+pub const MAX_SINK_CAPACITY: usize = 1 << 24;
+/// How often a shard looks again at a sink held back by its full queue
+/// while it has nothing else to do.
+pub const SINK_RETRY_NAP: Duration = Duration::from_micros(500);
 /// See [`PARK_NAP_MIN`].
 pub const PARK_NAP_MAX: Duration = Duration::from_millis(50);
 /// The shortest nap before a due idle-lessee timer.
@@ -105,6 +112,8 @@ const _: () = assert!(PARK_NAP_MIN.as_nanos() <= PARK_NAP_MAX.as_nanos());
 const _: () = assert!(TIMER_NAP_MIN.as_nanos() <= PARK_NAP_MIN.as_nanos());
 const _: () = assert!(LATENCY_MIN_NS < LATENCY_MAX_NS);
 const _: () = assert!(COMMANDS_PER_TURN > 0 && MAX_GROUP > 0);
+const _: () = assert!(SINK_CAPACITY >= 1 && SINK_CAPACITY <= MAX_SINK_CAPACITY);
+const _: () = assert!(SINK_RETRY_NAP.as_nanos() <= PARK_NAP_MIN.as_nanos());
 // An event and a spill chunk each fit one storage record.
 #[cfg(feature = "runtime")]
 const _: () = assert!(MAX_EVENT_BYTES > 0 && MAX_EVENT_BYTES < dirigo_storage::MAX_RECORD_LEN);

@@ -11,17 +11,14 @@
 use std::any::TypeId;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::func::{
-    Context, DurableState, ErasedFunction, EventCodec, Function, Persist, Sequential, Typed,
-};
-use crate::limits::{MAX_INPUTS, MAX_NODES};
-use crate::model::{AnyBox, AppClass, Barrier, EngineError, Result};
+use super::sink::{sink, SinkPolicy, SinkReceiver};
+use crate::func::{DurableState, ErasedFunction, EventCodec, Function, Persist, Typed};
+use crate::limits::{MAX_INPUTS, MAX_NODES, MAX_SINK_CAPACITY};
+use crate::model::{AnyBox, AppClass, EngineError, Result};
 use crate::plan::{App, Cloner, NodeKind, NodeSpec};
-use crate::protocol::EdgeId;
 
 /// A typed handle on the output of a node of an app under construction.
 pub struct Stream<T> {
@@ -50,65 +47,6 @@ pub struct AppBuilder {
     nodes: Vec<NodeSpec>,
     problems: Vec<String>,
     durable: bool,
-}
-
-/// What a sink receives.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SinkEvent<T> {
-    /// An output of the sink's input operator.
-    Data {
-        /// The output's key hash.
-        key: u64,
-        /// The output.
-        value: T,
-        /// End-to-end latency of the root message, ns.
-        latency_ns: u64,
-    },
-    /// Every data message before this barrier has been delivered above.
-    Barrier(Barrier),
-}
-
-/// The receiving end of a sink.
-pub struct SinkReceiver<T> {
-    rx: mpsc::Receiver<SinkEvent<T>>,
-}
-
-impl<T> SinkReceiver<T> {
-    /// The next event, if one is waiting.
-    pub fn try_recv(&self) -> Option<SinkEvent<T>> {
-        self.rx.try_recv().ok()
-    }
-    /// The next event, waiting up to `d` for it.
-    pub fn recv_timeout(&self, d: Duration) -> Option<SinkEvent<T>> {
-        self.rx.recv_timeout(d).ok()
-    }
-    /// Everything received so far.
-    pub fn drain(&self) -> Vec<SinkEvent<T>> {
-        self.rx.try_iter().collect()
-    }
-}
-
-struct SinkFn<T> {
-    tx: mpsc::Sender<SinkEvent<T>>,
-}
-
-impl<T: Send + 'static> Function for SinkFn<T> {
-    type In = T;
-    type Out = ();
-    type State = Sequential<()>;
-    fn on_message(&self, _: &mut Sequential<()>, key: u64, value: T, ctx: &mut Context<'_, ()>) {
-        let latency_ns = ctx.now_ns().saturating_sub(ctx.header().ingress_ns);
-        // A dropped receiver means nobody listens any more: the outputs are
-        // discarded, by the user's choice.
-        let _ = self.tx.send(SinkEvent::Data {
-            key,
-            value,
-            latency_ns,
-        });
-    }
-    fn on_critical(&self, _: &mut Sequential<()>, b: &Barrier, _: EdgeId, _: &mut Context<'_, ()>) {
-        let _ = self.tx.send(SinkEvent::Barrier(*b));
-    }
 }
 
 impl AppBuilder {
@@ -246,13 +184,30 @@ impl AppBuilder {
     }
 
     /// A sink: outputs of `input` arrive at the returned receiver, with
-    /// barriers in place.
+    /// barriers in place. Its queue holds `limits::SINK_CAPACITY` events
+    /// and a full one holds the sink back (`SinkPolicy::Block`).
     pub fn sink<T: Send + 'static>(&mut self, name: &str, input: Stream<T>) -> SinkReceiver<T> {
-        let (tx, rx) = mpsc::channel();
-        let kind = NodeKind::Sink(Arc::new(Typed::new(SinkFn { tx })));
+        self.sink_with(name, input, SinkPolicy::default())
+    }
+
+    /// A sink with its own `policy` for a reader that falls behind.
+    pub fn sink_with<T: Send + 'static>(
+        &mut self,
+        name: &str,
+        input: Stream<T>,
+        policy: SinkPolicy,
+    ) -> SinkReceiver<T> {
+        let cap = policy.capacity();
+        if !(1..=MAX_SINK_CAPACITY).contains(&cap) {
+            self.problems.push(format!(
+                "sink {name:?} has a capacity of {cap} (1..={MAX_SINK_CAPACITY})"
+            ));
+        }
+        let (node, rx) = sink::<T>(policy);
+        let kind = NodeKind::Sink(Arc::new(node));
         self.check_inputs(name, [input.builder]);
         self.add(name, kind, vec![input.node]);
-        SinkReceiver { rx }
+        rx
     }
 
     /// An operator or sink has 1..=`MAX_INPUTS` inputs, each a stream of

@@ -4,6 +4,7 @@
 //!   [`Stream`], and the sink's [`SinkReceiver`];
 //! - `node`: [`Node`] (start shards, deploy, undeploy, stats) and
 //!   [`AppHandle`] (barriers, checkpoints, explicit scaling, quiescence);
+//! - `sink`: bounded sink queues, [`SinkReceiver`] and [`SinkPolicy`];
 //! - `source`: [`SourceHandle`], sending events, and [`Rejected`].
 //!
 //! The top of the engine: it imports every layer below and none imports
@@ -13,8 +14,10 @@
 mod app;
 mod entry;
 mod node;
+mod sink;
 mod source;
 
-pub use app::{AppBuilder, SinkEvent, SinkReceiver, Stream};
+pub use app::{AppBuilder, Stream};
 pub use node::{AppHandle, Node};
+pub use sink::{SinkEvent, SinkPolicy, SinkReceiver};
 pub use source::{Rejected, SourceHandle};

@@ -76,6 +76,11 @@ pub(crate) trait ErasedFunction: Send + Sync {
     /// How to checkpoint and restore this operator's state, if it is
     /// durable (see `persist`).
     fn state_codec(&self) -> Option<StateCodec>;
+    /// Whether the node may run now: a sink whose queue is full may not
+    /// (see `api::sink`); every operator may.
+    fn ready(&self) -> bool {
+        true
+    }
 }
 
 pub(crate) struct Typed<F> {

@@ -177,6 +177,7 @@ impl Shard {
         self.asleep.forget_app(app);
         self.sources.retain(|(a, _), _| *a != app);
         self.ready.retain(|r| r.actor().app != app);
+        self.held_sinks.retain(|a| a.app != app);
     }
 
     /// An explicit lease of `actor` on `shard`: its id, or `None` when the

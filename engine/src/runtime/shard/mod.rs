@@ -63,7 +63,7 @@ use super::clock::{nanos, Clock, Gauge};
 use super::command::Command;
 use super::config::NodeConfig;
 use super::metrics::{AppStats, ShardStats};
-use crate::limits::{PARK_NAP_MAX, PARK_NAP_MIN, TIMER_NAP_MIN};
+use crate::limits::{PARK_NAP_MAX, PARK_NAP_MIN, SINK_RETRY_NAP, TIMER_NAP_MIN};
 use crate::mesh::doorbell::LocalWaiter;
 use crate::mesh::ring::Consumer;
 use crate::mesh::{MeshEnds, Outbox};
@@ -145,6 +145,9 @@ pub(crate) struct Shard {
     sources: HashMap<(AppId, OperatorId), SourceState>,
     /// Instances with work, by the policy's rank of their next message.
     ready: RunQueue<InstRef>,
+    /// Sinks with work whose queue is full (`SinkPolicy::Block`): out of
+    /// the run queue until their reader makes room.
+    held_sinks: Vec<ActorId>,
     limits: ScaleLimits,
     /// (due, lessee): when an idle lessee should be looked at again.
     idle_timers: BinaryHeap<Reverse<(u64, ActorId, LeaseId)>>,
@@ -183,6 +186,7 @@ impl Shard {
             asleep: Asleep::default(),
             sources: HashMap::new(),
             ready: RunQueue::default(),
+            held_sinks: Vec::new(),
             limits: p.cfg.autoscale.limits(),
             idle_timers: BinaryHeap::new(),
             stats: ShardStats {
@@ -227,6 +231,7 @@ impl Shard {
         did += self.drain_inbound();
         did += self.take_control();
         did += self.take_commands();
+        did += self.retry_held_sinks();
         did += self.run_ready();
         let now = self.env.clock.now_ns();
         did += self.fire_idle_timers(now);
@@ -315,11 +320,15 @@ impl Shard {
     /// How long to sleep without a ring: long enough to be cheap, short
     /// enough for housekeeping (idle deactivation) and the next idle timer.
     fn nap(&self) -> Duration {
-        let nap = self
+        let mut nap = self
             .cfg
             .housekeeping
             .saturating_mul(10)
             .clamp(PARK_NAP_MIN, PARK_NAP_MAX);
+        if !self.held_sinks.is_empty() {
+            // A reader makes room without ringing: look again soon.
+            nap = SINK_RETRY_NAP;
+        }
         match self.idle_timers.peek() {
             Some(Reverse((due, ..))) => {
                 let until = Duration::from_nanos(due.saturating_sub(self.env.clock.now_ns()));

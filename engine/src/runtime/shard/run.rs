@@ -5,7 +5,7 @@
 use super::slots::InstRef;
 use super::Shard;
 use crate::model::ActorId;
-use crate::plan::Plan;
+use crate::plan::{Plan, PlanKind};
 use crate::protocol::LeaseId;
 use crate::runtime::clock::nanos;
 
@@ -45,6 +45,13 @@ impl Shard {
             "{a}: popped from the run queue, so marked queued"
         );
         slot.queued = false;
+        if !may_run(plan, a) {
+            // A held sink can be queued again by a new input: once here.
+            if !self.held_sinks.contains(&a) {
+                self.held_sinks.push(a);
+            }
+            return;
+        }
         let mut fx = self.env.fx(a, plan, false);
         slot.m.step(&mut fx);
         let now = self.env.clock.now_ns();
@@ -56,6 +63,29 @@ impl Shard {
         if more {
             self.maybe_lease(a, plan, now);
         }
+    }
+
+    /// Put back in the run queue the held sinks whose reader made room.
+    /// Returns how many went back.
+    pub(super) fn retry_held_sinks(&mut self) -> usize {
+        if self.held_sinks.is_empty() {
+            return 0;
+        }
+        let mut back = 0;
+        for a in std::mem::take(&mut self.held_sinks) {
+            let (Some(plan), Some(slot)) = (self.apps.get(&a.app), self.lessors.get_mut(&a)) else {
+                continue; // undeployed meanwhile
+            };
+            if !may_run(plan, a) {
+                self.held_sinks.push(a);
+                continue;
+            }
+            back += 1;
+            slot.schedule(a, &mut self.ready, &mut *self.env.policy, plan, || {
+                self.env.clock.now_ns()
+            });
+        }
+        back
     }
 
     /// One step of lessee `l` of `a`, popped from the run queue; a lessee
@@ -92,5 +122,14 @@ impl Shard {
         slot.schedule((a, l), &mut self.ready, &mut *self.env.policy, plan, || {
             self.env.clock.now_ns()
         });
+    }
+}
+
+/// Whether `a`'s lessor may take a step: a sink waits while its queue is
+/// full (`SinkPolicy::Block`); every other operator always may.
+fn may_run(plan: &Plan, a: ActorId) -> bool {
+    match plan.node(a.op).map(|n| &n.kind) {
+        Some(PlanKind::Function { f, sink: true }) => f.ready(),
+        _ => true,
     }
 }

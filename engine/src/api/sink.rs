@@ -1,0 +1,294 @@
+//! Sinks: where an app's outputs leave the engine, through a bounded queue
+//! per sink that its [`SinkReceiver`] reads.
+//!
+//! A sink never grows without limit. Its [`SinkPolicy`], chosen by the app,
+//! says what a full queue does:
+//! - [`SinkPolicy::Block`] (the default): fullness is backpressure. The
+//!   shard does not run the sink while its queue is full (its messages wait
+//!   in its mailbox, counted against the app's `max_in_flight`), so a reader
+//!   that falls behind slows the app down to its pace, and in the end its
+//!   clients get `AppFull`. Nothing is lost.
+//! - [`SinkPolicy::DropOldest`]: the newest outputs are kept; each output
+//!   pushed out of a full queue is counted ([`SinkReceiver::dropped`]), so a
+//!   lagging reader knows how much it missed.
+//!
+//! The queue has one writer (the sink runs on its home shard only: it is
+//! `Sequential`) and one reader. Its length is also kept in an atomic, so
+//! the shard's "may the sink run?" check (`ready`) takes no lock.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::func::{Context, ErasedFunction, ErasedState, Function, Sequential, StateCodec, Typed};
+use crate::model::{AnyBox, Barrier, Header};
+use crate::protocol::{EdgeId, Strategy};
+
+/// What a sink does when its reader falls behind and its queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkPolicy {
+    /// Hold the sink (and so, through the app's message limit, its
+    /// clients) until the reader makes room. Nothing is lost.
+    Block {
+        /// Outputs (and barriers) the queue holds.
+        capacity: usize,
+    },
+    /// Make room by dropping the oldest output, counted as dropped.
+    DropOldest {
+        /// Outputs (and barriers) the queue holds.
+        capacity: usize,
+    },
+}
+
+impl SinkPolicy {
+    /// The queue's capacity.
+    pub fn capacity(&self) -> usize {
+        match *self {
+            SinkPolicy::Block { capacity } | SinkPolicy::DropOldest { capacity } => capacity,
+        }
+    }
+}
+
+impl Default for SinkPolicy {
+    /// `Block` with `limits::SINK_CAPACITY` outputs.
+    fn default() -> Self {
+        SinkPolicy::Block {
+            capacity: crate::limits::SINK_CAPACITY,
+        }
+    }
+}
+
+/// What a sink receives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkEvent<T> {
+    /// An output of the sink's input operator.
+    Data {
+        /// The output's key hash.
+        key: u64,
+        /// The output.
+        value: T,
+        /// End-to-end latency of the root message, ns.
+        latency_ns: u64,
+    },
+    /// Every data message before this barrier has been delivered above.
+    Barrier(Barrier),
+}
+
+/// The queue between a sink and its reader.
+struct SinkQueue<T> {
+    q: Mutex<VecDeque<SinkEvent<T>>>,
+    /// Signalled on every push.
+    pushed: Condvar,
+    /// `q.len()`, for the lock-free `ready` check.
+    len: AtomicUsize,
+    policy: SinkPolicy,
+    dropped: AtomicU64,
+    /// The reader is gone: outputs are discarded, by the user's choice.
+    closed: AtomicBool,
+}
+
+impl<T> SinkQueue<T> {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<SinkEvent<T>>> {
+        // A reader that panicked holding the lock left the queue intact:
+        // every operation on it is a single push or pop.
+        self.q.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The sink's write: under `Block` the shard checked `ready` first, so
+    /// the queue has room (it is the only writer).
+    fn push(&self, ev: SinkEvent<T>) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut q = self.lock();
+        if q.len() >= self.policy.capacity() {
+            match self.policy {
+                SinkPolicy::DropOldest { .. } => {
+                    q.pop_front();
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                // Only a sink run without `ready` (none today) gets here:
+                // one over is kept rather than lost.
+                SinkPolicy::Block { .. } => {}
+            }
+        }
+        q.push_back(ev);
+        self.len.store(q.len(), Ordering::Release);
+        drop(q);
+        self.pushed.notify_one();
+    }
+
+    fn pop(&self, q: &mut VecDeque<SinkEvent<T>>) -> Option<SinkEvent<T>> {
+        let ev = q.pop_front();
+        self.len.store(q.len(), Ordering::Release);
+        ev
+    }
+
+    /// Whether the sink may run now (room for one more, or never blocks).
+    fn ready(&self) -> bool {
+        match self.policy {
+            SinkPolicy::Block { capacity } => {
+                self.closed.load(Ordering::Relaxed) || self.len.load(Ordering::Acquire) < capacity
+            }
+            SinkPolicy::DropOldest { .. } => true,
+        }
+    }
+}
+
+/// The receiving end of a sink.
+pub struct SinkReceiver<T> {
+    queue: Arc<SinkQueue<T>>,
+}
+
+impl<T> SinkReceiver<T> {
+    /// The next event, if one is waiting.
+    pub fn try_recv(&self) -> Option<SinkEvent<T>> {
+        let mut q = self.queue.lock();
+        self.queue.pop(&mut q)
+    }
+
+    /// The next event, waiting up to `d` for it.
+    pub fn recv_timeout(&self, d: Duration) -> Option<SinkEvent<T>> {
+        let deadline = Instant::now().checked_add(d);
+        let mut q = self.queue.lock();
+        loop {
+            if let Some(ev) = self.queue.pop(&mut q) {
+                return Some(ev);
+            }
+            let left = match deadline {
+                Some(t) => t.checked_duration_since(Instant::now())?,
+                None => Duration::from_secs(3600),
+            };
+            q = match self.queue.pushed.wait_timeout(q, left) {
+                Ok((q, _)) => q,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+
+    /// Everything received so far.
+    pub fn drain(&self) -> Vec<SinkEvent<T>> {
+        let mut q = self.queue.lock();
+        let all: Vec<_> = q.drain(..).collect();
+        self.queue.len.store(0, Ordering::Release);
+        all
+    }
+
+    /// Events waiting to be read.
+    pub fn len(&self) -> usize {
+        self.queue.len.load(Ordering::Acquire)
+    }
+
+    /// Whether no event is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Outputs dropped from a full queue (`SinkPolicy::DropOldest`), so far.
+    pub fn dropped(&self) -> u64 {
+        self.queue.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The sink's policy.
+    pub fn policy(&self) -> SinkPolicy {
+        self.queue.policy
+    }
+}
+
+impl<T> Drop for SinkReceiver<T> {
+    fn drop(&mut self) {
+        self.queue.closed.store(true, Ordering::Relaxed);
+        self.queue.lock().clear();
+        self.queue.len.store(0, Ordering::Release);
+    }
+}
+
+/// The user-facing half of a sink: a function that pushes what it gets.
+struct SinkFn<T> {
+    queue: Arc<SinkQueue<T>>,
+}
+
+impl<T: Send + 'static> Function for SinkFn<T> {
+    type In = T;
+    type Out = ();
+    type State = Sequential<()>;
+    fn on_message(&self, _: &mut Sequential<()>, key: u64, value: T, ctx: &mut Context<'_, ()>) {
+        let latency_ns = ctx.now_ns().saturating_sub(ctx.header().ingress_ns);
+        self.queue.push(SinkEvent::Data {
+            key,
+            value,
+            latency_ns,
+        });
+    }
+    fn on_critical(&self, _: &mut Sequential<()>, b: &Barrier, _: EdgeId, _: &mut Context<'_, ()>) {
+        self.queue.push(SinkEvent::Barrier(*b));
+    }
+}
+
+/// A sink as the shards run it: the erased `SinkFn`, plus `ready`.
+pub(super) struct SinkNode<T> {
+    f: Typed<SinkFn<T>>,
+    queue: Arc<SinkQueue<T>>,
+}
+
+/// A sink's node and its receiver.
+pub(super) fn sink<T: Send + 'static>(policy: SinkPolicy) -> (SinkNode<T>, SinkReceiver<T>) {
+    let queue = Arc::new(SinkQueue {
+        q: Mutex::new(VecDeque::new()),
+        pushed: Condvar::new(),
+        len: AtomicUsize::new(0),
+        policy,
+        dropped: AtomicU64::new(0),
+        closed: AtomicBool::new(false),
+    });
+    let f = Typed::new(SinkFn {
+        queue: queue.clone(),
+    });
+    (
+        SinkNode {
+            f,
+            queue: queue.clone(),
+        },
+        SinkReceiver { queue },
+    )
+}
+
+impl<T: Send + 'static> ErasedFunction for SinkNode<T> {
+    fn strategy(&self) -> Strategy {
+        self.f.strategy()
+    }
+    fn new_state(&self) -> Box<dyn ErasedState> {
+        self.f.new_state()
+    }
+    fn run(
+        &self,
+        state: &mut dyn ErasedState,
+        key: u64,
+        input: AnyBox,
+        header: &Header,
+        now_ns: u64,
+        out: &mut Vec<(u64, AnyBox)>,
+    ) {
+        self.f.run(state, key, input, header, now_ns, out)
+    }
+    fn run_critical(
+        &self,
+        state: &mut dyn ErasedState,
+        barrier: &Barrier,
+        header: &Header,
+        now_ns: u64,
+        out: &mut Vec<(u64, AnyBox)>,
+    ) {
+        self.f.run_critical(state, barrier, header, now_ns, out)
+    }
+    fn clone_output(&self, v: &AnyBox) -> AnyBox {
+        self.f.clone_output(v)
+    }
+    fn state_codec(&self) -> Option<StateCodec> {
+        None
+    }
+    fn ready(&self) -> bool {
+        self.queue.ready()
+    }
+}
