@@ -766,13 +766,14 @@ fn an_oversized_event_is_refused_without_harm() {
     node.shutdown();
 }
 
-/// What the journal committed is accepted even when the shard it goes to
-/// is gone: here a shard stops (fail-stop) because a spilled actor's file
-/// was deleted under it. Sends still return `Ok` once logged, and the next
-/// deploy applies every one of them.
+/// A spilled state deleted under the running node fails its app, not its
+/// shard: the shard and its other apps go on, the app's stats and every
+/// later call name the cause, what the journal committed before is
+/// accepted, and the next deploy applies every acknowledged event.
 #[test]
-fn committed_events_are_accepted_when_their_shard_is_gone() {
+fn a_lost_spill_fails_its_app_and_the_next_deploy_recovers_it() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let acked;
     {
         let node = Node::start(NodeConfig {
             shards: 1,
@@ -784,6 +785,8 @@ fn committed_events_are_accepted_when_their_shard_is_gone() {
         .expect("node starts");
         let (app, _rx) = counter::app("gone");
         let h = node.deploy(app).expect("deploys");
+        let (other, other_rx) = counter::app("bystander");
+        let o = node.deploy(other).expect("deploys");
         let src = h.source::<counter::Ev>("events").expect("source");
         send(&src, 0, 100);
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -794,21 +797,39 @@ fn committed_events_are_accepted_when_their_shard_is_gone() {
         for f in files(&dir.path().join("gone").join("dormant"), "s") {
             std::fs::remove_file(f).expect("remove spill file");
         }
-        // The first of these wakes an actor whose file is gone: the shard
-        // stops. Every send is still acknowledged: it is in the log.
-        send(&src, 100, 200);
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while node.stats().is_ok() {
-            assert!(std::time::Instant::now() < deadline, "the shard stops");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        send(&src, 200, 300);
+        // One event at a time: the first wakes an actor whose file is gone
+        // and fails the app; sends acknowledged until then are in the log.
+        let mut next = 100;
+        let error = loop {
+            match src.send_batch(vec![counter::event(next)], Duration::from_secs(10)) {
+                Ok(()) => next += 1,
+                Err(r) => break r.error,
+            }
+            assert!(std::time::Instant::now() < deadline, "the app fails");
+        };
+        acked = next;
+        assert!(
+            matches!(&error, EngineError::AppFailed { cause, .. } if cause.contains("cannot be read back")),
+            "{error}"
+        );
+        let stats = node.stats().expect("the shard still answers");
+        let failed = stats.app("gone").and_then(|a| a.failed.clone());
+        assert!(
+            failed.is_some_and(|c| c.contains("dormant")),
+            "the stats name the cause"
+        );
+        assert!(!stats.healthy());
+        // The other app on the same shard goes on.
+        let osrc = o.source::<counter::Ev>("events").expect("source");
+        send(&osrc, 0, 50);
+        assert_eq!(query(&o, &other_rx), oracle(&[Step::Events(0, 50)]));
+        assert!(node.undeploy("gone", Duration::from_millis(100)).is_ok());
         node.shutdown();
     }
     let node = node(dir.path(), 1);
     let (app, rx) = counter::app("gone");
     let h = node.deploy(app).expect("redeploys");
-    assert_eq!(h.recovery().map(|r| r.replayed_events), Some(300));
-    assert_eq!(query(&h, &rx), oracle(&[Step::Events(0, 300)]));
+    assert_eq!(h.recovery().map(|r| r.replayed_events), Some(acked));
+    assert_eq!(query(&h, &rx), oracle(&[Step::Events(0, acked)]));
     node.shutdown();
 }

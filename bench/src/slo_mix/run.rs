@@ -349,6 +349,7 @@ fn placeholder_stats() -> AppStats {
         name: String::new(),
         class: AppClass::BestEffort,
         queued: 0,
+        failed: None,
         latency: Histogram::new_with_bounds(1_000, 100_000_000_000, 3)
             .expect("static histogram bounds are valid"),
         queueing: Histogram::new_with_bounds(1_000, 100_000_000_000, 3)

@@ -206,7 +206,22 @@ impl Node {
         Ok(())
     }
 
-    /// Figures from every shard, merged.
+    /// Kill shard `shard`'s thread with a panic, as an engine bug would
+    /// (`fault-injection` builds only: the tests of what a dead shard
+    /// looks like to clients).
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub fn inject_shard_panic(&self, shard: usize) -> Result<()> {
+        let shards = self.shards.count();
+        if shard >= shards {
+            return Err(EngineError::NoSuchShard { shard, shards });
+        }
+        self.shards.send_control(shard, Command::Panic)
+    }
+
+    /// Figures from every shard, merged. A shard that died is in it with
+    /// its cause (`ShardStats::died`), a failed app with its own
+    /// (`AppStats::failed`): `NodeStats::healthy` says whether either is.
     pub fn stats(&self) -> Result<NodeStats> {
         self.shards.stats()
     }

@@ -96,6 +96,25 @@ pub enum EngineError {
         /// The limit (`NodeConfig::max_in_flight`).
         limit: u64,
     },
+    /// The app failed and takes no more input; undeploy it (a durable app
+    /// recovers from its checkpoint and log on the next deploy).
+    #[error("app {app:?} failed: {cause}")]
+    AppFailed {
+        /// The application's name.
+        app: String,
+        /// What failed it (an operator's panic, a damaged spilled state, a
+        /// shard that died).
+        cause: String,
+    },
+    /// A shard's thread died (a bug in the engine: it panicked); every app
+    /// with an operator or source homed there has failed.
+    #[error("shard {shard} died: {cause}")]
+    ShardDied {
+        /// The shard's index.
+        shard: usize,
+        /// Its panic's message.
+        cause: String,
+    },
     /// A batch of more events than one command may carry.
     #[error("batch of {len} events exceeds the limit of {max}")]
     BatchTooLarge {
@@ -194,3 +213,11 @@ impl std::error::Error for StorageFailure {
 
 /// The engine's result type.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// The text of a panic's payload (`panic!` gives a `&str` or a `String`).
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}

@@ -13,6 +13,7 @@ mod error;
 mod message;
 
 pub use class::AppClass;
+pub(crate) use error::panic_message;
 #[cfg(feature = "runtime")]
 pub use error::StorageFailure;
 pub use error::{EngineError, Result};

@@ -15,7 +15,7 @@ pub(crate) use spec::{Cloner, NodeKind, NodeSpec};
 
 use std::any::TypeId;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rkyv::util::AlignedVec;
 
@@ -87,6 +87,10 @@ pub(crate) struct Plan {
     pub state_sink: Option<StateSink>,
     /// Durable apps: the app's data folder (`<data_dir>/<app>`).
     pub dir: Option<PathBuf>,
+    /// Why the app failed, once it did (an operator panicked, a spilled
+    /// state is damaged): set once, by the shard that saw it. A failed app
+    /// runs nothing more and takes no input; undeploy clears it away.
+    failure: OnceLock<String>,
 }
 
 /// The home shard of node `node` (index in declaration order: sources,
@@ -186,7 +190,18 @@ impl Plan {
             counters: (0..shards).map(|_| ShardCounters::default()).collect(),
             state_sink,
             dir,
+            failure: OnceLock::new(),
         }
+    }
+
+    /// Fail the app for `cause` (the first cause stays).
+    pub(crate) fn fail(&self, cause: String) {
+        let _ = self.failure.set(cause);
+    }
+
+    /// Why the app failed, if it did.
+    pub(crate) fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
     }
 
     pub(crate) fn node_by_name(&self, name: &str) -> Option<(OperatorId, &PlanNode)> {

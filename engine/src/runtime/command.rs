@@ -46,6 +46,9 @@ pub(crate) enum Command {
     },
     Stats(Sender<ShardStats>),
     Stop,
+    /// Panic the shard's thread (`fault-injection` builds only).
+    #[cfg(feature = "fault-injection")]
+    Panic,
 }
 
 impl Command {

@@ -82,15 +82,38 @@ impl AppIngress {
         if self.gate.is_closed() {
             return Err(EngineError::NotDeployed(self.id()));
         }
+        self.ensure_healthy()
+    }
+
+    /// `Ok` unless the app failed, or a shard where one of its nodes is
+    /// homed died (its actors there are gone: the app has failed too, and
+    /// a barrier could never complete).
+    pub(crate) fn ensure_healthy(&self) -> Result<()> {
+        let failed = |cause: String| {
+            Err(EngineError::AppFailed {
+                app: self.plan.name.clone(),
+                cause,
+            })
+        };
+        if let Some(cause) = self.plan.failure() {
+            return failed(cause.to_owned());
+        }
+        for n in &self.plan.nodes {
+            if let Some(cause) = self.shards.died(n.home as usize) {
+                return failed(format!("shard {} died: {cause}", n.home));
+            }
+        }
         Ok(())
     }
 
-    /// Count a command as submitted, unless the app is closed or the node
-    /// stopped. On `Ok`, the caller must send the command or `gate.undo()`.
+    /// Count a command as submitted, unless the app is closed or failed or
+    /// the node stopped. On `Ok`, the caller must send the command or
+    /// `gate.undo()`.
     fn begin_submit(&self) -> Result<()> {
         if self.shards.is_stopped() {
             return Err(EngineError::Stopped);
         }
+        self.ensure_healthy()?;
         self.gate
             .enter()
             .map_err(|_| EngineError::NotDeployed(self.id()))
@@ -120,7 +143,7 @@ impl AppIngress {
                     std::thread::sleep(RETRY_PAUSE);
                 }
                 Err(TrySendError::Full(c)) | Err(TrySendError::Disconnected(c)) => {
-                    return Err((EngineError::Stopped, c))
+                    return Err((self.shards.gone(shard), c))
                 }
             }
         }

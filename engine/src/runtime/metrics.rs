@@ -56,6 +56,8 @@ pub struct AppStats {
     /// Messages queued or held at the app's instances (lessors and
     /// lessees), at the snapshot.
     pub queued: usize,
+    /// Why the app failed, if it did (it runs nothing more; undeploy it).
+    pub failed: Option<String>,
     /// Lessee-time: the integral over time of the lessees hosted, ns (over
     /// a wall-clock span, divided by it: the mean lessee count).
     pub lessee_ns: u64,
@@ -78,6 +80,7 @@ impl AppStats {
             revokes: 0,
             barriers: 0,
             queued: 0,
+            failed: None,
             lessee_ns: 0,
         }
     }
@@ -116,6 +119,9 @@ impl AppStats {
         self.revokes += o.revokes;
         self.barriers += o.barriers;
         self.queued += o.queued;
+        if self.failed.is_none() {
+            self.failed.clone_from(&o.failed);
+        }
     }
 }
 
@@ -124,6 +130,9 @@ impl AppStats {
 pub struct ShardStats {
     /// The shard's index.
     pub shard: usize,
+    /// The shard's thread died of this panic (an engine bug); every other
+    /// figure is then zero, and every app with a node homed here failed.
+    pub died: Option<String>,
     /// Time spent in dispatcher turns that did work, ns.
     pub busy_ns: u64,
     /// Messages run on this shard, all apps (including undeployed ones).
@@ -158,6 +167,11 @@ pub struct ShardStats {
     pub unspills: u64,
     /// Time spent reading spilled states back, ns.
     pub unspill_ns: u64,
+    /// Spilled states that could not be read back (retried when the error
+    /// may pass; the app failed when the state was damaged).
+    pub unspill_errors: u64,
+    /// The last of those errors, naming the file and the cause.
+    pub last_unspill_error: Option<String>,
     /// Per app deployed, this shard's figures.
     pub apps: BTreeMap<AppId, AppStats>,
 }
@@ -187,6 +201,12 @@ impl NodeStats {
     /// The merged figures of the app named `name`, if deployed.
     pub fn app(&self, name: &str) -> Option<&AppStats> {
         self.apps.values().find(|a| a.name == name)
+    }
+
+    /// Whether every shard is alive and no app failed.
+    pub fn healthy(&self) -> bool {
+        self.shards.iter().all(|s| s.died.is_none())
+            && self.apps.values().all(|a| a.failed.is_none())
     }
 
     /// Total busy core-time over all shards, ns.

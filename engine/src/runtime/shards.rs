@@ -8,9 +8,10 @@
 //! comes from a client call that waits for its reply), then rings the
 //! shard's doorbell, which wakes the shard only if it parked.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement as GPlacement};
@@ -23,7 +24,9 @@ use super::shard::{Packet, Shard, ShardParts};
 use crate::limits::{CONTROL_TIMEOUT, SHARD_IO_MEMORY};
 use crate::mesh::doorbell::Doorbell;
 use crate::mesh::Mesh;
-use crate::model::{EngineError, Result};
+use futures_lite::FutureExt;
+
+use crate::model::{panic_message, EngineError, Result};
 use crate::protocol::ShardId;
 
 /// A client's way to one shard.
@@ -42,6 +45,8 @@ pub(crate) struct Shards {
     clock: Clock,
     links: Vec<ShardLink>,
     stopped: AtomicBool,
+    /// Per shard, the panic that killed its thread, once it died.
+    deaths: Arc<[OnceLock<String>]>,
 }
 
 /// The threads of a node's shards, joined when the node stops.
@@ -56,6 +61,7 @@ impl Shards {
         let cores = available_cores();
         let mesh = Mesh::<Packet>::full(n, cfg.ring_capacity)?;
         let gauges: Arc<[Gauge]> = (0..n).map(|_| Gauge::default()).collect();
+        let deaths: Arc<[OnceLock<String>]> = (0..n).map(|_| OnceLock::new()).collect();
         let mut links = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
         for (i, ends) in mesh.ends.into_iter().enumerate() {
@@ -79,13 +85,14 @@ impl Shards {
                 Placement::Pinned => GPlacement::Fixed(cores[i % cores.len()]),
                 Placement::Unpinned => GPlacement::Unbound,
             };
-            threads.push(spawn(i, placement, parts)?);
+            threads.push(spawn(i, placement, parts, deaths.clone())?);
         }
         let shards = Shards {
             cfg,
             clock,
             links,
             stopped: AtomicBool::new(false),
+            deaths,
         };
         Ok((Arc::new(shards), threads))
     }
@@ -121,12 +128,46 @@ impl Shards {
         Ok(())
     }
 
+    /// Send a control command that has no reply.
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn send_control(&self, shard: usize, cmd: Command) -> Result<()> {
+        self.control(shard, cmd)
+    }
+
     /// Send a control command on the shard's control channel.
     fn control(&self, shard: usize, cmd: Command) -> Result<()> {
         let link = &self.links[shard];
-        link.ctl.send(cmd).map_err(|_| EngineError::Stopped)?;
+        link.ctl.send(cmd).map_err(|_| self.gone(shard))?;
         link.bell.ring();
         Ok(())
+    }
+
+    /// Why `shard` stopped answering: `ShardDied` with its panic, else the
+    /// node stopped.
+    pub(crate) fn gone(&self, shard: usize) -> EngineError {
+        match self.died(shard) {
+            Some(cause) => EngineError::ShardDied {
+                shard,
+                cause: cause.to_owned(),
+            },
+            None => EngineError::Stopped,
+        }
+    }
+
+    /// The panic that killed `shard`, if it died.
+    pub(crate) fn died(&self, shard: usize) -> Option<&str> {
+        self.deaths
+            .get(shard)
+            .and_then(|d| d.get())
+            .map(String::as_str)
+    }
+
+    /// A reply that did not come: the shard died, or it is too slow.
+    fn no_reply(&self, shard: usize, e: mpsc::RecvTimeoutError) -> EngineError {
+        match e {
+            mpsc::RecvTimeoutError::Disconnected => self.gone(shard),
+            mpsc::RecvTimeoutError::Timeout => EngineError::Timeout(CONTROL_TIMEOUT),
+        }
     }
 
     /// Ask `shard` and wait (up to `CONTROL_TIMEOUT`) for its reply.
@@ -138,7 +179,7 @@ impl Shards {
         let (tx, rx) = mpsc::channel();
         self.control(shard, make(tx))?;
         rx.recv_timeout(CONTROL_TIMEOUT)
-            .map_err(|_| EngineError::Timeout(CONTROL_TIMEOUT))
+            .map_err(|e| self.no_reply(shard, e))
     }
 
     /// Ask every shard at once (`make(shard, reply)`), then wait for every
@@ -155,16 +196,39 @@ impl Shards {
         }
         replies
             .into_iter()
-            .map(|rx| {
+            .enumerate()
+            .map(|(s, rx)| {
                 rx.recv_timeout(CONTROL_TIMEOUT)
-                    .map_err(|_| EngineError::Timeout(CONTROL_TIMEOUT))
+                    .map_err(|e| self.no_reply(s, e))
             })
             .collect()
     }
 
-    /// Figures from every shard, merged.
+    /// Figures from every shard, merged. A dead shard answers nothing: its
+    /// entry says it died, and why.
     pub(crate) fn stats(&self) -> Result<NodeStats> {
-        let shards: Vec<ShardStats> = self.ask_all(|_, tx| Command::Stats(tx))?;
+        let mut replies = Vec::with_capacity(self.count());
+        for s in 0..self.count() {
+            let (tx, rx) = mpsc::channel();
+            let sent = self.control(s, Command::Stats(tx));
+            replies.push(sent.map(|()| rx));
+        }
+        let mut shards = Vec::with_capacity(self.count());
+        for (shard, r) in replies.into_iter().enumerate() {
+            let got = r.and_then(|rx| {
+                rx.recv_timeout(CONTROL_TIMEOUT)
+                    .map_err(|e| self.no_reply(shard, e))
+            });
+            shards.push(match got {
+                Ok(st) => st,
+                Err(EngineError::ShardDied { cause, .. }) => ShardStats {
+                    shard,
+                    died: Some(cause),
+                    ..ShardStats::default()
+                },
+                Err(e) => return Err(e),
+            });
+        }
         Ok(NodeStats::from_shards(shards))
     }
 
@@ -188,12 +252,25 @@ fn available_cores() -> Vec<usize> {
         .unwrap_or_else(|| vec![0])
 }
 
-/// Shard `i`'s thread: one glommio executor running its dispatcher loop.
-fn spawn(i: usize, placement: GPlacement, parts: ShardParts) -> Result<ExecutorJoinHandle<()>> {
+/// Shard `i`'s thread: one glommio executor running its dispatcher loop. A
+/// panic (an engine bug: user code's panics are caught where it runs)
+/// ends the thread and is recorded in `deaths[i]`, for every client call
+/// that reaches the shard to name.
+fn spawn(
+    i: usize,
+    placement: GPlacement,
+    parts: ShardParts,
+    deaths: Arc<[OnceLock<String>]>,
+) -> Result<ExecutorJoinHandle<()>> {
     LocalExecutorBuilder::new(placement)
         .name(&format!("dirigo-shard-{i}"))
         .io_memory(SHARD_IO_MEMORY)
-        .spawn(move || async move { Shard::new(parts).run().await })
+        .spawn(move || async move {
+            let run = AssertUnwindSafe(Shard::new(parts).run());
+            if let Err(p) = run.catch_unwind().await {
+                let _ = deaths[i].set(panic_message(&*p));
+            }
+        })
         .map_err(|e| EngineError::ShardStart {
             shard: i,
             reason: e.to_string(),

@@ -3,13 +3,20 @@
 //! durable operators), and the states a checkpoint restored at deploy for
 //! each operator's first activation. One wake path brings an actor back
 //! from either.
+//!
+//! Waking never panics: a spill file that cannot be read back for a reason
+//! that may pass keeps its actor dormant (the shard retries, holding the
+//! actor's messages meanwhile); one that is gone or damaged fails only the
+//! actor's app.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use dirigo_storage::StorageError;
+
 use super::instance::Instance;
-use crate::durability::spill;
+use crate::durability::spill::{self, SpillError};
 use crate::func::{ErasedFunction, ErasedState};
 use crate::model::{ActorId, AppId, Message};
 use crate::plan::PlanNode;
@@ -29,6 +36,20 @@ pub(super) struct Asleep {
     pub(super) spilled: HashMap<ActorId, std::path::PathBuf>,
     /// Spill files written by this shard (their ids and names).
     pub(super) spill_seq: u64,
+    /// Messages for dormant actors whose spill could not be read back yet
+    /// (`WakeError::Retry`), in arrival order; retried by housekeeping.
+    pub(super) waking: HashMap<ActorId, Vec<Message>>,
+}
+
+/// Why an actor could not be woken.
+pub(super) enum WakeError {
+    /// Reading its spill file back failed in a way that may pass (too many
+    /// open files, no memory for the map...): it stays dormant, spilled,
+    /// and is woken again later.
+    Retry,
+    /// Its spilled state is gone or damaged: there is no state to run it
+    /// on, so its app fails (a durable app recovers on its next deploy).
+    Damaged(String),
 }
 
 impl Asleep {
@@ -38,71 +59,75 @@ impl Asleep {
     /// else fresh.
     pub(super) fn wake(
         &mut self,
-        me: ShardId,
         stats: &mut ShardStats,
         actor: ActorId,
         node: &PlanNode,
         f: &Arc<dyn ErasedFunction>,
-    ) -> Lessor<Message, Instance> {
-        match self.dormant.remove(&actor) {
-            Some(d) => {
-                let d = self.unspill(me, stats, actor, f, d);
-                Lessor::from_dormant(me, node.strategy, node.inputs, d)
-            }
-            None => {
-                let state = self
-                    .restored
-                    .remove(&actor)
-                    .unwrap_or_else(|| f.new_state());
-                Lessor::new(
-                    me,
-                    node.strategy,
-                    node.inputs,
-                    Instance::new(state, node.outs.len()),
-                )
-            }
+        me: ShardId,
+    ) -> Result<Lessor<Message, Instance>, WakeError> {
+        if let Some(d) = self.dormant.remove(&actor) {
+            let d = self.unspill(stats, actor, f, d)?;
+            return Ok(Lessor::from_dormant(me, node.strategy, node.inputs, d));
         }
+        let state = self
+            .restored
+            .remove(&actor)
+            .unwrap_or_else(|| f.new_state());
+        Ok(Lessor::new(
+            me,
+            node.strategy,
+            node.inputs,
+            Instance::new(state, node.outs.len()),
+        ))
     }
 
     /// Bring a spilled dormant actor's state back from its file (the
-    /// actor's cold start).
-    ///
-    /// A spill file that cannot be read back (deleted or damaged under the
-    /// running node) leaves no state to run the actor on: the shard stops
-    /// (panics) rather than run it on an empty one; the app's checkpoint
-    /// and ingress log recover it on the next deploy.
+    /// actor's cold start). On an error the record stays dormant and
+    /// spilled (`Retry`), or the error says the state is lost (`Damaged`).
     fn unspill(
         &mut self,
-        me: ShardId,
         stats: &mut ShardStats,
         actor: ActorId,
         f: &Arc<dyn ErasedFunction>,
         mut d: Dormant<Instance>,
-    ) -> Dormant<Instance> {
-        let Some(path) = self.spilled.remove(&actor) else {
-            return d;
+    ) -> Result<Dormant<Instance>, WakeError> {
+        let Some(path) = self.spilled.get(&actor) else {
+            return Ok(d);
         };
         let codec = f
             .state_codec()
             .expect("only durable operators' states are spilled");
         let started = Instant::now();
-        match spill::read(&path, codec.unspill) {
+        match spill::read(path, codec.unspill) {
             Ok(state) => {
+                self.spilled.remove(&actor);
                 d.state.user = state;
                 stats.unspills += 1;
                 stats.unspill_ns += started.elapsed().as_nanos() as u64;
-                d
+                Ok(d)
             }
-            Err(e) => panic!(
-                "shard {me}: the dormant state of {actor} in {} cannot be read back: {e}",
-                path.display()
-            ),
+            Err(e) => {
+                stats.unspill_errors += 1;
+                let what = format!(
+                    "the spilled state of {actor} in {} cannot be read back: {e}",
+                    path.display()
+                );
+                stats.last_unspill_error = Some(what.clone());
+                if transient(&e) {
+                    self.dormant.insert(actor, d);
+                    Err(WakeError::Retry)
+                } else {
+                    self.spilled.remove(&actor);
+                    Err(WakeError::Damaged(what))
+                }
+            }
         }
     }
 
     /// Drop everything of an undeployed app (its spill files too).
     pub(super) fn forget_app(&mut self, app: AppId) {
         self.dormant.retain(|a, _| a.app != app);
+        self.waking.retain(|a, _| a.app != app);
         self.restored.retain(|a, _| a.app != app);
         self.spilled.retain(|a, path| {
             let keep = a.app != app;
@@ -111,5 +136,16 @@ impl Asleep {
             }
             keep
         });
+    }
+}
+
+/// Whether a spill read failed for a reason that may pass: an I/O error
+/// other than the file being gone. Validation damage never passes.
+fn transient(e: &SpillError) -> bool {
+    match e {
+        SpillError::Storage(StorageError::Io { source, .. }) => {
+            source.kind() != std::io::ErrorKind::NotFound
+        }
+        _ => false,
     }
 }

@@ -6,6 +6,7 @@
 use std::sync::mpsc::{Sender, TryRecvError};
 use std::sync::Arc;
 
+use super::asleep::WakeError;
 use super::fx::ShardFx;
 use super::instance::Instance;
 use super::slots::{LessorSlot, SourceState};
@@ -130,6 +131,8 @@ impl Shard {
                 let _ = reply.send(self.snapshot());
             }
             Command::Stop => self.stopping = true,
+            #[cfg(feature = "fault-injection")]
+            Command::Panic => panic!("a panic injected by Node::inject_shard_panic"),
         }
     }
 
@@ -228,12 +231,24 @@ impl Shard {
         let PlanKind::Function { f: func, .. } = &node.kind else {
             return None;
         };
+        if plan.failure().is_some() || self.asleep.waking.contains_key(&actor) {
+            return None;
+        }
         if !self.lessors.contains_key(&actor) {
-            let m = self
+            match self
                 .asleep
-                .wake(self.env.id, &mut self.stats, actor, node, func);
-            let now = self.env.clock.now_ns();
-            self.lessors.insert(actor, LessorSlot::new(m, now));
+                .wake(&mut self.stats, actor, node, func, self.env.id)
+            {
+                Ok(m) => {
+                    let now = self.env.clock.now_ns();
+                    self.lessors.insert(actor, LessorSlot::new(m, now));
+                }
+                Err(WakeError::Retry) => return None,
+                Err(WakeError::Damaged(cause)) => {
+                    plan.fail(cause);
+                    return None;
+                }
+            }
         }
         let slot = self.lessors.get_mut(&actor)?;
         let mut fx = self.env.fx(actor, &plan, false);

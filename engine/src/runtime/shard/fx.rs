@@ -15,7 +15,9 @@ use super::packet::Packet;
 use crate::durability::split_checkpoint_tag;
 use crate::func::ErasedFunction;
 use crate::mesh::Outbox;
-use crate::model::{ActorId, AnyBox, Barrier, BarrierKind, Header, Kind, Message, Payload};
+use crate::model::{
+    panic_message, ActorId, AnyBox, Barrier, BarrierKind, Header, Kind, Message, Payload,
+};
 use crate::plan::{Plan, PlanKind, PlanNode, SavedState};
 use crate::protocol::{CriticalMark, Effects, Epoch, ShardId, Wire};
 use crate::runtime::clock::{Clock, Gauge};
@@ -106,6 +108,20 @@ impl<'a> ShardFx<'a> {
             .expect("an actor's operator exists in its plan")
     }
 
+    /// The operator's code panicked: its state may be half-changed, so its
+    /// app fails (nothing of it runs again; the shard and its other apps go
+    /// on). The message counts as done, so the counters stay whole.
+    fn user_panicked(&mut self, what: &str, why: String) {
+        let cause = format!(
+            "operator {:?} panicked {what} on shard {}: {why}",
+            self.node().name,
+            self.me
+        );
+        self.plan.fail(cause);
+        self.scratch.clear();
+        self.mark_done();
+    }
+
     fn mark_done(&mut self) {
         self.plan.counters[self.me as usize].count_done();
     }
@@ -184,14 +200,12 @@ impl Effects<Message, Instance> for ShardFx<'_> {
         let Payload::Data(input) = msg.payload else {
             unreachable!("the protocol runs data messages only with `run`");
         };
-        f.run(
-            &mut *state.user,
-            msg.key,
-            input,
-            &msg.header,
-            now,
-            &mut self.scratch,
-        );
+        let (user, scratch) = (&mut *state.user, &mut self.scratch);
+        let ran = catch(|| f.run(user, msg.key, input, &msg.header, now, scratch));
+        if let Err(why) = ran {
+            self.user_panicked("on a message", why);
+            return;
+        }
         let done = self.clock.now_ns();
         let cost = done.saturating_sub(now);
         self.plan.learn_cost(self.actor.op, cost);
@@ -218,13 +232,11 @@ impl Effects<Message, Instance> for ShardFx<'_> {
                 unreachable!("the protocol runs critical messages only with `run_critical`");
             };
             assert_eq!(b.id, barrier, "a critical section runs one barrier");
-            f.run_critical(
-                &mut *state.user,
-                &b,
-                &m.header,
-                self.clock.now_ns(),
-                &mut self.scratch,
-            );
+            let (user, scratch, now) = (&mut *state.user, &mut self.scratch, self.clock.now_ns());
+            if let Err(why) = catch(|| f.run_critical(user, &b, &m.header, now, scratch)) {
+                self.user_panicked("on a barrier", why);
+                return;
+            }
             self.emit_scratch(&mut state.tally, &m.header);
             self.mark_done();
             last = Some((m.header, b));
@@ -289,4 +301,10 @@ impl Effects<Message, Instance> for ShardFx<'_> {
         };
         self.outbox.send(to, p);
     }
+}
+
+/// Run user code; a panic comes back as its message instead of unwinding
+/// through the shard.
+fn catch(call: impl FnOnce()) -> Result<(), String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).map_err(|p| panic_message(&*p))
 }

@@ -17,12 +17,18 @@ use crate::sync::Ordering;
 
 impl Shard {
     /// Every `housekeeping` period (`dt` since the last one): publish the
-    /// backlog gauge, deactivate idle actors, account lessee-time. Returns
+    /// backlog gauge, retry waking actors whose spill could not be read,
+    /// deactivate idle actors, account lessee-time. Returns
     /// how many actors it deactivated.
     pub(super) fn housekeeping(&mut self, now: u64, dt: u64) -> usize {
         let backlog = self.backlog();
         self.env.gauge().backlog.store(backlog, Ordering::Relaxed);
         self.account_lessees(dt);
+        // Spills that could not be read back are tried again; not counted
+        // as work, so a lasting error does not keep the shard from parking.
+        if !self.asleep.waking.is_empty() {
+            self.retry_waking();
+        }
         // The scan visits every active lessor, so it runs every eighth of
         // the idle timeout, not every housekeeping: an actor goes dormant at
         // most 12.5% late, and a shard with many actors does not spend its
@@ -124,6 +130,13 @@ impl Shard {
             .iter()
             .map(|(id, a)| (*id, a.clone()))
             .collect();
+        for (id, st) in &mut s.apps {
+            st.failed = self
+                .apps
+                .get(id)
+                .and_then(|p| p.failure())
+                .map(str::to_owned);
+        }
         // `stats.runs` holds the runs of undeployed apps; add the live ones.
         s.runs += s.apps.values().map(|a| a.runs).sum::<u64>();
         s.backlog = self.backlog();

@@ -5,6 +5,7 @@
 //! Packets for an app that is gone (undeployed while in flight) are counted
 //! as dropped, never run.
 
+use super::asleep::WakeError;
 use super::instance::{Instance, Part};
 use super::slots::{LesseeSlot, LessorSlot};
 use super::{Packet, Shard};
@@ -84,16 +85,38 @@ impl Shard {
             self.stats.dropped += 1;
             return;
         };
+        if plan.failure().is_some() {
+            self.stats.dropped += 1;
+            return;
+        }
+        if let Some(waiting) = self.asleep.waking.get_mut(&actor) {
+            waiting.push(msg); // behind the ones already waiting
+            return;
+        }
         let now = self.env.clock.now_ns();
-        let slot = match self.lessors.entry(actor) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let m = self
-                    .asleep
-                    .wake(self.env.id, &mut self.stats, actor, node, f);
-                e.insert(LessorSlot::new(m, now))
+        if !self.lessors.contains_key(&actor) {
+            match self
+                .asleep
+                .wake(&mut self.stats, actor, node, f, self.env.id)
+            {
+                Ok(m) => {
+                    self.lessors.insert(actor, LessorSlot::new(m, now));
+                }
+                Err(WakeError::Retry) => {
+                    self.asleep.waking.insert(actor, vec![msg]);
+                    return;
+                }
+                Err(WakeError::Damaged(cause)) => {
+                    plan.fail(cause);
+                    self.stats.dropped += 1;
+                    return;
+                }
             }
-        };
+        }
+        let slot = self
+            .lessors
+            .get_mut(&actor)
+            .expect("active, or woken just now");
         slot.last_active_ns = now;
         let mut msg = msg;
         msg.header.enqueued_ns = now;
@@ -103,6 +126,21 @@ impl Shard {
             self.env.clock.now_ns()
         });
         self.maybe_lease(actor, &plan, now);
+    }
+
+    /// Hand the messages held for actors whose spill could not be read
+    /// back to `on_input` again, in order (each wakes its actor, or waits
+    /// again). Returns how many were retried.
+    pub(super) fn retry_waking(&mut self) -> usize {
+        let waking = std::mem::take(&mut self.asleep.waking);
+        let mut n = 0;
+        for (_, msgs) in waking {
+            for msg in msgs {
+                self.on_input(msg);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// A wire from `actor`'s lessor to a lessee here (or a lease request).

@@ -27,6 +27,11 @@ impl Shard {
             let Some(plan) = self.apps.get(&r.actor().app).cloned() else {
                 continue;
             };
+            if plan.failure().is_some() {
+                // A failed app runs nothing more; its instance stays marked
+                // queued, so it is not queued again until undeploy.
+                continue;
+            }
             match r {
                 InstRef::Lessor(a) => self.step_lessor(a, &plan),
                 InstRef::Lessee(a, l) => self.step_lessee(a, l, &plan),

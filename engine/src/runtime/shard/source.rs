@@ -18,7 +18,12 @@ impl Shard {
         at_ns: u64,
         events: Vec<(u64, AnyBox)>,
     ) {
-        let Some(plan) = self.apps.get(&app).cloned() else {
+        let Some(plan) = self
+            .apps
+            .get(&app)
+            .cloned()
+            .filter(|p| p.failure().is_none())
+        else {
             self.stats.dropped += events.len() as u64;
             return;
         };
