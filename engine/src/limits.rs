@@ -50,6 +50,9 @@ pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an idle shard may sleep without a doorbell, at least and at
 /// most (it wakes for housekeeping and idle-lessee timers).
 pub const PARK_NAP_MIN: Duration = Duration::from_millis(1);
+/// How long a client waits for a shard whose channels closed to record
+/// why it died (it does as its unwinding ends).
+pub const DEATH_RECORD_WAIT: Duration = Duration::from_secs(1);
 /// A sink's queue by default (`SinkPolicy::default`), events.
 pub const SINK_CAPACITY: usize = 1 << 16;
 /// The largest sink queue an app may ask for, events.

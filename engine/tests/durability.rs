@@ -833,3 +833,106 @@ fn a_lost_spill_fails_its_app_and_the_next_deploy_recovers_it() {
     assert_eq!(query(&h, &rx), oracle(&[Step::Events(0, acked)]));
     node.shutdown();
 }
+
+/// Emits the running sum of its key with every event.
+struct Echo;
+impl dirigo_engine::Function for Echo {
+    type In = u64;
+    type Out = u64;
+    type State = Keyed<u64>;
+    fn on_message(
+        &self,
+        st: &mut Keyed<u64>,
+        key: u64,
+        v: u64,
+        ctx: &mut dirigo_engine::Context<'_, u64>,
+    ) {
+        *st.entry(key) += v;
+        ctx.emit(key, *st.entry(key));
+    }
+}
+
+/// A durable echo whose sink holds 10 outputs and blocks when full.
+fn echo_app() -> (dirigo_engine::App, dirigo_engine::SinkReceiver<u64>) {
+    let mut b = AppBuilder::new("echo").durable();
+    let src = b.durable_source::<u64>("in");
+    let echo = b.durable_operator("echo", Echo, &[src]);
+    let rx = b.sink_with(
+        "out",
+        echo,
+        dirigo_engine::SinkPolicy::Block { capacity: 10 },
+    );
+    (b.build().expect("valid"), rx)
+}
+
+/// A deploy does not hold the node's registry while it replays (issue 11
+/// item 10): here the replay waits on a sink nobody reads yet, and
+/// meanwhile the node still answers `app`, deploys another app, and keeps
+/// the replaying app's name taken.
+#[test]
+fn a_replaying_deploy_does_not_lock_the_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let node = node(dir.path(), 2);
+        let (app, rx) = echo_app();
+        let h = node.deploy(app).expect("deploys");
+        let src = h.source::<u64>("in").expect("source");
+        for i in 0..500 {
+            src.send(i % 7, 1).expect("acknowledged");
+            let _ = rx.drain();
+        }
+        node.shutdown();
+    }
+    let node = std::sync::Arc::new(
+        Node::start(NodeConfig {
+            shards: 2,
+            placement: Placement::Unpinned,
+            data_dir: Some(dir.path().to_owned()),
+            max_in_flight: 64,
+            // Replayed in batches of 8: the replay waits for room.
+            max_batch: 8,
+            ..NodeConfig::default()
+        })
+        .expect("node starts"),
+    );
+    let (app, rx) = echo_app();
+    let deploying = {
+        let node = node.clone();
+        std::thread::spawn(move || node.deploy(app).map(|h| h.recovery().cloned()))
+    };
+    // The replay fills the sink, then the app's message limit, and waits.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while rx.len() < 10 {
+        assert!(std::time::Instant::now() < deadline, "the replay started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (tx, answers) = std::sync::mpsc::channel();
+    {
+        let node = node.clone();
+        std::thread::spawn(move || {
+            let unknown = matches!(node.app("nope"), Err(EngineError::UnknownApp(_)));
+            let taken = matches!(node.deploy(echo_app().0), Err(EngineError::AppExists(_)));
+            let (other, _rx) = counter::app("other");
+            let other = node.deploy(other).is_ok();
+            let _ = tx.send((unknown, taken, other));
+        });
+    }
+    let got = answers.recv_timeout(Duration::from_secs(5));
+    // Let the replay finish whatever the answer.
+    let mut outputs = 0;
+    while outputs < 500 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{outputs} of 500 replayed"
+        );
+        if rx.recv_timeout(Duration::from_millis(50)).is_some() {
+            outputs += 1;
+        }
+    }
+    let recovery = deploying.join().expect("no panic").expect("deploys");
+    assert_eq!(recovery.map(|r| r.replayed_events), Some(500));
+    assert_eq!(
+        got.expect("the node answered while the deploy replayed"),
+        (true, true, true)
+    );
+}

@@ -175,3 +175,20 @@ fn a_dead_shard_is_visible_and_fails_its_apps_at_once() {
     );
     node.shutdown();
 }
+
+/// A deploy that one shard cannot take leaves the app on no shard (issue
+/// 11 item 13): the shards that took it drop it again, and its name stays
+/// free.
+#[test]
+fn a_deploy_that_fails_on_one_shard_is_removed_from_the_others() {
+    let node = node();
+    node.inject_shard_panic(1).expect("sent");
+    until(&node, "the shard to die", |s| s.shards[1].died.is_some());
+    let (a, _rx) = app("half");
+    let e = node.deploy(a).map(|_| ()).expect_err("shard 1 is dead");
+    assert!(matches!(e, EngineError::ShardDied { shard: 1, .. }), "{e}");
+    let stats = node.stats().expect("shard 0 answers");
+    assert!(stats.app("half").is_none(), "shard 0 kept the plan");
+    assert!(matches!(node.app("half"), Err(EngineError::UnknownApp(_))));
+    node.shutdown();
+}

@@ -34,7 +34,9 @@ use crate::runtime::shards::{ShardThreads, Shards};
 /// A running Dirigo node.
 pub struct Node {
     shards: Arc<Shards>,
-    apps: Mutex<HashMap<String, Arc<AppEntry>>>,
+    /// Deployed apps by name; `None` while one is being deployed (its name
+    /// is taken, the lock is not held meanwhile).
+    apps: Mutex<HashMap<String, Option<Arc<AppEntry>>>>,
     next_app: AtomicU32,
     threads: ShardThreads,
 }
@@ -73,17 +75,21 @@ impl Node {
     /// folder holds a checkpoint, each operator starts from its saved state,
     /// and the ingress log after the checkpoint is replayed before this
     /// returns ([`AppHandle::recovery`] says what was found).
+    ///
+    /// The app is compiled, installed and (durable) replayed without the
+    /// node's registry locked: other deploys, `app`, `undeploy` and stats
+    /// go on meanwhile; the name is taken from the start. If a shard
+    /// refuses or does not answer, the app is removed from every shard
+    /// again, so no shard keeps a plan the node does not know.
     pub fn deploy(&self, app: App) -> Result<AppHandle> {
-        let mut apps = self.apps.lock().map_err(|_| EngineError::Stopped)?;
-        if apps.contains_key(app.name()) {
-            return Err(EngineError::AppExists(app.name().to_owned()));
-        }
+        let name = app.name().to_owned();
+        let mut taken = NameTaken::take(&self.apps, &name)?;
         let entry = if app.is_durable() {
             self.deploy_durable(app)?
         } else {
             self.deploy_volatile(app)?
         };
-        apps.insert(entry.ingress.plan().name.clone(), entry.clone());
+        taken.fill(entry.clone())?;
         Ok(AppHandle { entry })
     }
 
@@ -148,10 +154,17 @@ impl Node {
             per_shard[plan.nodes[op.0 as usize].home as usize].push((op, state));
         }
         let mut per_shard = per_shard.into_iter();
-        self.shards.ask_all(|_, reply| {
+        let installed = self.shards.ask_all(|_, reply| {
             let states = per_shard.next().expect("one list per shard");
             Command::Deploy(plan.clone(), states, reply)
-        })?;
+        });
+        if let Err(e) = installed {
+            // Some shards may have it (or take it later: the undeploy
+            // follows the deploy on each control channel). Best effort: a
+            // shard that cannot be reached has nothing to keep.
+            let _ = self.remove_from_shards(plan.id);
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -180,6 +193,7 @@ impl Node {
         let entry = apps
             .get(name)
             .cloned()
+            .flatten()
             .ok_or_else(|| EngineError::UnknownApp(name.to_owned()))?;
         Ok(AppHandle { entry })
     }
@@ -240,7 +254,7 @@ impl Node {
         let entries: Vec<Arc<AppEntry>> = self
             .apps
             .lock()
-            .map(|apps| apps.values().cloned().collect())
+            .map(|apps| apps.values().flatten().cloned().collect())
             .unwrap_or_default();
         for e in entries {
             e.stop_journal();
@@ -263,6 +277,46 @@ impl Drop for Node {
 /// Where a durable app's checkpoint barriers hand operator states: its
 /// journal's channel. A journal that is gone means the app is being torn
 /// down, and the state is moot.
+/// A name taken in the registry for a deploy in progress: filled with the
+/// app once deployed, given back if the deploy fails (or panics).
+struct NameTaken<'a> {
+    apps: &'a Mutex<HashMap<String, Option<Arc<AppEntry>>>>,
+    name: String,
+    filled: bool,
+}
+
+impl<'a> NameTaken<'a> {
+    fn take(apps: &'a Mutex<HashMap<String, Option<Arc<AppEntry>>>>, name: &str) -> Result<Self> {
+        let mut map = apps.lock().map_err(|_| EngineError::Stopped)?;
+        if map.contains_key(name) {
+            return Err(EngineError::AppExists(name.to_owned()));
+        }
+        map.insert(name.to_owned(), None);
+        Ok(NameTaken {
+            apps,
+            name: name.to_owned(),
+            filled: false,
+        })
+    }
+
+    fn fill(&mut self, entry: Arc<AppEntry>) -> Result<()> {
+        let mut map = self.apps.lock().map_err(|_| EngineError::Stopped)?;
+        map.insert(self.name.clone(), Some(entry));
+        self.filled = true;
+        Ok(())
+    }
+}
+
+impl Drop for NameTaken<'_> {
+    fn drop(&mut self) {
+        if self.filled {
+            return;
+        }
+        let mut map = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&self.name);
+    }
+}
+
 fn state_sink(journal: Sender<JournalMsg>) -> StateSink {
     Arc::new(move |s: SavedState| {
         let _ = journal.send(JournalMsg::State(s));

@@ -21,7 +21,7 @@ use super::command::Command;
 use super::config::{NodeConfig, Placement};
 use super::metrics::{NodeStats, ShardStats};
 use super::shard::{Packet, Shard, ShardParts};
-use crate::limits::{CONTROL_TIMEOUT, SHARD_IO_MEMORY};
+use crate::limits::{CONTROL_TIMEOUT, DEATH_RECORD_WAIT, RETRY_PAUSE, SHARD_IO_MEMORY};
 use crate::mesh::doorbell::Doorbell;
 use crate::mesh::Mesh;
 use futures_lite::FutureExt;
@@ -145,6 +145,12 @@ impl Shards {
     /// Why `shard` stopped answering: `ShardDied` with its panic, else the
     /// node stopped.
     pub(crate) fn gone(&self, shard: usize) -> EngineError {
+        // A dying shard's channels close while it unwinds, a moment before
+        // its cause is recorded: unless the node stops, wait for it.
+        let deadline = Instant::now() + DEATH_RECORD_WAIT;
+        while self.died(shard).is_none() && !self.is_stopped() && Instant::now() < deadline {
+            std::thread::sleep(RETRY_PAUSE);
+        }
         match self.died(shard) {
             Some(cause) => EngineError::ShardDied {
                 shard,
