@@ -47,11 +47,12 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::disk::create_dir_all;
 use crate::error::{Result, StorageError};
 use crate::format::MAX_RECORD_LEN;
 use crate::manifest::{
-    self, create_dir, numbered, numbered_files, remove_if_exists, sync_dir, Listed, Manifest,
-    SourcePoint, MANIFEST, MANIFEST_TMP,
+    self, numbered, numbered_files, remove_if_exists, sync_dir, Listed, Manifest, SourcePoint,
+    MANIFEST, MANIFEST_TMP,
 };
 use crate::{Segment, SegmentWriter};
 
@@ -377,7 +378,9 @@ pub struct Checkpoints {
 
 impl Checkpoints {
     /// Opens (creating if needed) an app's checkpoint folder and returns the
-    /// newest checkpoint that is complete and valid.
+    /// newest checkpoint that is complete and valid. The folder is made
+    /// durable first: fsynced, and its parent too
+    /// ([`create_dir_all`](crate::create_dir_all)).
     ///
     /// The manifest is the truth: a corrupt `MANIFEST` is an error naming
     /// it; a missing one is created (empty) if no checkpoint segment exists,
@@ -389,7 +392,7 @@ impl Checkpoints {
     /// deleted, but only once everything else checked out.
     pub fn open(dir: impl AsRef<Path>) -> Result<(Checkpoints, Option<Checkpoint>)> {
         let dir = dir.as_ref().to_path_buf();
-        create_dir(&dir)?;
+        create_dir_all(&dir)?;
         let files = segment_files(&dir)?;
         let manifest = match manifest::read(&dir)? {
             Some(m) => m,

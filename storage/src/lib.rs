@@ -86,6 +86,21 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! What is made durable, and when (every sync goes through one seam,
+//! [`disk`], which a test can watch to build what a power loss would leave,
+//! or make fail):
+//!
+//! - a segment's records: at [`SegmentWriter::sync`] (fdatasync; the first
+//!   one also fsyncs the folder, for the file's entry); the log's group
+//!   commit and a checkpoint's seal call it;
+//! - a log segment before the next one is created (a rotation), and the
+//!   last segment found at [`IngressLog::open`];
+//! - the `MANIFEST`: written and synced as `MANIFEST.tmp`, renamed, folder
+//!   fsynced; deletions (compaction, leftovers): folder fsynced after each
+//!   log segment, once after a checkpoint's;
+//! - a folder: at [`create_dir_all`] (the log's and the checkpoints' `open`
+//!   call it), fsynced with its parent.
+//!
 //! Crate invariant (what makes zero-copy reads sound): **a segment file's
 //! bytes are never changed in place.** The only writer is [`SegmentWriter`],
 //! which creates the file and only ever writes at its end; a map of a segment
@@ -97,6 +112,7 @@
 //! is alive.
 
 mod checkpoint;
+pub mod disk;
 mod error;
 pub mod format;
 mod log;
@@ -109,6 +125,7 @@ pub use checkpoint::{
     Checkpoint, CheckpointWriter, Checkpoints, CHECKPOINTS_KEPT, MAX_STATE_CHUNK_LEN,
     STATE_CHUNK_LEN,
 };
+pub use disk::create_dir_all;
 pub use error::{Result, StorageError};
 pub use format::{
     Region, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_RECORD_LEN, MAX_SEGMENT_NUMBER, RECORD_ALIGN,

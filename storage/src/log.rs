@@ -9,6 +9,12 @@
 //! fdatasyncs once for the whole batch (group commit); only then are they
 //! durable, and only durable records are replayed.
 //!
+//! A caller's request (the engine logs one record per event of a client
+//! request) is one [`IngressLog::append_all`]: a new segment is started, if
+//! the current one has reached `segment_bytes`, only before the first
+//! record of a call, so one call's records are always in one segment (and a
+//! segment may grow past `segment_bytes` by one call's records).
+//!
 //! Invariants:
 //! - **Contiguity.** The kept segments cover one range of seqs without a
 //!   gap or an overlap: each segment starts where the one before it ends.
@@ -23,6 +29,16 @@
 //!   tail, and whatever was there was never acknowledged. Anywhere else,
 //!   damage means acknowledged records are lost, and `open` fails, naming
 //!   the file and the byte.
+//! - **A rotation syncs first.** Segment N+1 is created only after N is
+//!   fdatasynced (and its folder entry fsynced), so after a power loss
+//!   "N+1 exists" implies "N is whole": `open` never finds a gap that a
+//!   power loss made. `open` does the same for what it finds: it fsyncs the
+//!   folder and fdatasyncs the last segment (records a killed process left
+//!   in the page cache) before anything can be appended after them.
+//! - **Errors poison.** Any error of `append`, `append_all` or `commit`
+//!   (an I/O error, a create refused, a record refused) poisons the log:
+//!   every later call is a `Poisoned` error, and what reached the file is
+//!   left to the next `open` to recover.
 //! - **Numbering survives compaction.** [`IngressLog::truncate_before`]
 //!   deletes whole segments, oldest first, and always keeps the newest
 //!   segment with durable records, so a reopened log continues its seqs.
@@ -40,9 +56,10 @@ use std::path::{Path, PathBuf};
 
 use rkyv::Archived;
 
+use crate::disk;
 use crate::error::{Result, StorageError};
 use crate::format::Region;
-use crate::manifest::{create_dir, numbered, numbered_files, remove_if_exists, sync_dir};
+use crate::manifest::{numbered, numbered_files, remove_if_exists, sync_dir};
 use crate::{Record, Segment, SegmentWriter};
 
 /// File name prefix of ingress log segments.
@@ -69,8 +86,6 @@ pub struct IngressLog<R> {
     segments: Vec<LogSegment>,
     /// Writer of the last of `segments`, once this process appended to it.
     current: Option<SegmentWriter<R>>,
-    /// Writers of segments rotated away since the last commit; synced by it.
-    sealed: Vec<SegmentWriter<R>>,
     /// A last segment found at open with no valid record. The next segment
     /// gets its name (same first seq), so it is removed just before that
     /// segment is created; until then it is what remembers the numbering.
@@ -91,12 +106,18 @@ impl<R: Record> IngressLog<R> {
     /// between segments, is an error naming the file (and the byte). Files
     /// in `dir` that are not named like log segments are ignored.
     ///
+    /// What it found is made durable before it returns: the folder is
+    /// fsynced (with its parent) and the last segment holding records is
+    /// fdatasynced, since a killed process may have left it in the page
+    /// cache only; new segments start after it.
+    ///
     /// Appends after `open` go to a new segment starting at
-    /// [`next_seq`](Self::next_seq); a new segment is started whenever the
-    /// current one has reached `segment_bytes`.
+    /// [`next_seq`](Self::next_seq); a new segment is started, before the
+    /// first record of an append call, whenever the current one has reached
+    /// `segment_bytes`: a segment may grow past it by one call's records.
     pub fn open(dir: impl AsRef<Path>, segment_bytes: u64) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        create_dir(&dir)?;
+        disk::create_dir_all(&dir)?;
         // `list` sorts by name; 20-digit names sort by first seq.
         let files = numbered_files(&dir, PREFIX)?;
         debug_assert!(files.windows(2).all(|w| w[0].0 < w[1].0));
@@ -107,23 +128,7 @@ impl<R: Record> IngressLog<R> {
         let mut next_seq = 0;
         for (i, (first, path)) in files.iter().enumerate() {
             let (first, next) = (*first, files.get(i + 1));
-            let (count, damage) = match Segment::<R>::recover(path) {
-                Ok(rec) => {
-                    if rec.segment.id() != first {
-                        return Err(StorageError::Invalid {
-                            path: path.clone(),
-                            offset: 0,
-                            reason: format!(
-                                "the header says the segment starts at seq {}, the name says {first}",
-                                rec.segment.id()
-                            ),
-                        });
-                    }
-                    (rec.segment.len() as u64, rec.damage)
-                }
-                Err(e) if next.is_none() && torn_creation(path, &e)? => (0, Some(e)),
-                Err(e) => return Err(e),
-            };
+            let (count, damage) = recover_segment::<R>(path, first, next.is_none())?;
             let end = first
                 .checked_add(count)
                 .ok_or_else(|| StorageError::Invalid {
@@ -131,26 +136,12 @@ impl<R: Record> IngressLog<R> {
                     offset: 0,
                     reason: format!("{count} records from seq {first} overflow the seq space"),
                 })?;
-            if let Some((next_first, next_path)) = next {
-                if *next_first != end {
-                    return Err(match damage {
-                        Some(d) if *next_first > end => StorageError::LogDamaged {
-                            path: path.clone(),
-                            offset: d.offset().unwrap_or(0),
-                            lost_from: end,
-                            next: next_path.clone(),
-                            next_first: *next_first,
-                            damage: Box::new(d),
-                        },
-                        _ => StorageError::SequenceGap {
-                            path: next_path.clone(),
-                            found: *next_first,
-                            previous: path.clone(),
-                            expected: end,
-                        },
-                    });
+            let damage = match next {
+                Some((next_first, next_path)) => {
+                    check_follows(path, end, damage, *next_first, next_path)?
                 }
-            }
+                None => damage,
+            };
             torn.extend(damage);
             next_seq = end;
             if count == 0 {
@@ -167,12 +158,15 @@ impl<R: Record> IngressLog<R> {
                 });
             }
         }
+        if let Some(last) = segments.last() {
+            // Older segments were synced before the next one was created.
+            disk::sync_existing(&last.path)?;
+        }
         Ok(Self {
             dir,
             segment_bytes,
             segments,
             current: None,
-            sealed: Vec::new(),
             empty_tail,
             next_seq,
             durable_seq: next_seq,
@@ -182,9 +176,42 @@ impl<R: Record> IngressLog<R> {
     }
 
     /// Buffers one record; returns its seq. Not durable until
-    /// [`commit`](Self::commit).
+    /// [`commit`](Self::commit). The one-record case of
+    /// [`append_all`](Self::append_all), with its rules.
     pub fn append(&mut self, record: &R) -> Result<u64> {
+        let seqs = self.append_all(std::iter::once(record))?;
+        debug_assert_eq!(seqs.end, seqs.start + 1);
+        Ok(seqs.start)
+    }
+
+    /// Buffers the records of one request, in order; returns their seqs.
+    /// Not durable until [`commit`](Self::commit).
+    ///
+    /// The records go to one segment: if the current one has reached
+    /// `segment_bytes`, a new one is started before the first record (the
+    /// old one synced first), never between two of them, so a segment may
+    /// grow past `segment_bytes` by one call's records. No records: an
+    /// empty range at [`next_seq`](Self::next_seq), nothing done.
+    ///
+    /// An error poisons the log, and it is then unknown whether some of
+    /// this call's records reached the file (a batch is written whenever it
+    /// reaches [`FLUSH_AT`](crate::FLUSH_AT), also in the middle of a call)
+    /// and whether earlier uncommitted ones did (a rotation syncs the old
+    /// segment): a later `open` may find and replay them. The caller must
+    /// treat the outcome of every request not yet committed as unknown.
+    pub fn append_all<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = &'a R>,
+    ) -> Result<std::ops::Range<u64>>
+    where
+        R: 'a,
+    {
         self.usable()?;
+        let start = self.next_seq;
+        let mut records = records.into_iter().peekable();
+        if records.peek().is_none() {
+            return Ok(start..start);
+        }
         let rotate = match &self.current {
             // A segment with no record is never left behind: the next one
             // would get its name.
@@ -194,33 +221,29 @@ impl<R: Record> IngressLog<R> {
         if rotate {
             self.start_segment()?;
         }
-        let w = self.current.as_mut().expect("start_segment set a writer");
-        if let Err(e) = w.append(record) {
-            let path = w.path().to_path_buf();
-            return Err(self.fail(path, e));
+        for record in records {
+            let w = self.current.as_mut().expect("start_segment set a writer");
+            if let Err(e) = w.append(record) {
+                let path = w.path().to_path_buf();
+                return Err(self.fail(path, e));
+            }
+            let seg = self.segments.last_mut().expect("the writer's segment");
+            seg.appended += 1;
+            self.next_seq += 1;
+            debug_assert_eq!(seg.first + seg.appended, self.next_seq);
         }
-        let seg = self.segments.last_mut().expect("the writer's segment");
-        seg.appended += 1;
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        debug_assert_eq!(seg.first + seg.appended, self.next_seq);
-        Ok(seq)
+        Ok(start..self.next_seq)
     }
 
     /// Group commit: writes every record appended so far and fdatasyncs
-    /// (once per segment written to, normally one). Returns
-    /// [`next_seq`](Self::next_seq): every record below it is durable.
+    /// the current segment (segments rotated away were synced when the next
+    /// one was started). Returns [`next_seq`](Self::next_seq): every record
+    /// below it is durable. An error poisons the log; whether the records
+    /// reached the disk is then unknown.
     pub fn commit(&mut self) -> Result<u64> {
         self.usable()?;
         if self.durable_seq == self.next_seq {
-            debug_assert!(self.sealed.is_empty());
             return Ok(self.next_seq);
-        }
-        for w in std::mem::take(&mut self.sealed) {
-            let path = w.path().to_path_buf();
-            if let Err(e) = w.finish() {
-                return Err(self.fail(path, e));
-            }
         }
         if let Some(w) = self.current.as_mut() {
             if let Err(e) = w.sync() {
@@ -357,24 +380,28 @@ impl<R: Record> IngressLog<R> {
     }
 
     /// Creates the segment that appends go to from now on, starting at
-    /// `next_seq`; the current one (if any) is flushed and left for the next
-    /// commit to sync.
+    /// `next_seq`. The current one (if any) is synced first, data and
+    /// folder entry: "the new segment exists" must imply "the one before it
+    /// is whole", or a power loss could leave a gap `open` refuses. Any
+    /// error poisons the log.
     fn start_segment(&mut self) -> Result<()> {
-        if let Some(mut old) = self.current.take() {
+        if let Some(old) = self.current.take() {
             let path = old.path().to_path_buf();
-            let flushed = old.flush();
-            self.sealed.push(old);
-            if let Err(e) = flushed {
+            if let Err(e) = old.finish() {
                 return Err(self.fail(path, e));
             }
         }
-        if let Some(empty) = &self.empty_tail {
+        if let Some(empty) = self.empty_tail.take() {
             debug_assert!(empty.ends_with(numbered(PREFIX, self.next_seq)));
-            remove_if_exists(empty)?;
-            self.empty_tail = None;
+            if let Err(e) = remove_if_exists(&empty) {
+                return Err(self.fail(empty, e));
+            }
         }
         let path = self.dir.join(numbered(PREFIX, self.next_seq));
-        let w = SegmentWriter::create(&path, self.next_seq)?;
+        let w = match SegmentWriter::create(&path, self.next_seq) {
+            Ok(w) => w,
+            Err(e) => return Err(self.fail(path, e)),
+        };
         self.segments.push(LogSegment {
             first: self.next_seq,
             appended: 0,
@@ -392,14 +419,66 @@ impl<R: Record> IngressLog<R> {
         }
     }
 
-    /// Passes `e` on; an I/O error poisons the log, since what reached the
-    /// file is then unknown (reopen to recover).
+    /// Passes `e` on, poisoning the log: after a failed append, rotation
+    /// or commit, what reached the file is unknown (reopen to recover).
     fn fail(&mut self, path: PathBuf, e: StorageError) -> StorageError {
-        if matches!(e, StorageError::Io { .. } | StorageError::Poisoned { .. }) {
-            self.poisoned = Some(path);
-        }
+        self.poisoned = Some(path);
         e
     }
+}
+
+/// Reads the log segment at `path` (named for seq `first`) with the
+/// valid-prefix rule: its count of valid records and the damage after
+/// them. The `last` segment may also be a torn creation (no valid header):
+/// then it holds no record.
+fn recover_segment<R: Record>(
+    path: &Path,
+    first: u64,
+    last: bool,
+) -> Result<(u64, Option<StorageError>)> {
+    match Segment::<R>::recover(path) {
+        Ok(rec) if rec.segment.id() != first => Err(StorageError::Invalid {
+            path: path.to_path_buf(),
+            offset: 0,
+            reason: format!(
+                "the header says the segment starts at seq {}, the name says {first}",
+                rec.segment.id()
+            ),
+        }),
+        Ok(rec) => Ok((rec.segment.len() as u64, rec.damage)),
+        Err(e) if last && torn_creation(path, &e)? => Ok((0, Some(e))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Checks that the segment at `next_path` starts at `end`, where the one at
+/// `path` (with `damage` after its valid prefix) ends; hands `damage` back.
+fn check_follows(
+    path: &Path,
+    end: u64,
+    damage: Option<StorageError>,
+    next_first: u64,
+    next_path: &Path,
+) -> Result<Option<StorageError>> {
+    if next_first == end {
+        return Ok(damage);
+    }
+    Err(match damage {
+        Some(d) if next_first > end => StorageError::LogDamaged {
+            path: path.to_path_buf(),
+            offset: d.offset().unwrap_or(0),
+            lost_from: end,
+            next: next_path.to_path_buf(),
+            next_first,
+            damage: Box::new(d),
+        },
+        _ => StorageError::SequenceGap {
+            path: next_path.to_path_buf(),
+            found: next_first,
+            previous: path.to_path_buf(),
+            expected: end,
+        },
+    })
 }
 
 /// Whether `e`, the error opening the log's last segment, is what a crash

@@ -20,11 +20,11 @@
 //! Not here: choosing which checkpoints to list, validating the checkpoint
 //! segments, or deleting them (`checkpoint` does all three).
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use crate::disk;
 use crate::error::{Result, StorageError};
 use crate::format::{HEADER_LEN, MAX_SEGMENT_NUMBER};
 use crate::uring::Uring;
@@ -177,7 +177,7 @@ pub(crate) fn replace(dir: &Path, manifest: &Manifest) -> Result<()> {
     })?;
     w.finish()?;
     let path = dir.join(MANIFEST);
-    fs::rename(&tmp, &path).map_err(|source| StorageError::Io {
+    disk::rename(&tmp, &path).map_err(|source| StorageError::Io {
         path: path.clone(),
         op: "rename MANIFEST.tmp over",
         source,
@@ -187,7 +187,7 @@ pub(crate) fn replace(dir: &Path, manifest: &Manifest) -> Result<()> {
 
 /// Removes `path`; a file that is already gone is fine.
 pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
+    match disk::remove(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(StorageError::Io {
@@ -198,28 +198,15 @@ pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
     }
 }
 
-/// fsync of a folder through io_uring: makes its entries (new files,
-/// renames, removals) durable.
-/// Creates `dir` and its parents if missing.
-pub(crate) fn create_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
-        path: dir.to_path_buf(),
-        op: "create directory",
-        source,
-    })
-}
-
+/// fsync of a folder through io_uring (and the [`disk`] seam): makes its
+/// entries (new files, renames, removals) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    let io = |op| {
-        move |source| StorageError::Io {
-            path: dir.to_path_buf(),
-            op,
-            source,
-        }
-    };
-    let file = File::open(dir).map_err(io("open directory"))?;
-    let mut ring = Uring::new().map_err(io("io_uring setup"))?;
-    ring.fsync(file.as_raw_fd()).map_err(io("fsync directory"))
+    let mut ring = Uring::new().map_err(|source| StorageError::Io {
+        path: dir.to_path_buf(),
+        op: "io_uring setup",
+        source,
+    })?;
+    disk::sync_dir_at(dir, &mut ring)
 }
 
 /// The names in `dir` (not recursive); entries whose names are not UTF-8

@@ -8,6 +8,9 @@
 //! operation. Short writes are continued from where they stopped; a CQE with
 //! a negative result is that errno as an `io::Error`.
 //!
+//! Its fdatasync and fsync are called only by the [`disk`](crate::disk)
+//! seam, so that every sync of the crate can be watched there.
+//!
 //! Not done here (yet): batching several SQEs, registered buffers/files, or
 //! driving the ring from a shard's reactor instead of blocking the thread.
 

@@ -8,8 +8,9 @@
 //! read back through mmap, which reads the page cache that O_DIRECT would
 //! bypass. Durability is `sync()`: fdatasync through io_uring, plus, the first
 //! time, an fsync of the parent directory so the new file's entry survives a
-//! crash too. A record is durable once a `sync()` that started after its
-//! `append` returned `Ok`; nothing earlier may be acknowledged.
+//! crash too; both go through the [`disk`](crate::disk) seam, as does the
+//! file's creation. A record is durable once a `sync()` that started after
+//! its `append` returned `Ok`; nothing earlier may be acknowledged.
 //!
 //! Invariants: `written` (bytes the kernel accepted) and `written +
 //! pending.len()` (the segment's length) are multiples of `RECORD_ALIGN`;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use rkyv::util::AlignedVec;
 
+use crate::disk;
 use crate::error::{Result, StorageError};
 use crate::format::{self, SegmentHeader, HEADER_LEN, MAX_RECORD_LEN, RECORD_ALIGN};
 use crate::uring::Uring;
@@ -42,6 +44,7 @@ pub struct SegmentWriter<T> {
     file: File,
     /// The directory holding the file, fsynced once to make its entry durable.
     dir: File,
+    dir_path: PathBuf,
     dir_synced: bool,
     ring: Uring,
     id: u64,
@@ -69,21 +72,18 @@ impl<T> SegmentWriter<T> {
                 source,
             }
         };
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(io("create"))?;
+        let file = disk::create_new(path).map_err(io("create"))?;
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
         let dir = File::open(parent).map_err(io("open parent directory"))?;
-        Self::with_file(path, file, dir, id)
+        Self::with_file(path, file, (dir, parent), id)
     }
 
-    /// A writer on an already open, empty `file` (tests use /dev/full).
-    fn with_file(path: &Path, file: File, dir: File, id: u64) -> Result<Self> {
+    /// A writer on an already open, empty `file` in the open folder `dir`
+    /// (tests use /dev/full).
+    fn with_file(path: &Path, file: File, dir: (File, &Path), id: u64) -> Result<Self> {
         let ring = Uring::new().map_err(|source| StorageError::Io {
             path: path.to_path_buf(),
             op: "io_uring setup",
@@ -94,7 +94,8 @@ impl<T> SegmentWriter<T> {
         Ok(Self {
             path: path.to_path_buf(),
             file,
-            dir,
+            dir: dir.0,
+            dir_path: dir.1.to_path_buf(),
             dir_synced: false,
             ring,
             id,
@@ -182,13 +183,13 @@ impl<T> SegmentWriter<T> {
     /// the durable length.
     pub fn sync(&mut self) -> Result<u64> {
         self.flush()?;
-        let fd = self.file.as_raw_fd();
-        if let Err(source) = self.ring.fdatasync(fd) {
+        let synced = disk::sync_file(&mut self.ring, &self.file, &self.path, self.written);
+        if let Err(source) = synced {
             return Err(self.poison("fdatasync", source));
         }
         if !self.dir_synced {
-            let dir = self.dir.as_raw_fd();
-            if let Err(source) = self.ring.fsync(dir) {
+            let synced = disk::sync_dir(&mut self.ring, &self.dir, &self.dir_path);
+            if let Err(source) = synced {
                 return Err(self.poison("fsync of parent directory", source));
             }
             self.dir_synced = true;
@@ -325,8 +326,13 @@ mod tests {
             .open("/dev/full")
             .expect("/dev/full (Linux has it; this test needs it)");
         let dev = File::open("/dev").expect("/dev");
-        let mut w =
-            SegmentWriter::<u64>::with_file(Path::new("/dev/full"), full, dev, 1).expect("writer");
+        let mut w = SegmentWriter::<u64>::with_file(
+            Path::new("/dev/full"),
+            full,
+            (dev, Path::new("/dev")),
+            1,
+        )
+        .expect("writer");
         w.append(&5).expect("buffered");
         let err = w.sync().expect_err("/dev/full is full");
         assert!(

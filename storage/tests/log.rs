@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use dirigo_storage::rkyv::{self, rancor};
-use dirigo_storage::{IngressLog, Segment, StorageError, HEADER_LEN};
+use dirigo_storage::{disk, IngressLog, Segment, StorageError, HEADER_LEN};
 use proptest::prelude::*;
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq)]
@@ -547,4 +547,204 @@ fn a_first_seq_near_the_end_of_u64_is_refused_at_open() {
         Err(e) => panic!("wrong error: {e}"),
         Ok(log) => panic!("opened at next seq {}", log.next_seq()),
     }
+}
+
+/// The seq ranges the log's segment files hold: (first, end), ascending.
+fn segment_ranges(dir: &Path) -> Vec<(u64, u64)> {
+    segment_files(dir)
+        .iter()
+        .map(|f| {
+            let first = first_seq_of(f);
+            let n = Segment::<Event>::open(f).expect("open").len() as u64;
+            (first, first + n)
+        })
+        .collect()
+}
+
+/// One `append_all` call is one request: its records never span two
+/// segments, even when the current segment fills up in the middle of it
+/// (the segment grows past `segment_bytes` instead), and the next call
+/// starts a new segment once the current one is full.
+#[test]
+fn append_all_keeps_each_call_in_one_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = IngressLog::<Event>::open(dir.path(), SEGMENT_BYTES).expect("open");
+    let mut calls = Vec::new();
+    let mut next = 0u64;
+    for n in (1..=9).cycle().take(40) {
+        let records: Vec<Event> = (next..next + n).map(event).collect();
+        let seqs = log.append_all(&records).expect("append_all");
+        assert_eq!(seqs, next..next + n);
+        calls.push(seqs);
+        next += n;
+        if calls.len() % 3 == 0 {
+            assert_eq!(log.commit().expect("commit"), next);
+        }
+    }
+    assert_eq!(log.commit().expect("commit"), next);
+    assert_eq!(log.append_all([]).expect("no records"), next..next);
+    let ranges = segment_ranges(dir.path());
+    assert!(ranges.len() > 10, "segments rolled: {ranges:?}");
+    for call in &calls {
+        assert!(
+            ranges
+                .iter()
+                .any(|&(first, end)| first <= call.start && call.end <= end),
+            "call {call:?} spans segments {ranges:?}"
+        );
+    }
+    let over = segment_files(dir.path())
+        .iter()
+        .filter(|f| std::fs::metadata(f).expect("stat").len() > SEGMENT_BYTES)
+        .count();
+    assert!(over > 0, "some segment grew past segment_bytes by one call");
+    drop(log);
+    let log = IngressLog::<Event>::open(dir.path(), SEGMENT_BYTES).expect("reopen");
+    assert_eq!(replay(&log, 0), expected(0..next));
+}
+
+/// `append` (one record) keeps working beside `append_all`, with the same
+/// seqs and the same rotation rule.
+#[test]
+fn append_is_append_all_of_one_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = IngressLog::<Event>::open(dir.path(), SEGMENT_BYTES).expect("open");
+    for s in 0..30 {
+        if s % 2 == 0 {
+            assert_eq!(log.append(&event(s)).expect("append"), s);
+        } else {
+            assert_eq!(log.append_all([&event(s)]).expect("append_all"), s..s + 1);
+        }
+    }
+    log.commit().expect("commit");
+    assert_eq!(replay(&log, 0), expected(0..30));
+    assert!(segment_files(dir.path()).len() > 3);
+}
+
+/// Opens a log in `dir` with records 0..10 committed in one request, so in
+/// one segment, `log-0`, already over `SEGMENT_BYTES`: the next append
+/// starts segment `log-10`. Returns the log and both paths.
+fn full_log(dir: &Path) -> (IngressLog<Event>, PathBuf, PathBuf) {
+    let mut log = IngressLog::<Event>::open(dir, SEGMENT_BYTES).expect("open");
+    let records: Vec<Event> = (0..10).map(event).collect();
+    log.append_all(&records).expect("append_all");
+    log.commit().expect("commit");
+    let current = dir.join(format!("log-{:020}.seg", 0));
+    assert!(std::fs::metadata(&current).expect("stat").len() >= SEGMENT_BYTES);
+    (log, current, dir.join(format!("log-{:020}.seg", 10)))
+}
+
+/// After an error, every later call is refused as `Poisoned`.
+fn assert_poisoned(log: &mut IngressLog<Event>) {
+    let later = log.append(&event(99));
+    assert!(
+        matches!(later, Err(StorageError::Poisoned { .. })),
+        "{later:?}"
+    );
+    assert!(matches!(log.commit(), Err(StorageError::Poisoned { .. })));
+}
+
+/// A segment that cannot be created (the name taken: EEXIST; the disk full:
+/// ENOSPC; out of descriptors: EMFILE) fails the append and poisons the
+/// log, even though the very next create could succeed.
+#[test]
+fn a_failed_segment_create_poisons_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut log, _, next) = full_log(dir.path());
+    std::fs::write(&next, b"in the way").expect("write");
+    let err = log.append(&event(10)).expect_err("the name is taken");
+    assert!(
+        matches!(&err, StorageError::Io { op: "create", path, .. } if *path == next),
+        "{err}"
+    );
+    std::fs::remove_file(&next).expect("out of the way");
+    assert_poisoned(&mut log);
+
+    for errno in [28, 24] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let watch = disk::Watch::new(dir.path());
+        let (mut log, _, next) = full_log(dir.path());
+        watch.fail_next(disk::Op::Create, &next, errno);
+        let err = log.append(&event(10)).expect_err("create fails");
+        assert!(
+            matches!(&err, StorageError::Io { op: "create", source, .. }
+                if source.raw_os_error() == Some(errno)),
+            "{err}"
+        );
+        assert_poisoned(&mut log);
+    }
+}
+
+/// A header-only last segment found at open is removed just before the
+/// next segment takes its name; if that removal fails, the log is poisoned.
+#[test]
+fn a_failed_removal_of_an_empty_tail_poisons_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let watch = disk::Watch::new(dir.path());
+    let (log, _, next) = full_log(dir.path());
+    drop(log);
+    dirigo_storage::SegmentWriter::<Event>::create(&next, 10)
+        .expect("create")
+        .finish()
+        .expect("finish");
+    let mut log = IngressLog::<Event>::open(dir.path(), SEGMENT_BYTES).expect("reopen");
+    watch.fail_next(disk::Op::Remove, &next, 5);
+    let err = log.append(&event(10)).expect_err("remove fails");
+    assert!(
+        matches!(&err, StorageError::Io { op: "remove", .. }),
+        "{err}"
+    );
+    assert_poisoned(&mut log);
+}
+
+/// A failed sync of the current segment at a commit, or of the old one at
+/// a rotation, poisons the log.
+#[test]
+fn a_failed_sync_at_commit_or_rotation_poisons_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let watch = disk::Watch::new(dir.path());
+    let (mut log, _, next) = full_log(dir.path());
+    log.append(&event(10)).expect("append");
+    watch.fail_next(disk::Op::Sync, &next, 5);
+    let err = log.commit().expect_err("EIO");
+    assert!(
+        matches!(&err, StorageError::Io { op: "fdatasync", path, .. } if *path == next),
+        "{err}"
+    );
+    assert_poisoned(&mut log);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let watch = disk::Watch::new(dir.path());
+    let (mut log, current, next) = full_log(dir.path());
+    watch.fail_next(disk::Op::Sync, &current, 5);
+    let err = log
+        .append(&event(10))
+        .expect_err("the rotation's sync fails");
+    assert!(
+        matches!(&err, StorageError::Io { op: "fdatasync", path, .. } if *path == current),
+        "{err}"
+    );
+    assert!(
+        !next.exists(),
+        "no segment is created after an unsynced one"
+    );
+    assert_poisoned(&mut log);
+}
+
+/// A record refused in the middle of a request (over the record limit)
+/// poisons the log too: the records before it are in the log's buffer, and
+/// a later commit must not make half a request durable.
+#[test]
+fn a_refused_record_inside_a_request_poisons_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = IngressLog::<Vec<u8>>::open(dir.path(), SEGMENT_BYTES).expect("open");
+    let ok = vec![1u8; 10];
+    let too_big = vec![0u8; dirigo_storage::MAX_RECORD_LEN + 1];
+    let err = log.append_all([&ok, &too_big]).expect_err("too large");
+    assert!(matches!(err, StorageError::RecordTooLarge { .. }), "{err}");
+    assert!(matches!(
+        log.append(&ok),
+        Err(StorageError::Poisoned { .. })
+    ));
+    assert!(matches!(log.commit(), Err(StorageError::Poisoned { .. })));
 }

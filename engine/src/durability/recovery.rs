@@ -73,12 +73,11 @@ pub(super) fn durability_err(app: &str, reason: impl std::fmt::Display) -> Engin
     }
 }
 
-/// Take the exclusive lock of an app's folder (`LOCK`, flock): a second
-/// node (or process) deploying the same app's folder would interleave two
-/// logs and clean the other's files.
+/// Take the exclusive lock of an app's folder (`LOCK`, flock), which must
+/// exist: a second node (or process) deploying the same app's folder would
+/// interleave two logs and clean the other's files.
 fn lock_folder(dir: &Path) -> std::result::Result<std::fs::File, String> {
     use std::os::fd::AsRawFd;
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let path = dir.join("LOCK");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -120,6 +119,11 @@ pub(super) fn durable_ops(plan: &Plan) -> Vec<(OperatorId, StateCodec)> {
 /// the log, recovered to its last intact entry.
 pub(crate) fn open(dir: &Path, plan: &Plan, log_segment_bytes: u64) -> Result<Opened> {
     let app = plan.name.as_str();
+    // Created durably (the folder and its parent fsynced, and each folder
+    // created on the way): a power loss must not take the folder, and the
+    // acknowledged log in it, away with an unsynced entry.
+    dirigo_storage::create_dir_all(dir)
+        .map_err(|e| storage_err(app, "creating its data folder", e))?;
     // One node at a time: before anything in the folder is read or cleaned.
     let lock = lock_folder(dir).map_err(|e| durability_err(app, e))?;
     let (ckpts, newest) =
