@@ -8,13 +8,13 @@
 
 use std::marker::PhantomData;
 use std::sync::mpsc::{self, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rkyv::util::AlignedVec;
 
 use super::entry::AppEntry;
-use crate::durability::JournalMsg;
+use crate::durability::{EventSlot, IngestOutcome, JournalMsg};
 use crate::func::EventCodec;
 use crate::limits::{MAX_EVENT_BYTES, RETRY_PAUSE, SEND_WAIT};
 use crate::model::{AnyBox, EngineError, OperatorId, Result};
@@ -78,11 +78,20 @@ impl<T: Send + 'static> SourceHandle<T> {
     /// messages, `Backpressure` when the shard's inbox is full, `NotDeployed`
     /// after undeploy, `BatchTooLarge` over the configured limit.
     ///
-    /// On a durable app, `Ok` means the batch is in the ingress log (this
-    /// call waits for the journal's group commit, and the journal waits out
-    /// a full inbox rather than refuse what it logged); `EventTooLarge` over
-    /// `MAX_EVENT_BYTES` archived.
+    /// On a durable app, `Ok` means the batch is in the ingress log and was
+    /// handed to its shard; this call waits for the journal's group commit,
+    /// for up to `limits::SEND_WAIT` (see [`Self::send_batch`] for what a
+    /// timeout gives); `EventTooLarge` over `MAX_EVENT_BYTES` archived.
     pub fn try_send_batch(&self, events: Vec<(u64, T)>) -> std::result::Result<(), Rejected<T>> {
+        self.send_once(events, Instant::now() + SEND_WAIT)
+    }
+
+    /// One attempt, waiting for a durable app's journal up to `deadline`.
+    fn send_once(
+        &self,
+        events: Vec<(u64, T)>,
+        deadline: Instant,
+    ) -> std::result::Result<(), Rejected<T>> {
         let ingress = &self.entry.ingress;
         let max = ingress.shards().cfg().max_batch;
         if events.len() > max {
@@ -96,7 +105,7 @@ impl<T: Send + 'static> SourceHandle<T> {
             return Ok(());
         }
         if let Some(j) = &self.entry.journal {
-            return self.send_durable(&j.tx, events);
+            return self.send_durable(&j.tx, events, deadline);
         }
         ingress
             .ingest(self.op, None, erase(events), Credit::Client)
@@ -106,12 +115,14 @@ impl<T: Send + 'static> SourceHandle<T> {
             })
     }
 
-    /// A durable app's ingest: encode here (off the journal thread), log
-    /// with the journal's next group commit, forward, then return.
+    /// A durable app's ingest: encode here (off the journal thread), reserve
+    /// room, then hand the events to the journal, which logs them with its
+    /// next group commit and forwards them.
     fn send_durable(
         &self,
         journal: &Sender<JournalMsg>,
         events: Vec<(u64, T)>,
+        deadline: Instant,
     ) -> std::result::Result<(), Rejected<T>> {
         let ingress = &self.entry.ingress;
         if let Err(error) = ingress.ensure_open() {
@@ -135,41 +146,87 @@ impl<T: Send + 'static> SourceHandle<T> {
             let events = unerase(erased);
             return Err(Rejected { error, events });
         }
+        let slot: EventSlot = Arc::new(Mutex::new(Some(erased)));
         let (tx, rx) = mpsc::channel();
         let msg = JournalMsg::Ingest {
             source: self.op,
             at_ns: ingress.shards().now_ns(),
-            events: erased,
+            events: slot.clone(),
             encoded,
             reply: tx,
         };
-        if let Err(mpsc::SendError(msg)) = journal.send(msg) {
+        if journal.send(msg).is_err() {
             ingress.release(msgs);
-            let JournalMsg::Ingest { events, .. } = msg else {
-                unreachable!("we built an ingest message")
-            };
-            let events = unerase(events);
+            let events = take_back(&slot).map(unerase).unwrap_or_default();
             let error = EngineError::Stopped;
             return Err(Rejected { error, events });
         }
-        match rx.recv() {
-            // Forwarded: the shard that takes them counts the room taken.
-            Ok(Ok(())) => Ok(()),
-            Ok(Err((error, events))) => {
-                ingress.release(msgs);
-                let events = unerase(events);
-                Err(Rejected { error, events })
-            }
-            // The journal stopped with the request unserved: not logged.
-            Err(_) => {
-                ingress.release(msgs);
-                let (error, events) = (EngineError::Stopped, Vec::new());
-                Err(Rejected { error, events })
+        let outcome = self.await_journal(&rx, &slot, deadline);
+        if !matches!(
+            outcome,
+            Ok(()) | Err((EngineError::LoggedNotApplied { .. }, _))
+        ) {
+            // Not forwarded: no shard will count this room as taken.
+            ingress.release(msgs);
+        }
+        outcome.map_err(|(error, events)| Rejected {
+            error,
+            events: unerase(events),
+        })
+    }
+
+    /// Wait for the journal's answer to a durable send until `deadline`.
+    /// `Ok`: applied. A timeout before the journal took the events takes
+    /// them back (`Timeout`, never logged; the caller hands them back).
+    /// Once taken, the wait goes on for the log's outcome, which only the
+    /// disk delays; logged but not yet applied at the deadline is
+    /// `LoggedNotApplied`.
+    fn await_journal(
+        &self,
+        rx: &mpsc::Receiver<IngestOutcome>,
+        slot: &EventSlot,
+        deadline: Instant,
+    ) -> std::result::Result<(), (EngineError, Vec<(u64, AnyBox)>)> {
+        let start = Instant::now();
+        let not_applied = || {
+            let app = self.entry.ingress.plan().name.clone();
+            Err((EngineError::LoggedNotApplied { app }, Vec::new()))
+        };
+        let (mut logged, mut deadline) = (false, Some(deadline));
+        loop {
+            let got = match deadline {
+                Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
+                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            };
+            match got {
+                Ok(IngestOutcome::Applied) => return Ok(()),
+                Ok(IngestOutcome::Logged) if deadline.is_none() => return not_applied(),
+                Ok(IngestOutcome::Logged) => logged = true,
+                Ok(IngestOutcome::Refused(e, events)) => return Err((e, events)),
+                Ok(IngestOutcome::Unknown(e)) => return Err((e, Vec::new())),
+                Err(mpsc::RecvTimeoutError::Timeout) if logged => return not_applied(),
+                Err(mpsc::RecvTimeoutError::Timeout) => match take_back(slot) {
+                    // Taken back before the journal took them: never logged.
+                    Some(events) => return Err((EngineError::Timeout(start.elapsed()), events)),
+                    None => deadline = None, // being logged: wait for the disk
+                },
+                // Logged, then the journal stopped before the shard took
+                // them: recovery applies them.
+                Err(mpsc::RecvTimeoutError::Disconnected) if logged => return not_applied(),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let events = take_back(slot).unwrap_or_default();
+                    return Err((EngineError::Stopped, events));
+                }
             }
         }
     }
 
-    /// Like `try_send_batch`, but waits out backpressure for up to `timeout`.
+    /// Like `try_send_batch`, but waits out backpressure for up to
+    /// `timeout`. On a durable app the timeout also bounds the wait for the
+    /// journal: if it passes before the journal took the events, they come
+    /// back with `Timeout` (never logged); if they are logged but not yet
+    /// handed to their shard, `LoggedNotApplied` (committed: do not resend);
+    /// once the journal is writing them, the call waits for the disk.
     pub fn send_batch(
         &self,
         mut events: Vec<(u64, T)>,
@@ -177,7 +234,7 @@ impl<T: Send + 'static> SourceHandle<T> {
     ) -> std::result::Result<(), Rejected<T>> {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.try_send_batch(events) {
+            match self.send_once(events, deadline) {
                 Ok(()) => return Ok(()),
                 Err(r)
                     if matches!(
@@ -199,4 +256,10 @@ impl<T: Send + 'static> SourceHandle<T> {
         self.send_batch(vec![(key, value)], SEND_WAIT)
             .map_err(|r| r.error)
     }
+}
+
+/// Take a durable send's events back from its slot, if the journal has
+/// not taken them.
+fn take_back(slot: &EventSlot) -> Option<Vec<(u64, AnyBox)>> {
+    slot.lock().unwrap_or_else(|e| e.into_inner()).take()
 }

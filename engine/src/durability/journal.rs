@@ -35,7 +35,7 @@ use dirigo_storage::{CheckpointWriter, Checkpoints, IngressLog, StorageError};
 
 use super::codec::{kind_code, LogEntry};
 use super::recovery::{durability_err, durable_ops, storage_err, Opened};
-use super::request::{checkpoint_tag, Forward, IngestReply, JournalMsg};
+use super::request::{checkpoint_tag, EventSlot, Forward, IngestOutcome, JournalMsg};
 use crate::limits::{CHECKPOINT_TIMEOUT, DELTA, JOURNAL_IDLE_WAIT, MAX_EVENT_BYTES, MAX_GROUP};
 use crate::model::{AnyBox, BarrierKind, EngineError, OperatorId, Result, StorageFailure};
 use crate::plan::{Plan, SavedState};
@@ -92,7 +92,7 @@ enum Logged {
         source: OperatorId,
         at_ns: u64,
         events: Vec<(u64, AnyBox)>,
-        reply: Sender<IngestReply>,
+        reply: Sender<IngestOutcome>,
     },
     Barrier {
         pos: u64,
@@ -180,7 +180,9 @@ impl Journal {
         while let Ok(m) = rx.try_recv() {
             match m {
                 JournalMsg::Ingest { events, reply, .. } => {
-                    let _ = reply.send(Err((EngineError::Stopped, events)));
+                    if let Some(events) = take(&events) {
+                        let _ = reply.send(IngestOutcome::Refused(EngineError::Stopped, events));
+                    }
                 }
                 JournalMsg::Barrier { reply, .. } => {
                     let _ = reply.send(Err(EngineError::Stopped));
@@ -198,6 +200,7 @@ impl Journal {
     fn serve(&mut self, group: Vec<JournalMsg>) -> bool {
         let mut logged = Vec::with_capacity(group.len());
         let mut go_on = true;
+        let failed_before = self.failed.is_some();
         for msg in group {
             let l = match msg {
                 JournalMsg::State(s) => {
@@ -220,18 +223,21 @@ impl Journal {
             };
             logged.extend(l);
         }
-        // Commit when a request was appended whole (a checkpoint appends
-        // nothing; a request whose append failed was refused already).
+        if self.failed.is_some() && !failed_before {
+            // An append failed: what the group wrote before it may be in
+            // the log. Nothing of it is acknowledged or forwarded.
+            logged.into_iter().for_each(|l| self.unknown(l));
+            return go_on;
+        }
+        // Commit when a request was appended (a checkpoint appends nothing).
         let appended = logged
             .iter()
             .any(|l| !matches!(l, Logged::Checkpoint { .. }));
         if appended {
             if let Err(e) = self.log.commit() {
-                // Nothing of this group is acknowledged or forwarded.
+                // Some of the group may have reached the disk.
                 self.fail(e);
-                for l in logged {
-                    self.refuse(l);
-                }
+                logged.into_iter().for_each(|l| self.unknown(l));
                 return go_on;
             }
         }
@@ -248,18 +254,20 @@ impl Journal {
             .and_then(|()| self.app.ensure_open())
     }
 
-    /// Append an ingest request's events (an event too large is refused
-    /// whole, before anything of it is logged).
+    /// Append an ingest request's events, all in one segment (an event too
+    /// large is refused whole, before anything of it is logged). A request
+    /// whose client took its events back (its timeout passed) is skipped.
     fn log_ingest(
         &mut self,
         source: OperatorId,
         at_ns: u64,
-        events: Vec<(u64, AnyBox)>,
+        slot: EventSlot,
         encoded: Vec<rkyv::util::AlignedVec>,
-        reply: Sender<IngestReply>,
+        reply: Sender<IngestOutcome>,
     ) -> Option<Logged> {
+        let events = take(&slot)?;
         if let Err(e) = self.admit() {
-            let _ = reply.send(Err((e, events)));
+            let _ = reply.send(IngestOutcome::Refused(e, events));
             return None;
         }
         if let Some(b) = encoded.iter().find(|b| b.len() > MAX_EVENT_BYTES) {
@@ -267,32 +275,32 @@ impl Journal {
                 len: b.len(),
                 max: MAX_EVENT_BYTES,
             };
-            let _ = reply.send(Err((e, events)));
+            let _ = reply.send(IngestOutcome::Refused(e, events));
             return None;
         }
         assert_eq!(events.len(), encoded.len(), "one encoding per event");
-        let r = events
+        let entries: Vec<LogEntry> = events
             .iter()
             .zip(&encoded)
-            .try_for_each(|((key, _), bytes)| {
-                let entry = LogEntry::Event {
-                    source: source.0,
-                    key: *key,
-                    payload: bytes.to_vec(),
-                };
-                self.append(&entry)
-            });
-        match r {
-            Ok(()) => Some(Logged::Ingest {
-                pos: self.log.next_seq(),
-                source,
-                at_ns,
-                events,
-                reply,
-            }),
+            .map(|((key, _), bytes)| LogEntry::Event {
+                source: source.0,
+                key: *key,
+                payload: bytes.to_vec(),
+            })
+            .collect();
+        let pos = self.append(&entries);
+        let l = Logged::Ingest {
+            pos: self.log.next_seq(),
+            source,
+            at_ns,
+            events,
+            reply,
+        };
+        match pos {
+            Ok(()) => Some(l),
             Err(e) => {
                 self.fail(e);
-                let _ = reply.send(Err((self.failed_error(), events)));
+                self.unknown(l);
                 None
             }
         }
@@ -313,16 +321,18 @@ impl Journal {
             kind: kind_code(kind),
             tag,
         };
-        match self.append(&entry) {
-            Ok(()) => Some(Logged::Barrier {
-                pos: self.log.next_seq(),
-                kind,
-                tag,
-                reply,
-            }),
+        let appended = self.append(std::slice::from_ref(&entry));
+        let l = Logged::Barrier {
+            pos: self.log.next_seq(),
+            kind,
+            tag,
+            reply,
+        };
+        match appended {
+            Ok(()) => Some(l),
             Err(e) => {
                 self.fail(e);
-                let _ = reply.send(Err(self.failed_error()));
+                self.unknown(l);
                 None
             }
         }
@@ -340,28 +350,32 @@ impl Journal {
         })
     }
 
-    /// Append one entry; the log's position grows by exactly one.
-    fn append(&mut self, entry: &LogEntry) -> std::result::Result<(), StorageError> {
+    /// Append one request's entries (into one segment); the log's position
+    /// grows by exactly their number.
+    fn append(&mut self, entries: &[LogEntry]) -> std::result::Result<(), StorageError> {
         let before = self.log.next_seq();
-        let seq = self.log.append(entry)?;
+        let seqs = self.log.append_all(entries)?;
+        let n = entries.len() as u64;
         assert!(
-            seq == before && self.log.next_seq() == before + 1,
+            seqs.start == before && seqs.end == before + n && self.log.next_seq() == before + n,
             "log positions grow one entry at a time"
         );
         Ok(())
     }
 
-    fn refuse(&self, l: Logged) {
-        let e = self.failed_error();
+    /// A request of a group whose writing failed: it may be in the log.
+    fn unknown(&self, l: Logged) {
+        let e = self.outcome_unknown();
         match l {
-            Logged::Ingest { events, reply, .. } => {
-                let _ = reply.send(Err((e, events)));
+            Logged::Ingest { reply, .. } => {
+                let _ = reply.send(IngestOutcome::Unknown(e));
             }
             Logged::Barrier { reply, .. } => {
                 let _ = reply.send(Err(e));
             }
+            // A checkpoint wrote nothing to the log: refused.
             Logged::Checkpoint { reply, .. } => {
-                let _ = reply.send(Err(e));
+                let _ = reply.send(Err(self.failed_error()));
             }
         }
     }
@@ -385,8 +399,12 @@ impl Journal {
                 reply,
                 ..
             } => {
-                let _ = self.app.forward_reserved(source, at_ns, events);
-                let _ = reply.send(Ok(()));
+                // Logged first: a client whose timeout passes while the
+                // shard is slow to take them knows they are committed.
+                let _ = reply.send(IngestOutcome::Logged);
+                if self.app.forward_reserved(source, at_ns, events).is_ok() {
+                    let _ = reply.send(IngestOutcome::Applied);
+                }
             }
             Logged::Barrier {
                 kind, tag, reply, ..
@@ -559,10 +577,29 @@ impl Journal {
         }))
     }
 
+    fn outcome_unknown(&self) -> EngineError {
+        let source = self
+            .failed
+            .clone()
+            .expect("called only after the log failed");
+        EngineError::OutcomeUnknown(Box::new(StorageFailure {
+            app: self.name.clone(),
+            what: "the outcome of the send is unknown: the ingress log failed while it was \
+                   written, so it may be in the log (it is not handed back)"
+                .into(),
+            source,
+        }))
+    }
+
     fn refuse_if_failed(&self) -> Result<()> {
         match self.failed {
             Some(_) => Err(self.failed_error()),
             None => Ok(()),
         }
     }
+}
+
+/// Take a request's events from its slot; `None`: its client took them back.
+fn take(slot: &EventSlot) -> Option<Vec<(u64, AnyBox)>> {
+    slot.lock().unwrap_or_else(|e| e.into_inner()).take()
 }

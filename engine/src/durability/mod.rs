@@ -24,4 +24,6 @@ pub(crate) mod spill;
 pub(crate) use journal::Journal;
 pub use recovery::Recovery;
 pub(crate) use recovery::{open, replay};
-pub(crate) use request::{split_checkpoint_tag, Forward, IngestReply, JournalMsg};
+pub(crate) use request::{
+    split_checkpoint_tag, EventSlot, Forward, IngestOutcome, IngestReply, JournalMsg,
+};

@@ -7,6 +7,7 @@
 //! journal serves them; none of them needs the others' types.
 
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
 
 use rkyv::util::AlignedVec;
 
@@ -17,15 +18,36 @@ use crate::protocol::Epoch;
 /// Events handed back with the reason they were not acknowledged.
 pub(crate) type IngestReply = std::result::Result<(), (EngineError, Vec<(u64, AnyBox)>)>;
 
+/// A durable send's events, until the journal takes them to log them. A
+/// client whose timeout passes first takes them back: then they were never
+/// logged, and the journal skips the request.
+pub(crate) type EventSlot = Arc<Mutex<Option<Vec<(u64, AnyBox)>>>>;
+
+/// What the journal tells a durable send, in order: `Logged` then
+/// `Applied`, or one of the others.
+pub(crate) enum IngestOutcome {
+    /// Not logged: the events come back.
+    Refused(EngineError, Vec<(u64, AnyBox)>),
+    /// The log failed while the request was being written: some or all of
+    /// it may be in the log (and applied by the next deploy). Nothing comes
+    /// back, so nothing can be sent twice.
+    Unknown(EngineError),
+    /// In the log (committed): applied now or, if the node stops first, by
+    /// recovery.
+    Logged,
+    /// Handed to the source's shard.
+    Applied,
+}
+
 /// What the journal thread is asked.
 pub(crate) enum JournalMsg {
     /// Log these events (already encoded by the client), then forward them.
     Ingest {
         source: OperatorId,
         at_ns: u64,
-        events: Vec<(u64, AnyBox)>,
+        events: EventSlot,
         encoded: Vec<AlignedVec>,
-        reply: Sender<IngestReply>,
+        reply: Sender<IngestOutcome>,
     },
     /// Log a client barrier, then inject it at every source.
     Barrier {

@@ -171,6 +171,24 @@ pub enum EngineError {
     #[cfg(feature = "runtime")]
     #[error(transparent)]
     Storage(Box<StorageFailure>),
+    /// A durable send whose outcome is unknown: the app's log failed while
+    /// the request was being written, so some or all of it may be in the
+    /// log and be applied by the next deploy. Its events are not handed
+    /// back: resending them could apply them twice. The source is the
+    /// storage failure.
+    /// Displayed as the failure, whose `what` says the outcome is unknown;
+    /// its `source()` is the `StorageError`, as for `Storage`.
+    #[cfg(feature = "runtime")]
+    #[error(transparent)]
+    OutcomeUnknown(Box<StorageFailure>),
+    /// A durable send that is in the ingress log (committed: it will be
+    /// applied, now or by recovery) but was not yet handed to its shard
+    /// when the send's timeout passed. Do not send it again.
+    #[error("app {app:?}: the events are logged but not yet applied")]
+    LoggedNotApplied {
+        /// The application's name.
+        app: String,
+    },
     /// An I/O failure outside the storage layer (at node start: the mesh's
     /// doorbell sockets).
     #[error("i/o error: {0}")]
