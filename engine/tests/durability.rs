@@ -1040,16 +1040,16 @@ fn a_durable_send_returns_within_its_timeout_behind_a_slow_shard() {
     );
     let mut b = AppBuilder::new("slow").durable();
     let src = b.durable_source::<u64>("in");
-    let work = Duration::from_millis(20);
+    let work = Duration::from_millis(50);
     let pass = b.durable_operator("pass", SlowPass { work }, &[src]);
     let rx = b.sink("out", pass);
     let h = node.deploy(b.build().expect("valid")).expect("deploys");
-    // A floods: 8 batches of 20 events, 3.2 s of work behind an inbox of 2.
+    // A floods: 4 batches of 20 events, 4 s of work behind an inbox of 2.
     let flood = {
         let src = h.source::<u64>("in").expect("source");
         std::thread::spawn(move || {
             let mut applied = Vec::new();
-            for b in 0..8u64 {
+            for b in 0..4u64 {
                 let evs: Vec<(u64, u64)> = (b * 20..b * 20 + 20).map(|i| (i % 5, i)).collect();
                 match src.send_batch(evs, Duration::from_secs(30)) {
                     Ok(()) => applied.extend(b * 20..b * 20 + 20),
@@ -1080,8 +1080,8 @@ fn a_durable_send_returns_within_its_timeout_behind_a_slow_shard() {
         }
     }
     assert!(
-        slowest < Duration::from_millis(200),
-        "a 1 ms send took {slowest:?} (the shard takes 400 ms per batch)"
+        slowest < Duration::from_millis(500),
+        "a 1 ms send took {slowest:?} (the shard takes 1 s per batch)"
     );
     applied.extend(flood.join().expect("flood"));
     h.quiesce(Duration::from_secs(30)).expect("drains");

@@ -173,6 +173,16 @@ fn a_dead_shard_is_visible_and_fails_its_apps_at_once() {
         ),
         "{e:?}"
     );
+    // Every app on the node has failed (it may have had lessees on the
+    // dead shard); undeploy skips the dead shard and frees the name.
+    assert!(matches!(
+        h.quiesce(Duration::from_secs(5)),
+        Err(EngineError::AppFailed { .. })
+    ));
+    assert!(!node
+        .undeploy(&name, Duration::from_millis(50))
+        .expect("undeploys"));
+    assert!(matches!(node.app(&name), Err(EngineError::UnknownApp(_))));
     node.shutdown();
 }
 

@@ -76,6 +76,11 @@ impl Node {
     /// and the ingress log after the checkpoint is replayed before this
     /// returns ([`AppHandle::recovery`] says what was found).
     ///
+    /// A replay is paced by the app's message limit: one whose outputs go
+    /// to a blocking sink (`SinkPolicy::Block`) waits, inside `deploy`,
+    /// for the sink's reader once the sink and the limit are full. Read
+    /// such a sink from another thread while deploying, or give it room.
+    ///
     /// The app is compiled, installed and (durable) replayed without the
     /// node's registry locked: other deploys, `app`, `undeploy` and stats
     /// go on meanwhile; the name is taken from the start. If a shard
@@ -206,17 +211,27 @@ impl Node {
         entry.stop_journal();
         entry.ingress.close();
         let drained = entry.ingress.quiesce(drain).is_ok();
-        self.remove_from_shards(entry.ingress.plan().id)?;
+        let removed = self.remove_from_shards(entry.ingress.plan().id);
+        // The name is free again even if a shard did not answer: the app
+        // is closed, and an undeploy follows on that shard's channel.
         self.apps
             .lock()
             .map_err(|_| EngineError::Stopped)?
             .remove(name);
-        Ok(drained)
+        removed.map(|()| drained)
     }
 
+    /// Remove the app from every live shard (a dead one holds nothing).
     fn remove_from_shards(&self, app: AppId) -> Result<()> {
-        self.shards
-            .ask_all(|_, reply| Command::Undeploy(app, reply))?;
+        for shard in 0..self.shards() {
+            match self
+                .shards
+                .ask(shard, |reply| Command::Undeploy(app, reply))
+            {
+                Ok(()) | Err(EngineError::ShardDied { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
     }
 

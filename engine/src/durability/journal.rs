@@ -241,6 +241,13 @@ impl Journal {
                 return go_on;
             }
         }
+        // Every ingest of the group hears `Logged` before any forward, so
+        // none waits on a forward ahead of it (a full inbox) to learn it.
+        for l in &logged {
+            if let Logged::Ingest { reply, .. } = l {
+                let _ = reply.send(IngestOutcome::Logged);
+            }
+        }
         for l in logged {
             self.forward(l);
         }
@@ -399,9 +406,6 @@ impl Journal {
                 reply,
                 ..
             } => {
-                // Logged first: a client whose timeout passes while the
-                // shard is slow to take them knows they are committed.
-                let _ = reply.send(IngestOutcome::Logged);
                 if self.app.forward_reserved(source, at_ns, events).is_ok() {
                     let _ = reply.send(IngestOutcome::Applied);
                 }

@@ -233,6 +233,7 @@ impl std::error::Error for StorageFailure {
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// The text of a panic's payload (`panic!` gives a `&str` or a `String`).
+#[cfg(feature = "runtime")]
 pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

@@ -13,6 +13,7 @@ mod error;
 mod message;
 
 pub use class::AppClass;
+#[cfg(feature = "runtime")]
 pub(crate) use error::panic_message;
 #[cfg(feature = "runtime")]
 pub use error::StorageFailure;

@@ -85,9 +85,9 @@ impl AppIngress {
         self.ensure_healthy()
     }
 
-    /// `Ok` unless the app failed, or a shard where one of its nodes is
-    /// homed died (its actors there are gone: the app has failed too, and
-    /// a barrier could never complete).
+    /// `Ok` unless the app failed, or a shard died: the app's actors homed
+    /// there are gone, and so may be its lessees there (any app may have
+    /// leased on any shard), so a barrier could never complete.
     pub(crate) fn ensure_healthy(&self) -> Result<()> {
         let failed = |cause: String| {
             Err(EngineError::AppFailed {
@@ -98,10 +98,8 @@ impl AppIngress {
         if let Some(cause) = self.plan.failure() {
             return failed(cause.to_owned());
         }
-        for n in &self.plan.nodes {
-            if let Some(cause) = self.shards.died(n.home as usize) {
-                return failed(format!("shard {} died: {cause}", n.home));
-            }
+        if let Some((shard, cause)) = self.shards.any_death() {
+            return failed(format!("shard {shard} died: {cause}"));
         }
         Ok(())
     }
@@ -336,6 +334,9 @@ impl AppIngress {
         let deadline = Instant::now() + timeout;
         let read = || Snapshot::take(&self.gate, &self.plan.counters);
         loop {
+            // A failed app does not settle (its messages are dropped or
+            // left), and what it settled to would be lost state anyway.
+            self.ensure_healthy()?;
             let first = read();
             if first.balanced() {
                 // Give a message in flight between shards the time to show

@@ -160,6 +160,11 @@ impl Shards {
         }
     }
 
+    /// The first shard that died and its panic, if one did.
+    pub(crate) fn any_death(&self) -> Option<(usize, &str)> {
+        (0..self.count()).find_map(|s| self.died(s).map(|c| (s, c)))
+    }
+
     /// The panic that killed `shard`, if it died.
     pub(crate) fn died(&self, shard: usize) -> Option<&str> {
         self.deaths
@@ -261,7 +266,8 @@ fn available_cores() -> Vec<usize> {
 /// Shard `i`'s thread: one glommio executor running its dispatcher loop. A
 /// panic (an engine bug: user code's panics are caught where it runs)
 /// ends the thread and is recorded in `deaths[i]`, for every client call
-/// that reaches the shard to name.
+/// that reaches the shard to name; its backlog gauge goes to the maximum,
+/// so no lease is asked of it.
 fn spawn(
     i: usize,
     placement: GPlacement,
@@ -272,8 +278,11 @@ fn spawn(
         .name(&format!("dirigo-shard-{i}"))
         .io_memory(SHARD_IO_MEMORY)
         .spawn(move || async move {
+            let gauges = parts.gauges.clone();
             let run = AssertUnwindSafe(Shard::new(parts).run());
             if let Err(p) = run.catch_unwind().await {
+                // No lessor may pick a dead shard as the least loaded.
+                gauges[i].backlog.store(usize::MAX, Ordering::Relaxed);
                 let _ = deaths[i].set(panic_message(&*p));
             }
         })

@@ -5,7 +5,7 @@
 //! from either.
 //!
 //! Waking never panics: a spill file that cannot be read back for a reason
-//! that may pass keeps its actor dormant (the shard retries, holding the
+//! that may pass (EMFILE, ENFILE, ENOMEM, EAGAIN, EINTR) keeps its actor dormant (the shard retries, holding the
 //! actor's messages meanwhile); one that is gone or damaged fails only the
 //! actor's app.
 
@@ -139,13 +139,15 @@ impl Asleep {
     }
 }
 
-/// Whether a spill read failed for a reason that may pass: an I/O error
-/// other than the file being gone. Validation damage never passes.
+/// Whether a spill read failed for a reason that may pass: out of
+/// descriptors or memory, interrupted, try again. Anything else (gone, no
+/// permission, EIO, validation damage) will not pass by waiting.
 fn transient(e: &SpillError) -> bool {
     match e {
-        SpillError::Storage(StorageError::Io { source, .. }) => {
-            source.kind() != std::io::ErrorKind::NotFound
-        }
+        SpillError::Storage(StorageError::Io { source, .. }) => matches!(
+            source.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EAGAIN | libc::EINTR)
+        ),
         _ => false,
     }
 }

@@ -34,13 +34,29 @@ impl Shard {
             + self.env.outbox.spilled()
     }
 
-    /// Room for client data under `max_backlog`: the backlog without the
-    /// messages held behind barriers (a barrier that releases them may be
-    /// the next command; their memory is bounded by their app's
-    /// `max_in_flight`).
+    /// Room for client data under `max_backlog`: the messages queued here
+    /// that will drain by this shard's work. Left out, each bounded by its
+    /// own app's `max_in_flight` instead: messages held behind barriers (a
+    /// barrier that releases them may be the next command), a held sink's
+    /// (its reader decides), a failed app's (they never run), so none of
+    /// them starves the other apps' sources here.
     pub(super) fn data_room(&self) -> usize {
-        let queued = self.lessors.values().map(|s| s.m.queued()).sum::<usize>()
-            + self.lessees.values().map(|s| s.m.backlog()).sum::<usize>()
+        let draining = |a: &ActorId| {
+            !self.held_sinks.contains(a)
+                && self.apps.get(&a.app).is_some_and(|p| p.failure().is_none())
+        };
+        let queued = self
+            .lessors
+            .iter()
+            .filter(|(a, _)| draining(a))
+            .map(|(_, s)| s.m.queued())
+            .sum::<usize>()
+            + self
+                .lessees
+                .iter()
+                .filter(|((a, _), _)| draining(a))
+                .map(|(_, s)| s.m.backlog())
+                .sum::<usize>()
             + self.env.outbox.spilled();
         self.cfg.max_backlog.saturating_sub(queued)
     }

@@ -110,7 +110,8 @@ impl<'a> ShardFx<'a> {
 
     /// The operator's code panicked: its state may be half-changed, so its
     /// app fails (nothing of it runs again; the shard and its other apps go
-    /// on). The message counts as done, so the counters stay whole.
+    /// on). The message counts as done; the app's counters need not settle
+    /// any more (`AppIngress::quiesce` answers `AppFailed`).
     fn user_panicked(&mut self, what: &str, why: String) {
         let cause = format!(
             "operator {:?} panicked {what} on shard {}: {why}",
