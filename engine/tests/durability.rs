@@ -891,29 +891,12 @@ fn a_lost_spill_fails_its_app_and_the_next_deploy_recovers_it() {
     node.shutdown();
 }
 
-/// Emits the running sum of its key with every event.
-struct Echo;
-impl dirigo_engine::Function for Echo {
-    type In = u64;
-    type Out = u64;
-    type State = Keyed<u64>;
-    fn on_message(
-        &self,
-        st: &mut Keyed<u64>,
-        key: u64,
-        v: u64,
-        ctx: &mut dirigo_engine::Context<'_, u64>,
-    ) {
-        *st.entry(key) += v;
-        ctx.emit(key, *st.entry(key));
-    }
-}
-
-/// A durable echo whose sink holds 10 outputs and blocks when full.
+/// A durable pass-through whose sink holds 10 outputs and blocks when full.
 fn echo_app() -> (dirigo_engine::App, dirigo_engine::SinkReceiver<u64>) {
     let mut b = AppBuilder::new("echo").durable();
     let src = b.durable_source::<u64>("in");
-    let echo = b.durable_operator("echo", Echo, &[src]);
+    let work = Duration::ZERO;
+    let echo = b.durable_operator("echo", SlowPass { work }, &[src]);
     let rx = b.sink_with(
         "out",
         echo,
