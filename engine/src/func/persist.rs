@@ -13,7 +13,7 @@
 //! they are validated and deserialized: the stored form of a state is a
 //! byte string inside a record, whose alignment rkyv cannot rely on.
 
-use std::collections::{HashMap, HashSet};
+use crate::model::hash::{KeyMap, KeySet};
 
 use rkyv::api::high::HighDeserializer;
 use rkyv::rancor;
@@ -129,16 +129,16 @@ pub trait DurableState: OperatorState {
 
 impl<V: Send + 'static> DurableState for Keyed<V>
 where
-    HashMap<u64, V>: Persist,
-    (HashMap<u64, V>, Vec<u64>): Persist,
-    (HashMap<u64, V>, Option<Vec<u64>>): Persist,
+    KeyMap<V>: Persist,
+    (KeyMap<V>, Vec<u64>): Persist,
+    (KeyMap<V>, Option<Vec<u64>>): Persist,
 {
     fn save(&mut self) -> Result<AlignedVec, PersistError> {
         self.map_ref().to_bytes()
     }
     fn restore(bytes: &[u8]) -> Result<Self, PersistError> {
-        let map = HashMap::<u64, V>::from_bytes(bytes)?;
-        Ok(Keyed::from_parts(map, Some(HashSet::new())))
+        let map = KeyMap::<V>::from_bytes(bytes)?;
+        Ok(Keyed::from_parts(map, Some(KeySet::default())))
     }
     fn fresh() -> Self {
         let mut k = Keyed::default();
@@ -149,7 +149,7 @@ where
         let changed: Vec<u64> = self.changed()?.iter().copied().collect();
         // Move the changed entries out, archive them, put them back: no
         // value is cloned.
-        let mut upserts = HashMap::with_capacity(changed.len());
+        let mut upserts = KeyMap::with_capacity_and_hasher(changed.len(), Default::default());
         let mut removed = Vec::new();
         for k in changed {
             match self.take_entry(k) {
@@ -165,7 +165,7 @@ where
         Some(bytes)
     }
     fn apply_changes(&mut self, bytes: &[u8]) -> Result<(), PersistError> {
-        let (upserts, removed) = <(HashMap<u64, V>, Vec<u64>)>::from_bytes(bytes)?;
+        let (upserts, removed) = <(KeyMap<V>, Vec<u64>)>::from_bytes(bytes)?;
         for k in removed {
             self.take_entry(k);
         }
@@ -184,7 +184,7 @@ where
         bytes
     }
     fn unspill(bytes: &[u8]) -> Result<Self, PersistError> {
-        let (map, pending) = <(HashMap<u64, V>, Option<Vec<u64>>)>::from_bytes(bytes)?;
+        let (map, pending) = <(KeyMap<V>, Option<Vec<u64>>)>::from_bytes(bytes)?;
         Ok(Keyed::from_parts(
             map,
             pending.map(|p| p.into_iter().collect()),
@@ -293,7 +293,7 @@ mod tests {
         fn a_chain_of_checkpoints_restores_the_state(ops in proptest::collection::vec(op(), 0..60)) {
             let mut live: Keyed<Vec<u8>> = Keyed::fresh();
             let mut chain: Vec<(bool, AlignedVec)> = Vec::new();
-            let mut at_last: Option<HashMap<u64, Vec<u8>>> = None;
+            let mut at_last: Option<KeyMap<Vec<u8>>> = None;
             for (i, op) in ops.iter().enumerate() {
                 match op {
                     Op::Put(k, v) => { live.insert(u64::from(*k), v.clone()); }

@@ -8,7 +8,9 @@
 //! Invariant: the parts of one `Keyed` state on different instances hold
 //! disjoint keys; `absorb` asserts it when parts come home.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use crate::model::hash::{KeyMap, KeySet};
 use std::hash::Hash;
 
 use crate::protocol::{PartitionSet, Strategy};
@@ -84,25 +86,25 @@ impl<K: Hash + Eq, V: Merge> Merge for HashMap<K, V> {
 /// `entry`, `insert` or `iter_mut`.
 #[derive(Debug)]
 pub struct Keyed<V> {
-    map: HashMap<u64, V>,
+    map: KeyMap<V>,
     /// Keys written since the last checkpoint; `None`: not tracked.
-    changed: Option<HashSet<u64>>,
+    changed: Option<KeySet>,
 }
 
 impl<V> Default for Keyed<V> {
     fn default() -> Self {
         Keyed {
-            map: HashMap::new(),
+            map: KeyMap::default(),
             changed: None,
         }
     }
 }
 
 impl<V> Keyed<V> {
-    pub(crate) fn map_ref(&self) -> &HashMap<u64, V> {
+    pub(crate) fn map_ref(&self) -> &KeyMap<V> {
         &self.map
     }
-    pub(crate) fn from_parts(map: HashMap<u64, V>, changed: Option<HashSet<u64>>) -> Self {
+    pub(crate) fn from_parts(map: KeyMap<V>, changed: Option<KeySet>) -> Self {
         Keyed { map, changed }
     }
     /// Remove `key`'s entry without marking it changed.
@@ -110,11 +112,11 @@ impl<V> Keyed<V> {
         self.map.remove(&key)
     }
     /// The whole map, leaving it empty, without marking anything changed.
-    pub(crate) fn take_map(&mut self) -> HashMap<u64, V> {
+    pub(crate) fn take_map(&mut self) -> KeyMap<V> {
         std::mem::take(&mut self.map)
     }
     /// Put entries (back) without marking them changed.
-    pub(crate) fn put_back(&mut self, entries: HashMap<u64, V>) {
+    pub(crate) fn put_back(&mut self, entries: KeyMap<V>) {
         if self.map.is_empty() {
             self.map = entries;
         } else {
@@ -122,12 +124,12 @@ impl<V> Keyed<V> {
         }
     }
     /// Keys changed since the last checkpoint (`None` when not tracked).
-    pub(crate) fn changed(&self) -> Option<&HashSet<u64>> {
+    pub(crate) fn changed(&self) -> Option<&KeySet> {
         self.changed.as_ref()
     }
     /// Track changes from now on, starting from none.
     pub(crate) fn track(&mut self) {
-        self.changed = Some(HashSet::new());
+        self.changed = Some(KeySet::default());
     }
     /// A checkpoint saved the state (whole, or its changes): no change is
     /// pending any more, and changes are tracked from here on (a state that
@@ -136,7 +138,7 @@ impl<V> Keyed<V> {
     pub(crate) fn forget_changes(&mut self) {
         match &mut self.changed {
             Some(c) => c.clear(),
-            None => self.changed = Some(HashSet::new()),
+            None => self.changed = Some(KeySet::default()),
         }
     }
     #[inline]
@@ -210,7 +212,7 @@ impl<V: Send + 'static> OperatorState for Keyed<V> {
             .copied()
             .filter(|k| parts.contains_key(*k))
             .collect();
-        let mut out = HashMap::with_capacity(moving.len());
+        let mut out = KeyMap::with_capacity_and_hasher(moving.len(), Default::default());
         for k in moving {
             if let Some(v) = self.map.remove(&k) {
                 out.insert(k, v);
@@ -218,7 +220,7 @@ impl<V: Send + 'static> OperatorState for Keyed<V> {
         }
         // Pending changes travel with their keys (removed keys included).
         let changed = self.changed.as_mut().map(|mine| {
-            let theirs: HashSet<u64> = mine
+            let theirs: KeySet = mine
                 .iter()
                 .copied()
                 .filter(|k| parts.contains_key(*k))

@@ -10,6 +10,7 @@
 
 mod class;
 mod error;
+pub mod hash;
 mod message;
 
 pub use class::AppClass;

@@ -9,7 +9,6 @@
 //! actor's messages meanwhile); one that is gone or damaged fails only the
 //! actor's app.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +17,7 @@ use dirigo_storage::StorageError;
 use super::instance::Instance;
 use crate::durability::spill::{self, SpillError};
 use crate::func::{ErasedFunction, ErasedState};
+use crate::model::hash::IdMap;
 use crate::model::{ActorId, AppId, Message};
 use crate::plan::PlanNode;
 use crate::protocol::{Dormant, Lessor, ShardId};
@@ -28,17 +28,17 @@ use crate::runtime::metrics::ShardStats;
 pub(super) struct Asleep {
     /// Deactivated actors: the protocol's record, with the state in memory
     /// or (durable operators) in a spill file.
-    pub(super) dormant: HashMap<ActorId, Dormant<Instance>>,
+    pub(super) dormant: IdMap<ActorId, Dormant<Instance>>,
     /// States restored from a checkpoint at deploy, for each operator's
     /// first activation.
-    pub(super) restored: HashMap<ActorId, Box<dyn ErasedState>>,
+    pub(super) restored: IdMap<ActorId, Box<dyn ErasedState>>,
     /// Dormant actors whose state is in a spill file (see `spill`).
-    pub(super) spilled: HashMap<ActorId, std::path::PathBuf>,
+    pub(super) spilled: IdMap<ActorId, std::path::PathBuf>,
     /// Spill files written by this shard (their ids and names).
     pub(super) spill_seq: u64,
     /// Messages for dormant actors whose spill could not be read back yet
     /// (`WakeError::Retry`), in arrival order; retried by housekeeping.
-    pub(super) waking: HashMap<ActorId, Vec<Message>>,
+    pub(super) waking: IdMap<ActorId, Vec<Message>>,
 }
 
 /// Why an actor could not be woken.

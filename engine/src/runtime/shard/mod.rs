@@ -51,7 +51,7 @@ mod source;
 pub(crate) use packet::Packet;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +67,7 @@ use crate::limits::{PARK_NAP_MAX, PARK_NAP_MIN, SINK_RETRY_NAP, TIMER_NAP_MIN};
 use crate::mesh::doorbell::LocalWaiter;
 use crate::mesh::ring::Consumer;
 use crate::mesh::{MeshEnds, Outbox};
+use crate::model::hash::IdMap;
 use crate::model::{ActorId, AppId, OperatorId};
 use crate::plan::Plan;
 use crate::protocol::{LeaseId, ShardId};
@@ -97,7 +98,7 @@ struct Env {
     gauges: Arc<[Gauge]>,
     outbox: Outbox<Packet>,
     policy: Box<dyn Policy>,
-    app_stats: HashMap<AppId, AppStats>,
+    app_stats: IdMap<AppId, AppStats>,
 }
 
 impl Env {
@@ -137,12 +138,12 @@ pub(crate) struct Shard {
     /// whatever the backlog.
     control: Receiver<Command>,
     pending_ctl: Option<Command>,
-    apps: HashMap<AppId, Arc<Plan>>,
-    lessors: HashMap<ActorId, LessorSlot>,
-    lessees: HashMap<(ActorId, LeaseId), LesseeSlot>,
+    apps: IdMap<AppId, Arc<Plan>>,
+    lessors: IdMap<ActorId, LessorSlot>,
+    lessees: IdMap<(ActorId, LeaseId), LesseeSlot>,
     /// Actors homed here that are not active.
     asleep: Asleep,
-    sources: HashMap<(AppId, OperatorId), SourceState>,
+    sources: IdMap<(AppId, OperatorId), SourceState>,
     /// Instances with work, by the policy's rank of their next message.
     ready: RunQueue<InstRef>,
     /// Sinks with work whose queue is full (`SinkPolicy::Block`): out of
@@ -172,7 +173,7 @@ impl Shard {
                 gauges: p.gauges,
                 outbox,
                 policy: p.cfg.policy.make(p.id),
-                app_stats: HashMap::new(),
+                app_stats: IdMap::default(),
             },
             inbound,
             waiter: waiter.into_local(),
@@ -180,11 +181,11 @@ impl Shard {
             control: p.control,
             pending_ctl: None,
             pending_cmd: None,
-            apps: HashMap::new(),
-            lessors: HashMap::new(),
-            lessees: HashMap::new(),
+            apps: IdMap::default(),
+            lessors: IdMap::default(),
+            lessees: IdMap::default(),
             asleep: Asleep::default(),
-            sources: HashMap::new(),
+            sources: IdMap::default(),
             ready: RunQueue::default(),
             held_sinks: Vec::new(),
             limits: p.cfg.autoscale.limits(),
