@@ -50,6 +50,12 @@ pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an idle shard may sleep without a doorbell, at least and at
 /// most (it wakes for housekeeping and idle-lessee timers).
 pub const PARK_NAP_MIN: Duration = Duration::from_millis(1);
+/// Most steps an instance runs per pop from the run queue (a batch: one
+/// rank, one schedule and one lease decision for all of them).
+pub const STEP_BATCH: usize = 64;
+/// A batch also ends once it ran this long, so a better-ranked instance
+/// waits at most this (plus one message) behind it.
+pub const STEP_SLICE: Duration = Duration::from_micros(50);
 /// How long a client waits for a shard whose channels closed to record
 /// why it died (it does as its unwinding ends).
 pub const DEATH_RECORD_WAIT: Duration = Duration::from_secs(1);

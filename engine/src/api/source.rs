@@ -18,6 +18,7 @@ use crate::durability::{EventSlot, IngestOutcome, JournalMsg};
 use crate::func::EventCodec;
 use crate::limits::{MAX_EVENT_BYTES, RETRY_PAUSE, SEND_WAIT};
 use crate::model::{AnyBox, EngineError, OperatorId, Result};
+use crate::runtime::command::Events;
 use crate::runtime::Credit;
 
 /// A typed handle on one source of a deployed app.
@@ -108,10 +109,10 @@ impl<T: Send + 'static> SourceHandle<T> {
             return self.send_durable(&j.tx, events, deadline);
         }
         ingress
-            .ingest(self.op, None, erase(events), Credit::Client)
+            .ingest(self.op, None, Events::typed(events), Credit::Client)
             .map_err(|(error, events)| Rejected {
                 error,
-                events: unerase(events),
+                events: events.into_typed(),
             })
     }
 

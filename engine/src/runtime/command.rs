@@ -27,7 +27,7 @@ pub(crate) enum Command {
         app: AppId,
         source: OperatorId,
         at_ns: u64,
-        events: Vec<(u64, AnyBox)>,
+        events: Events,
     },
     Barrier {
         app: AppId,
@@ -49,6 +49,68 @@ pub(crate) enum Command {
     /// Panic the shard's thread (`fault-injection` builds only).
     #[cfg(feature = "fault-injection")]
     Panic,
+}
+
+/// The events of an ingest command: boxed one by one (what the journal or
+/// a replay forwards), or a client's typed batch as it was handed over,
+/// boxed event by event by the shard that takes it, so every box is
+/// allocated and freed on one thread (a box made on the client's thread and
+/// freed on the shard's costs the allocator far more).
+pub(crate) enum Events {
+    Boxed(Vec<(u64, AnyBox)>),
+    Typed {
+        /// A `Vec<(u64, T)>`.
+        batch: AnyBox,
+        len: usize,
+        boxed: fn(AnyBox) -> Vec<(u64, AnyBox)>,
+    },
+}
+
+impl Events {
+    /// A client's batch, kept typed until a shard takes it.
+    pub(crate) fn typed<T: Send + 'static>(events: Vec<(u64, T)>) -> Events {
+        Events::Typed {
+            len: events.len(),
+            batch: Box::new(events),
+            boxed: |batch| {
+                let events = batch
+                    .downcast::<Vec<(u64, T)>>()
+                    .expect("a typed batch holds the type it was made with");
+                events
+                    .into_iter()
+                    .map(|(k, v)| (k, Box::new(v) as AnyBox))
+                    .collect()
+            },
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Events::Boxed(v) => v.len(),
+            Events::Typed { len, .. } => *len,
+        }
+    }
+
+    /// Every event boxed, in order.
+    pub(crate) fn into_boxed(self) -> Vec<(u64, AnyBox)> {
+        match self {
+            Events::Boxed(v) => v,
+            Events::Typed { batch, boxed, .. } => boxed(batch),
+        }
+    }
+
+    /// The events as the client handed them over (they are `T`s).
+    pub(crate) fn into_typed<T: 'static>(self) -> Vec<(u64, T)> {
+        match self {
+            Events::Typed { batch, .. } => *batch
+                .downcast::<Vec<(u64, T)>>()
+                .expect("a client's batch comes back to its own handle"),
+            Events::Boxed(v) => v
+                .into_iter()
+                .map(|(k, v)| (k, *v.downcast::<T>().expect("events of this source are T")))
+                .collect(),
+        }
+    }
 }
 
 impl Command {

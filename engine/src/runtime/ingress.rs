@@ -12,7 +12,7 @@ use std::sync::mpsc::TrySendError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::command::Command;
+use super::command::{Command, Events};
 use super::shards::Shards;
 use crate::durability::{Forward, IngestReply};
 use crate::limits::{QUIESCE_POLL, QUIESCE_SETTLE, RETRY_PAUSE};
@@ -155,9 +155,9 @@ impl AppIngress {
         &self,
         source: OperatorId,
         at_ns: Option<u64>,
-        events: Vec<(u64, AnyBox)>,
+        events: Events,
         credit: Credit,
-    ) -> IngestReply {
+    ) -> std::result::Result<(), (EngineError, Events)> {
         let Some(node) = self.plan.node(source) else {
             let e = EngineError::UnknownSource {
                 app: self.plan.name.clone(),
@@ -363,7 +363,8 @@ impl Forward for AppIngress {
     ) -> IngestReply {
         // Replayed events are never refused: giving up would let the state
         // miss them. They wait for room, so a replay is paced by the app.
-        self.ingest(source, Some(at_ns), events, Credit::Replay)
+        self.ingest(source, Some(at_ns), Events::Boxed(events), Credit::Replay)
+            .map_err(|(e, events)| (e, events.into_boxed()))
     }
 
     fn forward_reserved(
@@ -374,7 +375,8 @@ impl Forward for AppIngress {
     ) -> IngestReply {
         // Logged events were paid for by their client before they were
         // logged: never refused for room or for a full inbox.
-        self.ingest(source, Some(at_ns), events, Credit::Reserved)
+        self.ingest(source, Some(at_ns), Events::Boxed(events), Credit::Reserved)
+            .map_err(|(e, events)| (e, events.into_boxed()))
     }
 
     fn inject_now(&self, kind: BarrierKind, tag: u64) -> Result<Epoch> {

@@ -3,6 +3,7 @@
 //! bounded inbox while the backlog allows (ingest, barriers): the inbox
 //! filling up is how backpressure reaches clients.
 
+use std::rc::Rc;
 use std::sync::mpsc::{Sender, TryRecvError};
 use std::sync::Arc;
 
@@ -122,7 +123,7 @@ impl Shard {
                 events,
             } => {
                 let n = events.len();
-                self.ingest(app, source, at_ns, events);
+                self.ingest(app, source, at_ns, events.into_boxed());
                 self.mark_taken(app, source, n);
             }
             Command::Barrier {
@@ -182,7 +183,7 @@ impl Shard {
             plan.id,
             AppStats::new(plan.id, plan.name.clone(), plan.class),
         );
-        self.apps.insert(plan.id, plan);
+        self.apps.insert(plan.id, Rc::new(plan));
     }
 
     /// Drop everything of `app` (its runs stay counted in the shard's).

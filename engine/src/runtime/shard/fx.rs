@@ -38,6 +38,9 @@ pub(super) struct ShardFx<'a> {
     clock: Clock,
     /// Whether the instance running is a lessee (for the lessee-run tally).
     on_lessee: bool,
+    /// When the last run ended (or the batch began): the next run starts
+    /// then, so a batch reads the clock once per message.
+    last_ns: Option<u64>,
     scratch: Vec<(u64, AnyBox)>,
 }
 
@@ -98,8 +101,19 @@ impl<'a> ShardFx<'a> {
             stats,
             clock,
             on_lessee,
+            last_ns: None,
             scratch: Vec::new(),
         }
+    }
+
+    /// A batch of steps begins at `now` (the first run starts then).
+    pub(super) fn begin_at(&mut self, now: u64) {
+        self.last_ns = Some(now);
+    }
+
+    /// When the last run of this batch ended (or it began), if known.
+    pub(super) fn last_ns(&self) -> Option<u64> {
+        self.last_ns
     }
 
     fn node(&self) -> &PlanNode {
@@ -190,7 +204,7 @@ pub(super) fn send_input(me: ShardId, plan: &Plan, outbox: &mut Outbox<Packet>, 
 
 impl Effects<Message, Instance> for ShardFx<'_> {
     fn run(&mut self, state: &mut Instance, msg: Message) {
-        let now = self.clock.now_ns();
+        let now = self.last_ns.unwrap_or_else(|| self.clock.now_ns());
         let header = msg.header;
         self.stats
             .record_queueing(now.saturating_sub(header.enqueued_ns));
@@ -208,6 +222,7 @@ impl Effects<Message, Instance> for ShardFx<'_> {
             return;
         }
         let done = self.clock.now_ns();
+        self.last_ns = Some(done);
         let cost = done.saturating_sub(now);
         self.plan.learn_cost(self.actor.op, cost);
         self.policy

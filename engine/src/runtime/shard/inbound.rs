@@ -19,29 +19,33 @@ impl Shard {
     /// rings are transport, not queues: the backlog must be visible to the
     /// scale rule and the run queue. Each ring gives at most what it held
     /// when we looked (its capacity), so a fast peer cannot hold us here.
+    ///
+    /// One clock read per drain: every packet taken in it counts as
+    /// arrived then.
     pub(super) fn drain_inbound(&mut self) -> usize {
         let mut n = 0;
+        let now = self.env.clock.now_ns();
         for i in 0..self.inbound.len() {
             let waiting = self.inbound[i].1.len();
             for _ in 0..waiting {
                 let Some(p) = self.inbound[i].1.pop() else {
                     break;
                 };
-                self.on_packet(p);
+                self.on_packet(p, now);
                 n += 1;
             }
         }
         while let Some(p) = self.env.outbox.local.pop_front() {
-            self.on_packet(p);
+            self.on_packet(p, now);
             n += 1;
         }
         n
     }
 
-    /// One packet from the mesh (or the local queue).
-    pub(super) fn on_packet(&mut self, p: Packet) {
+    /// One packet from the mesh (or the local queue), arrived at `now`.
+    pub(super) fn on_packet(&mut self, p: Packet, now: u64) {
         match p {
-            Packet::Input(msg) => self.on_input(msg),
+            Packet::Input(msg) => self.on_input(msg, now),
             Packet::ToLessor { actor, wire } => self.on_lessor_wire(actor, wire),
             Packet::ToLessee { actor, wire } => self.on_lessee_wire(actor, wire),
         }
@@ -65,9 +69,10 @@ impl Shard {
         });
     }
 
-    /// A message for the lessor of its actor, homed here: wake the actor
-    /// if it is not active, hand the message to the protocol, schedule.
-    pub(super) fn on_input(&mut self, msg: Message) {
+    /// A message for the lessor of its actor, homed here, arrived at `now`:
+    /// wake the actor if it is not active, hand the message to the
+    /// protocol, schedule.
+    pub(super) fn on_input(&mut self, msg: Message, now: u64) {
         let actor = msg.header.actor;
         let Some(plan) = self.apps.get(&actor.app).cloned() else {
             self.stats.dropped += 1;
@@ -93,7 +98,6 @@ impl Shard {
             waiting.push(msg); // behind the ones already waiting
             return;
         }
-        let now = self.env.clock.now_ns();
         if !self.lessors.contains_key(&actor) {
             match self
                 .asleep
@@ -122,9 +126,7 @@ impl Shard {
         msg.header.enqueued_ns = now;
         let mut fx = self.env.fx(actor, &plan, false);
         slot.m.on_input(msg, &mut fx);
-        slot.schedule(actor, &mut self.ready, &mut *self.env.policy, &plan, || {
-            self.env.clock.now_ns()
-        });
+        slot.schedule(actor, &mut self.ready, &mut *self.env.policy, &plan, || now);
         self.maybe_lease(actor, &plan, now);
     }
 
@@ -135,8 +137,9 @@ impl Shard {
         let waking = std::mem::take(&mut self.asleep.waking);
         let mut n = 0;
         for (_, msgs) in waking {
+            let now = self.env.clock.now_ns();
             for msg in msgs {
-                self.on_input(msg);
+                self.on_input(msg, now);
                 n += 1;
             }
         }

@@ -52,6 +52,7 @@ pub(crate) use packet::Packet;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::rc::Rc;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,7 +139,12 @@ pub(crate) struct Shard {
     /// whatever the backlog.
     control: Receiver<Command>,
     pending_ctl: Option<Command>,
-    apps: IdMap<AppId, Arc<Plan>>,
+    /// The apps deployed here. `Rc` around the shared `Arc`: the shard
+    /// clones a plan handle per message, and an `Arc` clone would bounce
+    /// the refcount's cache line between the cores of every shard that
+    /// runs the app.
+    #[allow(clippy::redundant_allocation)] // the shard-local count is the point
+    apps: IdMap<AppId, Rc<Arc<Plan>>>,
     lessors: IdMap<ActorId, LessorSlot>,
     lessees: IdMap<(ActorId, LeaseId), LesseeSlot>,
     /// Actors homed here that are not active.
