@@ -42,6 +42,8 @@ pub(super) struct ShardFx<'a> {
     /// then, so a batch reads the clock once per message.
     last_ns: Option<u64>,
     scratch: Vec<(u64, AnyBox)>,
+    /// The downstream operators as the policy sees them (reused per run).
+    views: Vec<OpView<'a>>,
 }
 
 impl<'a> ShardFx<'a> {
@@ -103,6 +105,7 @@ impl<'a> ShardFx<'a> {
             on_lessee,
             last_ns: None,
             scratch: Vec::new(),
+            views: Vec::new(),
         }
     }
 
@@ -116,10 +119,21 @@ impl<'a> ShardFx<'a> {
         self.last_ns
     }
 
-    fn node(&self) -> &PlanNode {
-        self.plan
-            .node(self.actor.op)
+    /// The running operator's node, borrowed from the plan (not from
+    /// `self`), so the effects can go on while it is held: no clone of its
+    /// edges or its function per message.
+    fn node(&self) -> &'a PlanNode {
+        let plan: &'a Plan = self.plan;
+        plan.node(self.actor.op)
             .expect("an actor's operator exists in its plan")
+    }
+
+    /// The running operator's function (and whether it is a sink).
+    fn function(&self) -> (&'a Arc<dyn ErasedFunction>, bool) {
+        match &self.node().kind {
+            PlanKind::Function { f, sink } => (f, *sink),
+            PlanKind::Source => unreachable!("sources have no actor"),
+        }
     }
 
     /// The operator's code panicked: its state may be half-changed, so its
@@ -144,19 +158,20 @@ impl<'a> ShardFx<'a> {
     /// Send the outputs in `scratch` to every downstream edge, tagged with
     /// the parent's epoch and timing.
     fn emit_scratch(&mut self, tally: &mut [u64], parent: &Header) {
-        let outs = self.node().outs.clone();
-        let f = match &self.node().kind {
-            PlanKind::Function { f, .. } => f.clone(),
-            PlanKind::Source => unreachable!("sources do not run"),
-        };
-        let outputs = std::mem::take(&mut self.scratch);
-        if outputs.is_empty() {
+        if self.scratch.is_empty() {
             return;
         }
+        let outs = &self.node().outs;
+        let (f, _) = self.function();
+        // The outputs leave `scratch` and its buffer comes back after: no
+        // allocation per run.
+        let mut outputs = std::mem::take(&mut self.scratch);
         // What the policy sees of each downstream operator, once per run.
-        let plan = self.plan;
-        let views: Vec<OpView<'_>> = outs.iter().map(|&(op, _)| plan.op_view(op)).collect();
-        for (key, value) in outputs {
+        let plan: &'a Plan = self.plan;
+        let mut views = std::mem::take(&mut self.views);
+        views.clear();
+        views.extend(outs.iter().map(|&(op, _)| plan.op_view(op)));
+        for (key, value) in outputs.drain(..) {
             let mut value = Some(value);
             for (i, &(op, edge)) in outs.iter().enumerate() {
                 let payload = if i + 1 == outs.len() {
@@ -188,6 +203,8 @@ impl<'a> ShardFx<'a> {
                 );
             }
         }
+        self.scratch = outputs;
+        self.views = views;
     }
 }
 
@@ -208,10 +225,7 @@ impl Effects<Message, Instance> for ShardFx<'_> {
         let header = msg.header;
         self.stats
             .record_queueing(now.saturating_sub(header.enqueued_ns));
-        let (f, sink) = match &self.node().kind {
-            PlanKind::Function { f, sink } => (f.clone(), *sink),
-            PlanKind::Source => unreachable!("sources have no actor"),
-        };
+        let (f, sink) = self.function();
         let Payload::Data(input) = msg.payload else {
             unreachable!("the protocol runs data messages only with `run`");
         };
@@ -238,10 +252,7 @@ impl Effects<Message, Instance> for ShardFx<'_> {
     }
 
     fn run_critical(&mut self, state: &mut Instance, barrier: Epoch, msgs: Vec<Message>) {
-        let f = match &self.node().kind {
-            PlanKind::Function { f, .. } => f.clone(),
-            PlanKind::Source => unreachable!("sources have no actor"),
-        };
+        let (f, _) = self.function();
         let mut last: Option<(Header, Barrier)> = None;
         for m in msgs {
             let Payload::Barrier(b) = m.payload else {
@@ -262,11 +273,11 @@ impl Effects<Message, Instance> for ShardFx<'_> {
         if b.kind == BarrierKind::Checkpoint {
             // The state is whole and consolidated here (every lessee's part
             // came home before the critical ran): what the checkpoint saves.
-            self.save_checkpoint(&f, state, b.tag);
+            self.save_checkpoint(f, state, b.tag);
         }
         // Propagate the barrier on every output edge, announcing how many
         // data messages this operator (all instances) sent on it this epoch.
-        let outs = self.node().outs.clone();
+        let outs = &self.node().outs;
         for (i, &(op, edge)) in outs.iter().enumerate() {
             let sent = std::mem::take(&mut state.tally[i]);
             let header = Header {
