@@ -64,11 +64,21 @@ pub(crate) struct PlanNode {
     pub source_clone: Option<Cloner>,
     /// Durable sources: how events go into and come out of the log.
     pub event_codec: Option<EventCodec>,
-    /// Learned mean cost of one message here, in ns (a relaxed gauge that
-    /// any shard running the operator updates; an estimate, racy by design).
+    /// What the shards learn of this node, on its own cache lines: every
+    /// shard that runs the operator writes it, and every shard that routes
+    /// to it reads the fields above on the message path.
+    pub learned: Learned,
+}
+
+/// The learned costs of a node (relaxed gauges that any shard running the
+/// operator updates, once per batch of runs; estimates, racy by design).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Learned {
+    /// Mean cost of one message here, in ns.
     pub cost_ns: AtomicU64,
-    /// Learned cost of the longest path from here to a sink, this node
-    /// included: kept up to date by `learn_cost`, so reading it is O(1).
+    /// Cost of the longest path from here to a sink, this node included:
+    /// kept up to date by `learn_cost`, so reading it is O(1).
     pub path_cost_ns: AtomicU64,
 }
 
@@ -148,8 +158,7 @@ impl PlanNode {
             source_type,
             source_clone,
             event_codec,
-            cost_ns: AtomicU64::new(0),
-            path_cost_ns: AtomicU64::new(0),
+            learned: Learned::default(),
         }
     }
 }
@@ -219,19 +228,19 @@ impl Plan {
     /// Learned mean cost of one message at `op` (0 until measured).
     pub(crate) fn cost_ns(&self, op: OperatorId) -> u64 {
         self.node(op)
-            .map_or(0, |n| n.cost_ns.load(Ordering::Relaxed))
+            .map_or(0, |n| n.learned.cost_ns.load(Ordering::Relaxed))
     }
 
     /// Fold one measured run time into `op`'s mean (weight 1/8).
     pub(crate) fn learn_cost(&self, op: OperatorId, sample_ns: u64) {
         if let Some(n) = self.node(op) {
-            let old = n.cost_ns.load(Ordering::Relaxed);
+            let old = n.learned.cost_ns.load(Ordering::Relaxed);
             let new = if old == 0 {
                 sample_ns
             } else {
                 old - old / 8 + sample_ns / 8
             };
-            n.cost_ns.store(new.max(1), Ordering::Relaxed);
+            n.learned.cost_ns.store(new.max(1), Ordering::Relaxed);
             self.update_path_costs(op);
         }
     }
@@ -249,13 +258,15 @@ impl Plan {
                 .iter()
                 .map(|(child, _)| {
                     self.nodes[child.0 as usize]
+                        .learned
                         .path_cost_ns
                         .load(Ordering::Relaxed)
                 })
                 .max()
                 .unwrap_or(0);
-            let cost = n.cost_ns.load(Ordering::Relaxed);
-            n.path_cost_ns
+            let cost = n.learned.cost_ns.load(Ordering::Relaxed);
+            n.learned
+                .path_cost_ns
                 .store(cost.saturating_add(below), Ordering::Relaxed);
         }
     }
@@ -263,7 +274,7 @@ impl Plan {
     /// Learned cost of the longest path from `op` to a sink, `op` included.
     pub(crate) fn path_cost_ns(&self, op: OperatorId) -> u64 {
         self.node(op)
-            .map_or(0, |n| n.path_cost_ns.load(Ordering::Relaxed))
+            .map_or(0, |n| n.learned.path_cost_ns.load(Ordering::Relaxed))
     }
 
     /// What a policy sees of `op`.
@@ -341,7 +352,7 @@ mod tests {
             .map(|(c, _)| longest(p, c.0 as usize))
             .max()
             .unwrap_or(0);
-        n.cost_ns.load(Ordering::Relaxed) + below
+        n.learned.cost_ns.load(Ordering::Relaxed) + below
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub(super) struct ShardFx<'a> {
     scratch: Vec<(u64, AnyBox)>,
     /// The downstream operators as the policy sees them (reused per run).
     views: Vec<OpView<'a>>,
+    /// Costs of this batch's runs, learned once by `finish` (a shared
+    /// gauge written once per batch, not per message).
+    cost_sum: u64,
+    cost_runs: u64,
 }
 
 impl<'a> ShardFx<'a> {
@@ -106,6 +110,16 @@ impl<'a> ShardFx<'a> {
             last_ns: None,
             scratch: Vec::new(),
             views: Vec::new(),
+            cost_sum: 0,
+            cost_runs: 0,
+        }
+    }
+
+    /// The batch is over: learn its runs' mean cost (effects that ran no
+    /// user function learn nothing).
+    pub(super) fn finish(self) {
+        if let Some(mean) = self.cost_sum.checked_div(self.cost_runs) {
+            self.plan.learn_cost(self.actor.op, mean);
         }
     }
 
@@ -238,7 +252,8 @@ impl Effects<Message, Instance> for ShardFx<'_> {
         let done = self.clock.now_ns();
         self.last_ns = Some(done);
         let cost = done.saturating_sub(now);
-        self.plan.learn_cost(self.actor.op, cost);
+        self.cost_sum = self.cost_sum.saturating_add(cost);
+        self.cost_runs += 1;
         self.policy
             .on_complete(&header, &self.plan.op_view(self.actor.op), cost, done);
         self.stats.runs += 1;

@@ -83,6 +83,7 @@ impl Shard {
                 break;
             }
         }
+        fx.finish();
         let end = self.env.clock.now_ns();
         slot.last_active_ns = end;
         let more = slot.m.has_work();
@@ -142,6 +143,7 @@ impl Shard {
                 break;
             }
         }
+        fx.finish();
         let end = self.env.clock.now_ns();
         slot.last_active_ns = end;
         if slot.m.is_finished() {
