@@ -202,3 +202,63 @@ fn a_deploy_that_fails_on_one_shard_is_removed_from_the_others() {
     assert!(matches!(node.app("half"), Err(EngineError::UnknownApp(_))));
     node.shutdown();
 }
+
+/// An output whose `Clone` panics on 13 (fan-out clones it).
+#[derive(Debug)]
+struct Touchy(u64);
+impl Clone for Touchy {
+    fn clone(&self) -> Self {
+        assert_ne!(self.0, 13, "cannot copy thirteen");
+        Touchy(self.0)
+    }
+}
+
+/// Wraps its input in `Touchy`.
+struct Wrap;
+impl Function for Wrap {
+    type In = u64;
+    type Out = Touchy;
+    type State = Keyed<u64>;
+    fn on_message(&self, _: &mut Keyed<u64>, key: u64, v: u64, ctx: &mut Context<'_, Touchy>) {
+        ctx.emit(key, Touchy(v));
+    }
+}
+
+/// The `Clone` of an output, which fan-out calls, is user code too: its
+/// panic fails the app, not the shard.
+#[test]
+fn a_panicking_clone_on_fan_out_fails_its_app_and_nothing_else() {
+    let node = node();
+    let mut b = AppBuilder::new("touchy");
+    let src = b.source::<u64>("in");
+    let w = b.operator("wrap", Wrap, &[src]);
+    let _one = b.sink("one", w);
+    let _two = b.sink("two", w);
+    let h = node.deploy(b.build().expect("valid")).expect("deploys");
+    let (other, other_rx) = app("sturdy");
+    let o = node.deploy(other).expect("deploys");
+    h.source::<u64>("in")
+        .expect("source")
+        .send(1, 13)
+        .expect("accepted");
+    until(&node, "the app to fail", |s| {
+        s.app("touchy").is_some_and(|a| a.failed.is_some())
+    });
+    let stats = node.stats().expect("the shards still answer");
+    let cause = stats
+        .app("touchy")
+        .and_then(|a| a.failed.clone())
+        .expect("failed");
+    assert!(
+        cause.contains("cloning an output") && cause.contains("thirteen"),
+        "{cause}"
+    );
+    assert!(stats.shards.iter().all(|s| s.died.is_none()));
+    o.source::<u64>("in")
+        .expect("source")
+        .send(2, 4)
+        .expect("accepted");
+    o.quiesce(Duration::from_secs(10)).expect("quiesces");
+    assert_eq!(values(&other_rx), vec![4]);
+    node.shutdown();
+}

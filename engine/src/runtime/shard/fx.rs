@@ -155,14 +155,19 @@ impl<'a> ShardFx<'a> {
     /// on). The message counts as done; the app's counters need not settle
     /// any more (`AppIngress::quiesce` answers `AppFailed`).
     fn user_panicked(&mut self, what: &str, why: String) {
+        self.fail_app(what, why);
+        self.scratch.clear();
+        self.mark_done();
+    }
+
+    /// Fail the app: the operator's code panicked `what`.
+    fn fail_app(&self, what: &str, why: String) {
         let cause = format!(
             "operator {:?} panicked {what} on shard {}: {why}",
             self.node().name,
             self.me
         );
         self.plan.fail(cause);
-        self.scratch.clear();
-        self.mark_done();
     }
 
     fn mark_done(&mut self) {
@@ -185,13 +190,20 @@ impl<'a> ShardFx<'a> {
         let mut views = std::mem::take(&mut self.views);
         views.clear();
         views.extend(outs.iter().map(|&(op, _)| plan.op_view(op)));
-        for (key, value) in outputs.drain(..) {
+        'outputs: for (key, value) in outputs.drain(..) {
             let mut value = Some(value);
             for (i, &(op, edge)) in outs.iter().enumerate() {
                 let payload = if i + 1 == outs.len() {
                     value.take().expect("moved once, on the last edge")
                 } else {
-                    f.clone_output(value.as_ref().expect("present until the last edge"))
+                    let v = value.as_ref().expect("present until the last edge");
+                    // The output type's `Clone` is user code too.
+                    let mut copy = None;
+                    if let Err(why) = catch(|| copy = Some(f.clone_output(v))) {
+                        self.fail_app("cloning an output for fan-out", why);
+                        break 'outputs;
+                    }
+                    copy.expect("set when the clone returned")
                 };
                 let mut header = Header {
                     actor: ActorId {
