@@ -5,6 +5,8 @@
 //! Packets for an app that is gone (undeployed while in flight) are counted
 //! as dropped, never run.
 
+use std::collections::hash_map::Entry;
+
 use super::asleep::WakeError;
 use super::instance::{Instance, Part};
 use super::slots::{LesseeSlot, LessorSlot};
@@ -94,18 +96,20 @@ impl Shard {
             self.stats.dropped += 1;
             return;
         }
-        if let Some(waiting) = self.asleep.waking.get_mut(&actor) {
-            waiting.push(msg); // behind the ones already waiting
-            return;
+        if !self.asleep.waking.is_empty() {
+            if let Some(waiting) = self.asleep.waking.get_mut(&actor) {
+                waiting.push(msg); // behind the ones already waiting
+                return;
+            }
         }
-        if !self.lessors.contains_key(&actor) {
-            match self
+        // One lookup for an active lessor; the wake path otherwise.
+        let slot = match self.lessors.entry(actor) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => match self
                 .asleep
                 .wake(&mut self.stats, actor, node, f, self.env.id)
             {
-                Ok(m) => {
-                    self.lessors.insert(actor, LessorSlot::new(m, now));
-                }
+                Ok(m) => e.insert(LessorSlot::new(m, now)),
                 Err(WakeError::Retry) => {
                     self.asleep.waking.insert(actor, vec![msg]);
                     return;
@@ -115,12 +119,8 @@ impl Shard {
                     self.stats.dropped += 1;
                     return;
                 }
-            }
-        }
-        let slot = self
-            .lessors
-            .get_mut(&actor)
-            .expect("active, or woken just now");
+            },
+        };
         slot.last_active_ns = now;
         let mut msg = msg;
         msg.header.enqueued_ns = now;
