@@ -10,6 +10,7 @@
 //! before it ended). A batch delays a better-ranked instance by at most
 //! `STEP_SLICE` (plus one message).
 
+use super::fx::ShardFx;
 use super::slots::InstRef;
 use super::Shard;
 use crate::limits::{STEP_BATCH, STEP_SLICE};
@@ -72,17 +73,10 @@ impl Shard {
             return (0, now);
         }
         let mut fx = self.env.fx(a, plan, false);
-        fx.begin_at(now);
-        let mut steps = 0;
-        loop {
-            slot.m.step(&mut fx);
-            steps += 1;
-            let at = fx.last_ns().unwrap_or(now);
-            let full = steps >= STEP_BATCH || at.saturating_sub(now) >= nanos(STEP_SLICE);
-            if full || !slot.m.has_work() || !may_run(plan, a) {
-                break;
-            }
-        }
+        let steps = run_batch(&mut fx, now, |fx| {
+            slot.m.step(fx);
+            slot.m.has_work() && may_run(plan, a)
+        });
         fx.finish();
         let end = self.env.clock.now_ns();
         slot.last_active_ns = end;
@@ -132,17 +126,10 @@ impl Shard {
         );
         slot.queued = false;
         let mut fx = self.env.fx(a, plan, true);
-        fx.begin_at(now);
-        let mut steps = 0;
-        loop {
-            slot.m.step(&mut fx);
-            steps += 1;
-            let at = fx.last_ns().unwrap_or(now);
-            let full = steps >= STEP_BATCH || at.saturating_sub(now) >= nanos(STEP_SLICE);
-            if full || slot.m.is_finished() || !slot.m.has_work() {
-                break;
-            }
-        }
+        let steps = run_batch(&mut fx, now, |fx| {
+            slot.m.step(fx);
+            !slot.m.is_finished() && slot.m.has_work()
+        });
         fx.finish();
         let end = self.env.clock.now_ns();
         slot.last_active_ns = end;
@@ -163,6 +150,27 @@ impl Shard {
         }
         slot.schedule((a, l), &mut self.ready, &mut *self.env.policy, plan, || end);
         (steps, end)
+    }
+}
+
+/// Run `step` (one protocol step; it says whether the instance can take
+/// another) as a batch begun at `now`: until it says no, `STEP_BATCH` steps
+/// ran, or `STEP_SLICE` passed. Returns the steps run.
+fn run_batch(
+    fx: &mut ShardFx<'_>,
+    now: u64,
+    mut step: impl FnMut(&mut ShardFx<'_>) -> bool,
+) -> usize {
+    fx.begin_at(now);
+    let mut steps = 0;
+    loop {
+        let more = step(fx);
+        steps += 1;
+        let at = fx.last_ns().unwrap_or(now);
+        let full = steps >= STEP_BATCH || at.saturating_sub(now) >= nanos(STEP_SLICE);
+        if full || !more {
+            return steps;
+        }
     }
 }
 
