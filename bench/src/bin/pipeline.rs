@@ -1,7 +1,10 @@
 //! `pipeline`: Dirigo's message path against timely dataflow's, on the same
 //! cores and the same generated input, in one run (issue 12).
 //!
-//! Workload so far: the keyed count. A client feeds `--events` events over
+//! Workloads so far: the keyed count, and the latency of a chain of three
+//! stateless operators (below).
+//!
+//! The keyed count. A client feeds `--events` events over
 //! `--keys` keys in batches of `--batch`; one operator counts per key
 //! (`Keyed<u64>` on Dirigo, a `HashMap` in a timely `unary` after an
 //! `exchange` by key); at the end the counts are checked against a
@@ -10,6 +13,12 @@
 //! by a barrier whose arrival at the sink ends the timing. Timely: `n`
 //! workers in one process, worker 0 feeding the input in rounds of one
 //! batch, the timing ended when the probe passes the last round.
+//!
+//! Latency (Dirigo only): source -> map -> filter -> map -> sink, one event
+//! per `send`, open loop: event `i` is due at `start + i / rate`, carries
+//! its due time, and its latency is the sink's receipt time minus that due
+//! time, so a late client or a stall counts (no coordinated omission).
+//! HDR percentiles over `--latency-secs` per rate.
 //!
 //! Rerun: `cargo run --release -p dirigo-bench --bin pipeline` (defaults:
 //! 4 M events, 100 k keys, batches 4096 and 64, 1 and 2 shards/workers, 3
@@ -36,6 +45,12 @@ struct Cli {
     shards: Vec<usize>,
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Open-loop rates for the latency workload, events/s.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    rates: Vec<u64>,
+    /// Seconds per latency rate.
+    #[arg(long, default_value_t = 2)]
+    latency_secs: u64,
 }
 
 type Error = Box<dyn std::error::Error>;
@@ -194,6 +209,95 @@ fn timely(workers: usize, events: u64, keys: u64, batch: usize) -> Result<(f64, 
     Ok((events as f64 / secs, total))
 }
 
+/// A stateless step of the latency chain: `f` of its input.
+struct Step(fn(u64) -> Option<u64>);
+impl Function for Step {
+    type In = u64;
+    type Out = u64;
+    type State = dirigo_engine::Merged<()>;
+    fn on_message(
+        &self,
+        _: &mut dirigo_engine::Merged<()>,
+        key: u64,
+        v: u64,
+        ctx: &mut Context<'_, u64>,
+    ) {
+        if let Some(out) = (self.0)(v) {
+            ctx.emit(key, out);
+        }
+    }
+}
+
+/// Latency percentiles of one open-loop run, µs, and the events seen.
+struct Latency {
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    delivered: u64,
+}
+
+fn latency(shards: usize, rate: u64, secs: u64) -> Result<Latency, Error> {
+    let node = std::sync::Arc::new(Node::start(NodeConfig {
+        shards,
+        placement: Placement::Pinned,
+        ..Default::default()
+    })?);
+    let mut b = AppBuilder::new("pipeline-latency");
+    let src = b.source::<u64>("events");
+    let a = b.operator("map1", Step(Some), &[src]);
+    let f = b.operator("filter", Step(|v| (v != u64::MAX).then_some(v)), &[a]);
+    let c = b.operator("map2", Step(Some), &[f]);
+    let out = b.sink("out", c);
+    let app = node.deploy(b.build()?)?;
+    let src = app.source::<u64>("events")?;
+    let total = rate * secs;
+    let reader = {
+        let node = node.clone();
+        std::thread::spawn(move || {
+            let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+                .expect("static bounds");
+            let mut seen = 0;
+            while seen < total {
+                match out.recv_timeout(Duration::from_secs(10)) {
+                    Some(SinkEvent::Data { value: due, .. }) => {
+                        let _ = h.record(node.now_ns().saturating_sub(due).max(1));
+                        seen += 1;
+                    }
+                    Some(SinkEvent::Barrier(_)) => {}
+                    None => break,
+                }
+            }
+            (h, seen)
+        })
+    };
+    let start = node.now_ns() + 1_000_000;
+    for i in 0..total {
+        let due = start + i * 1_000_000_000 / rate;
+        loop {
+            let now = node.now_ns();
+            if now >= due {
+                break;
+            }
+            if due - now > 200_000 {
+                std::thread::sleep(Duration::from_micros(100));
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        src.send(i, due)?;
+    }
+    let (h, seen) = reader.join().map_err(|_| "reader panicked")?;
+    let us = |q: f64| h.value_at_quantile(q) as f64 / 1_000.0;
+    Ok(Latency {
+        p50: us(0.5),
+        p99: us(0.99),
+        p999: us(0.999),
+        max: h.max() as f64 / 1_000.0,
+        delivered: seen,
+    })
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
@@ -248,6 +352,19 @@ fn main() -> Result<(), Error> {
                 d,
                 t,
                 d / t
+            );
+        }
+    }
+    println!(
+        "{:<12} {:>8} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "latency", "ev/s", "cores", "p50 us", "p99 us", "p99.9 us", "max us", "delivered"
+    );
+    for &rate in &cli.rates {
+        for &n in &cli.shards {
+            let l = latency(n, rate, cli.latency_secs)?;
+            println!(
+                "{:<12} {:>8} {:>6} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10}",
+                "3-op chain", rate, n, l.p50, l.p99, l.p999, l.max, l.delivered
             );
         }
     }
