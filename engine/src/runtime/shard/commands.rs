@@ -71,7 +71,15 @@ impl Shard {
     /// command brings in: at most `max_backlog` plus one batch is queued.
     /// Otherwise they stay in the inbox (the one taken before parking too);
     /// when it fills, clients get `Backpressure`.
+    ///
+    /// The room (a pass over the active instances) is counted only when a
+    /// command waits: the first one is taken into `pending_cmd` to know.
     pub(super) fn take_commands(&mut self) -> usize {
+        let waiting = self.pending_cmd.is_some()
+            || Self::peek(&self.commands, &mut self.pending_cmd, &mut self.stopping);
+        if !waiting {
+            return 0;
+        }
         let room = self.data_room();
         if room == 0 {
             return 0;

@@ -301,16 +301,18 @@ impl Shard {
     /// Whether a data command waits that the backlog lets us take: with no
     /// room, a waiting one is no reason to stay awake (and is not taken).
     fn data_waiting(&mut self) -> bool {
-        if self.data_room() == 0 {
-            return false;
-        }
-        self.pending_cmd.is_some()
-            || Self::peek(&self.commands, &mut self.pending_cmd, &mut self.stopping)
+        let waiting = self.pending_cmd.is_some()
+            || Self::peek(&self.commands, &mut self.pending_cmd, &mut self.stopping);
+        waiting && self.data_room() > 0
     }
 
     /// Take one command from `rx` into `pending` if there is one; a closed
     /// channel means the node is gone, and stops the shard.
-    fn peek(rx: &Receiver<Command>, pending: &mut Option<Command>, stopping: &mut bool) -> bool {
+    pub(super) fn peek(
+        rx: &Receiver<Command>,
+        pending: &mut Option<Command>,
+        stopping: &mut bool,
+    ) -> bool {
         match rx.try_recv() {
             Ok(c) => {
                 *pending = Some(c);
