@@ -3,12 +3,14 @@
 //! fallback to an older checkpoint when the newest is damaged, and the
 //! errors of misuse. The crash test (`crash.rs`) does the same with SIGKILL.
 
+mod common;
 #[path = "common/counter.rs"]
 mod counter;
 
 use std::path::Path;
 use std::time::Duration;
 
+use common::{values, wait_spilled};
 use counter::{oracle, query, Step};
 use dirigo_engine::{
     AppBuilder, AutoScale, BarrierKind, EngineError, Keyed, Node, NodeConfig, Placement,
@@ -524,30 +526,9 @@ fn idle_durable_actors_spill_to_segments_and_come_back() {
     let (app, rx) = counter::app("sleepy");
     let h = node.deploy(app).expect("deploys");
     let src = h.source::<counter::Ev>("events").expect("source");
-    let spilled = |min: usize| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let s = node.stats().expect("stats");
-            let n: usize = s.shards.iter().map(|s| s.spilled).sum();
-            if n >= min {
-                return s;
-            }
-            let brief: Vec<_> = s
-                .shards
-                .iter()
-                .map(|s| (s.lessors, s.lessees, s.dormant, s.spilled, s.spill_errors))
-                .collect();
-            assert!(
-                std::time::Instant::now() < deadline,
-                "fewer than {min} spilled; (lessors, lessees, dormant, spilled, errors) per \
-                 shard: {brief:?}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    };
     send(&src, 0, 2_000);
     // counts and total (merge and the sink only run at queries).
-    let s = spilled(2);
+    let s = wait_spilled(&node, 2);
     assert!(s.shards.iter().map(|s| s.spill_bytes).sum::<u64>() > 2_000);
     assert!(
         !files(&dir.path().join("sleepy"), "s").is_empty(),
@@ -562,7 +543,7 @@ fn idle_durable_actors_spill_to_segments_and_come_back() {
     assert_eq!(s.shards.iter().map(|s| s.spill_errors).sum::<u64>(), 0);
     // Asleep again (merge now too), then a checkpoint wakes every actor to
     // save it.
-    spilled(3);
+    wait_spilled(&node, 3);
     assert!(h.checkpoint().is_ok());
     node.shutdown();
 }
@@ -808,14 +789,7 @@ fn an_oversized_event_is_refused_without_harm() {
         .map_err(|r| r.error)
         .expect("the app goes on");
     blobs.quiesce(Duration::from_secs(10)).expect("drains");
-    let got: Vec<u64> = out
-        .drain()
-        .into_iter()
-        .filter_map(|e| match e {
-            dirigo_engine::SinkEvent::Data { value, .. } => Some(value),
-            _ => None,
-        })
-        .collect();
+    let got: Vec<u64> = values(&out);
     assert_eq!(got, vec![10], "only the accepted event ran");
     assert_eq!(query(&h, &rx), oracle(&[Step::Events(0, 5)]));
     node.shutdown();
@@ -844,11 +818,8 @@ fn a_lost_spill_fails_its_app_and_the_next_deploy_recovers_it() {
         let o = node.deploy(other).expect("deploys");
         let src = h.source::<counter::Ev>("events").expect("source");
         send(&src, 0, 100);
+        wait_spilled(&node, 2);
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while node.stats().expect("stats").shards[0].spilled < 2 {
-            assert!(std::time::Instant::now() < deadline, "actors spill");
-            std::thread::sleep(Duration::from_millis(5));
-        }
         for f in files(&dir.path().join("gone").join("dormant"), "s") {
             std::fs::remove_file(f).expect("remove spill file");
         }
@@ -1068,14 +1039,7 @@ fn a_durable_send_returns_within_its_timeout_behind_a_slow_shard() {
     );
     applied.extend(flood.join().expect("flood"));
     h.quiesce(Duration::from_secs(30)).expect("drains");
-    let mut got: Vec<u64> = rx
-        .drain()
-        .into_iter()
-        .filter_map(|e| match e {
-            dirigo_engine::SinkEvent::Data { value, .. } => Some(value),
-            _ => None,
-        })
-        .collect();
+    let mut got: Vec<u64> = values(&rx);
     got.sort_unstable();
     applied.sort_unstable();
     assert_eq!(got, applied, "{handed_back} handed back");

@@ -5,23 +5,16 @@
 //! barrier on such an app is refused at once instead of waiting forever
 //! for the critical message the dead shard will never send.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use dirigo_engine::{
     home_shard, AppBuilder, BarrierKind, Context, EngineError, Function, Keyed, Node, NodeConfig,
-    Placement, SinkEvent, SinkReceiver,
+    Placement, SinkReceiver,
 };
 
-/// The data values a sink received so far.
-fn values(rx: &SinkReceiver<u64>) -> Vec<u64> {
-    rx.drain()
-        .into_iter()
-        .filter_map(|e| match e {
-            SinkEvent::Data { value, .. } => Some(value),
-            SinkEvent::Barrier(_) => None,
-        })
-        .collect()
-}
+use common::values;
 
 /// Sums per key; panics on the value 13.
 struct Fragile;

@@ -3,8 +3,11 @@
 //! the oldest outputs, counted (`SinkPolicy::DropOldest`); memory never
 //! grows with what the reader leaves unread.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::values;
 use dirigo_engine::{
     AppBuilder, EngineError, Node, NodeConfig, Placement, SinkEvent, SinkPolicy, SinkReceiver,
 };
@@ -28,15 +31,6 @@ fn app(name: &str, policy: SinkPolicy) -> (dirigo_engine::App, SinkReceiver<u64>
     let src = b.source::<u64>("numbers");
     let rx = b.sink_with("out", src, policy);
     (b.build().expect("a valid app"), rx)
-}
-
-fn data(evs: Vec<SinkEvent<u64>>) -> Vec<u64> {
-    evs.into_iter()
-        .filter_map(|e| match e {
-            SinkEvent::Data { value, .. } => Some(value),
-            SinkEvent::Barrier(_) => None,
-        })
-        .collect()
 }
 
 #[test]
@@ -87,7 +81,7 @@ fn a_full_blocking_sink_holds_the_app_back_and_loses_nothing() {
     }
     h.quiesce(Duration::from_secs(10))
         .expect("quiesces once read");
-    got.extend(data(rx.drain()));
+    got.extend(values(&rx));
     assert_eq!(got, (0..next).collect::<Vec<_>>());
     assert_eq!(rx.dropped(), 0);
     node.shutdown();
@@ -110,7 +104,7 @@ fn a_drop_oldest_sink_keeps_the_newest_and_counts_the_rest() {
     h.quiesce(Duration::from_secs(10)).expect("quiesces unread");
     assert_eq!(rx.len(), CAPACITY);
     assert_eq!(rx.dropped(), 1000 - CAPACITY as u64);
-    assert_eq!(data(rx.drain()), (900..1000).collect::<Vec<_>>());
+    assert_eq!(values(&rx), (900..1000).collect::<Vec<_>>());
     node.shutdown();
 }
 

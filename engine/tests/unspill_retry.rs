@@ -5,11 +5,13 @@
 //!
 //! Its own test binary: it lowers `RLIMIT_NOFILE` for the whole process.
 
+mod common;
 #[path = "common/counter.rs"]
 mod counter;
 
 use std::time::{Duration, Instant};
 
+use common::wait_spilled;
 use counter::{oracle, query, Step};
 use dirigo_engine::{Node, NodeConfig, Placement};
 
@@ -59,11 +61,8 @@ fn out_of_descriptors_a_spilled_actor_waits_and_then_wakes() {
         .expect("acknowledged");
     };
     send(0, 100);
+    wait_spilled(&node, 2);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while node.stats().expect("stats").shards[0].spilled < 2 {
-        assert!(Instant::now() < deadline, "actors spill");
-        std::thread::sleep(Duration::from_millis(5));
-    }
     // No descriptor left: the next events are logged (the log's files are
     // open), but their actors' spill files cannot be opened.
     let old = set_nofile(lowest_free_fd());

@@ -1,4 +1,6 @@
-//! Helpers shared by the end-to-end tests.
+//! Helpers shared by the end-to-end tests (each test binary uses some of
+//! them).
+#![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 
@@ -44,4 +46,27 @@ pub(crate) fn values<T>(rx: &SinkReceiver<T>) -> Vec<T> {
             _ => None,
         })
         .collect()
+}
+
+/// Wait (at most 20 s) until at least `min` actors are spilled over the
+/// node's shards; the stats then. The timeout names what each shard holds.
+pub(crate) fn wait_spilled(node: &Node, min: usize) -> NodeStats {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = node.stats().expect("stats");
+        if s.shards.iter().map(|s| s.spilled).sum::<usize>() >= min {
+            return s;
+        }
+        let brief: Vec<_> = s
+            .shards
+            .iter()
+            .map(|s| (s.lessors, s.lessees, s.dormant, s.spilled, s.spill_errors))
+            .collect();
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {min} spilled; (lessors, lessees, dormant, spilled, errors) per shard: \
+             {brief:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
