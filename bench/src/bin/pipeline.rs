@@ -16,8 +16,10 @@
 //!
 //! Latency (Dirigo only): source -> map -> filter -> map -> sink, one event
 //! per `send`, open loop: event `i` is due at `start + i / rate`, carries
-//! its due time, and its latency is the sink's receipt time minus that due
-//! time, so a late client or a stall counts (no coordinated omission).
+//! its due time, and its latency is the time the sink took it minus that
+//! due time, so a late client or a stall counts (no coordinated omission).
+//! The one client thread sends and reads the sink (`try_recv`) between
+//! sends.
 //! HDR percentiles over `--latency-secs` per rate.
 //!
 //! Rerun: `cargo run --release -p dirigo-bench --bin pipeline` (defaults:
@@ -238,11 +240,11 @@ struct Latency {
 }
 
 fn latency(shards: usize, rate: u64, secs: u64) -> Result<Latency, Error> {
-    let node = std::sync::Arc::new(Node::start(NodeConfig {
+    let node = Node::start(NodeConfig {
         shards,
         placement: Placement::Pinned,
         ..Default::default()
-    })?);
+    })?;
     let mut b = AppBuilder::new("pipeline-latency");
     let src = b.source::<u64>("events");
     let a = b.operator("map1", Step(Some), &[src]);
@@ -252,33 +254,36 @@ fn latency(shards: usize, rate: u64, secs: u64) -> Result<Latency, Error> {
     let app = node.deploy(b.build()?)?;
     let src = app.source::<u64>("events")?;
     let total = rate * secs;
-    let reader = {
-        let node = node.clone();
-        std::thread::spawn(move || {
-            let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
-                .expect("static bounds");
-            let mut seen = 0;
-            while seen < total {
-                match out.recv_timeout(Duration::from_secs(10)) {
-                    Some(SinkEvent::Data { value: due, .. }) => {
-                        let _ = h.record(node.now_ns().saturating_sub(due).max(1));
-                        seen += 1;
-                    }
-                    Some(SinkEvent::Barrier(_)) => {}
-                    None => break,
-                }
+    // One thread sends each event when it is due and, between sends, reads
+    // the sink: no third thread competes for the two cores. A sample ends
+    // when the sink took the output (`at_ns`), so the reader's own delay
+    // does not count. The client is not pinned: pinned to the core the
+    // shard leaves free, its spinning vCPU is descheduled by the host for
+    // milliseconds at a time.
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+        .expect("static bounds");
+    let mut seen = 0;
+    let take = |h: &mut hdrhistogram::Histogram<u64>, seen: &mut u64| {
+        while let Some(ev) = out.try_recv() {
+            if let SinkEvent::Data {
+                value: due, at_ns, ..
+            } = ev
+            {
+                let _ = h.record(at_ns.saturating_sub(due).max(1));
+                *seen += 1;
             }
-            (h, seen)
-        })
+        }
     };
     let start = node.now_ns() + 1_000_000;
     for i in 0..total {
         let due = start + i * 1_000_000_000 / rate;
         loop {
+            take(&mut h, &mut seen);
             let now = node.now_ns();
             if now >= due {
                 break;
             }
+            // Far ahead: sleep, so the client does not hold its core.
             if due - now > 200_000 {
                 std::thread::sleep(Duration::from_micros(100));
             } else {
@@ -286,8 +291,13 @@ fn latency(shards: usize, rate: u64, secs: u64) -> Result<Latency, Error> {
             }
         }
         src.send(i, due)?;
+        take(&mut h, &mut seen);
     }
-    let (h, seen) = reader.join().map_err(|_| "reader panicked")?;
+    let end = Instant::now() + Duration::from_secs(10);
+    while seen < total && Instant::now() < end {
+        take(&mut h, &mut seen);
+        std::hint::spin_loop();
+    }
     let us = |q: f64| h.value_at_quantile(q) as f64 / 1_000.0;
     Ok(Latency {
         p50: us(0.5),

@@ -70,6 +70,10 @@ pub enum SinkEvent<T> {
         value: T,
         /// End-to-end latency of the root message, ns.
         latency_ns: u64,
+        /// When the sink took the output (ns on the node clock,
+        /// `Node::now_ns`): a reader that timestamps its own events measures
+        /// to here, without its own delay in reading the queue.
+        at_ns: u64,
     },
     /// Every data message before this barrier has been delivered above.
     Barrier(Barrier),
@@ -78,9 +82,13 @@ pub enum SinkEvent<T> {
 /// The queue between a sink and its reader.
 struct SinkQueue<T> {
     q: Mutex<VecDeque<SinkEvent<T>>>,
-    /// Signalled on every push.
+    /// Signalled on a push while a reader waits.
     pushed: Condvar,
-    /// `q.len()`, for the lock-free `ready` check.
+    /// Readers waiting on `pushed`; changed and read only under `q`'s
+    /// lock, so a push never misses a waiter and never pays a wake
+    /// syscall for none.
+    waiting: AtomicUsize,
+    /// `q.len()`, for the lock-free `ready` and empty checks.
     len: AtomicUsize,
     policy: SinkPolicy,
     dropped: AtomicU64,
@@ -115,8 +123,11 @@ impl<T> SinkQueue<T> {
         }
         q.push_back(ev);
         self.len.store(q.len(), Ordering::Release);
+        let wake = self.waiting.load(Ordering::Relaxed) > 0;
         drop(q);
-        self.pushed.notify_one();
+        if wake {
+            self.pushed.notify_one();
+        }
     }
 
     fn pop(&self, q: &mut VecDeque<SinkEvent<T>>) -> Option<SinkEvent<T>> {
@@ -142,8 +153,13 @@ pub struct SinkReceiver<T> {
 }
 
 impl<T> SinkReceiver<T> {
-    /// The next event, if one is waiting.
+    /// The next event, if one is waiting. An empty queue is seen without
+    /// its lock, so a reader may poll this in a loop without slowing the
+    /// shard that writes it.
     pub fn try_recv(&self) -> Option<SinkEvent<T>> {
+        if self.is_empty() {
+            return None;
+        }
         let mut q = self.queue.lock();
         self.queue.pop(&mut q)
     }
@@ -160,10 +176,12 @@ impl<T> SinkReceiver<T> {
                 Some(t) => t.checked_duration_since(Instant::now())?,
                 None => Duration::from_secs(3600),
             };
+            self.queue.waiting.fetch_add(1, Ordering::Relaxed);
             q = match self.queue.pushed.wait_timeout(q, left) {
                 Ok((q, _)) => q,
                 Err(e) => e.into_inner().0,
             };
+            self.queue.waiting.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -214,11 +232,13 @@ impl<T: Send + 'static> Function for SinkFn<T> {
     type Out = ();
     type State = Sequential<()>;
     fn on_message(&self, _: &mut Sequential<()>, key: u64, value: T, ctx: &mut Context<'_, ()>) {
-        let latency_ns = ctx.now_ns().saturating_sub(ctx.header().ingress_ns);
+        let at_ns = ctx.now_ns();
+        let latency_ns = at_ns.saturating_sub(ctx.header().ingress_ns);
         self.queue.push(SinkEvent::Data {
             key,
             value,
             latency_ns,
+            at_ns,
         });
     }
     fn on_critical(&self, _: &mut Sequential<()>, b: &Barrier, _: EdgeId, _: &mut Context<'_, ()>) {
@@ -237,6 +257,7 @@ pub(super) fn sink<T: Send + 'static>(policy: SinkPolicy) -> (SinkNode<T>, SinkR
     let queue = Arc::new(SinkQueue {
         q: Mutex::new(VecDeque::new()),
         pushed: Condvar::new(),
+        waiting: AtomicUsize::new(0),
         len: AtomicUsize::new(0),
         policy,
         dropped: AtomicU64::new(0),
