@@ -68,7 +68,7 @@ pub struct LoadReport {
 }
 
 /// Run a generator until `stop` is set or `duration` passes.
-pub fn run<T: Send + 'static>(
+pub fn run<T: Clone + Send + 'static>(
     src: SourceHandle<T>,
     shape: Shape,
     duration: Duration,

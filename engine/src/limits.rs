@@ -25,6 +25,12 @@ pub const MAX_NODES: usize = 1024;
 /// Most input edges one operator may have.
 pub const MAX_INPUTS: usize = 64;
 
+/// Most events one batch message carries: a client batch enters as
+/// batches of at most this many, and a batch run's outputs leave in
+/// batches of at most this many per edge. One batch runs in one step, so
+/// this bounds a step (tens of µs of user code at ~100 ns an event).
+pub const BATCH_EVENTS: usize = 256;
+
 /// Most client commands a shard takes from one inbox in one turn, so that
 /// the rings and the run queue are looked at between them.
 pub const COMMANDS_PER_TURN: usize = 64;
@@ -121,6 +127,7 @@ const _: () = assert!(PARK_NAP_MIN.as_nanos() <= PARK_NAP_MAX.as_nanos());
 const _: () = assert!(TIMER_NAP_MIN.as_nanos() <= PARK_NAP_MIN.as_nanos());
 const _: () = assert!(LATENCY_MIN_NS < LATENCY_MAX_NS);
 const _: () = assert!(COMMANDS_PER_TURN > 0 && MAX_GROUP > 0);
+const _: () = assert!(BATCH_EVENTS >= 2 && BATCH_EVENTS <= u32::MAX as usize);
 const _: () = assert!(SINK_CAPACITY >= 1 && SINK_CAPACITY <= MAX_SINK_CAPACITY);
 const _: () = assert!(SINK_RETRY_NAP.as_nanos() <= PARK_NAP_MIN.as_nanos());
 // An event and a spill chunk each fit one storage record.

@@ -151,21 +151,28 @@ pub struct ShardCounters {
 /// Add one to a counter that only the calling shard writes.
 #[inline]
 fn bump(c: &AtomicU64) {
-    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Release);
+    add(c, 1);
+}
+
+/// Add `n` to a counter that only the calling shard writes.
+#[inline]
+fn add(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed) + n, Ordering::Release);
 }
 
 impl ShardCounters {
-    /// A message is about to be routed to one of the app's actors: call
-    /// before it can reach any other shard.
+    /// `n` messages (a batch of `n`, or one) are about to be routed to one
+    /// of the app's actors: call before they can reach any other shard.
     #[inline]
-    pub fn count_sent(&self) {
-        bump(&self.sent);
+    pub fn count_sent(&self, n: u64) {
+        add(&self.sent, n);
     }
 
-    /// A message was processed: call after its outputs were counted sent.
+    /// `n` messages were processed: call after their outputs were counted
+    /// sent.
     #[inline]
-    pub fn count_done(&self) {
-        bump(&self.done);
+    pub fn count_done(&self, n: u64) {
+        add(&self.done, n);
     }
 
     /// A client command was taken: call after what it sent was counted.
@@ -178,8 +185,7 @@ impl ShardCounters {
     /// counted sent.
     #[inline]
     pub fn count_taken_msgs(&self, n: u64) {
-        let c = &self.taken_msgs;
-        c.store(c.load(Ordering::Relaxed) + n, Ordering::Release);
+        add(&self.taken_msgs, n);
     }
 }
 
@@ -254,11 +260,11 @@ mod tests {
         let s1 = Snapshot::take(&g, &shards);
         assert!(!s1.balanced());
         // Taken by shard 0, which sends one message to shard 1.
-        shards[0].count_sent();
+        shards[0].count_sent(1);
         shards[0].count_taken();
         let s2 = Snapshot::take(&g, &shards);
         assert!(!s2.balanced(), "a message is in flight");
-        shards[1].count_done();
+        shards[1].count_done(1);
         let s3 = Snapshot::take(&g, &shards);
         assert!(s3.balanced());
         assert!(!s2.settled(&s3), "the waves differ");
@@ -274,19 +280,19 @@ mod tests {
         g.reserve(6);
         assert_eq!(in_flight(&g, &shards), 6);
         // Shard 0 takes it: 6 messages sent, then counted taken.
-        (0..6).for_each(|_| shards[0].count_sent());
+        (0..6).for_each(|_| shards[0].count_sent(1));
         assert_eq!(in_flight(&g, &shards), 12, "counted twice, never less");
         shards[0].count_taken_msgs(6);
         assert_eq!(in_flight(&g, &shards), 6);
         // Shard 1 runs 4 of them; each of 2 emits one child.
-        (0..2).for_each(|_| shards[1].count_sent());
-        (0..4).for_each(|_| shards[1].count_done());
+        (0..2).for_each(|_| shards[1].count_sent(1));
+        (0..4).for_each(|_| shards[1].count_done(1));
         assert_eq!(in_flight(&g, &shards), 4);
         // A reservation given back.
         g.reserve(5);
         g.release(5);
         assert_eq!(in_flight(&g, &shards), 4);
-        (0..4).for_each(|_| shards[1].count_done());
+        (0..4).for_each(|_| shards[1].count_done(1));
         assert_eq!(in_flight(&g, &shards), 0);
     }
 }

@@ -24,6 +24,8 @@ use dirigo_engine::protocol::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// A data message (`id`, `key`), a critical, or a batch: `batch` holds
+/// the (id, key) of each message it stands for, and `id`/`key` are unused.
 #[derive(Clone, Debug)]
 struct Msg {
     id: u64,
@@ -31,11 +33,64 @@ struct Msg {
     edge: EdgeId,
     epoch: Epoch,
     critical: Option<CriticalMark>,
+    batch: Vec<(u64, u64)>,
+}
+
+impl Msg {
+    /// The (id, key) of every data message this one stands for.
+    fn items(&self) -> Vec<(u64, u64)> {
+        if self.batch.is_empty() {
+            vec![(self.id, self.key)]
+        } else {
+            self.batch.clone()
+        }
+    }
 }
 
 impl Routable for Msg {
     fn key_hash(&self) -> u64 {
         self.key
+    }
+    fn weight(&self) -> u64 {
+        self.batch.len().max(1) as u64
+    }
+    fn partitions(&self) -> PartitionSet {
+        self.items().iter().fold(PartitionSet::EMPTY, |s, &(_, k)| {
+            s.union(PartitionSet::single(PartitionSet::partition_of(k)))
+        })
+    }
+    fn split_by(self, groups: &[PartitionSet]) -> Vec<(usize, Msg)> {
+        let mut pieces: Vec<Vec<(u64, u64)>> = vec![Vec::new(); groups.len()];
+        for (id, key) in self.items() {
+            let g = groups.iter().position(|g| g.contains_key(key));
+            pieces[g.expect("groups cover the keys")].push((id, key));
+        }
+        let pieces = pieces
+            .into_iter()
+            .enumerate()
+            .filter(|(_, p)| !p.is_empty());
+        pieces
+            .map(|(g, batch)| {
+                (
+                    g,
+                    Msg {
+                        batch,
+                        ..self.clone()
+                    },
+                )
+            })
+            .collect()
+    }
+    fn split(self) -> Vec<Msg> {
+        self.items()
+            .into_iter()
+            .map(|(id, key)| Msg {
+                id,
+                key,
+                batch: Vec::new(),
+                ..self.clone()
+            })
+            .collect()
     }
     fn edge(&self) -> EdgeId {
         self.edge
@@ -110,8 +165,11 @@ struct Fx<'a> {
 
 impl Effects<Msg, SimState> for Fx<'_> {
     fn run(&mut self, state: &mut SimState, msg: Msg) {
-        *self.log.runs.entry(msg.id).or_default() += 1;
-        state.keys.entry(msg.key).or_default().push(msg.id);
+        assert!(msg.critical.is_none());
+        for (id, key) in msg.items() {
+            *self.log.runs.entry(id).or_default() += 1;
+            state.keys.entry(key).or_default().push(id);
+        }
     }
     fn run_critical(&mut self, state: &mut SimState, barrier: Epoch, msgs: Vec<Msg>) {
         assert!(msgs
@@ -180,6 +238,7 @@ fn make_schedule(seed: u64) -> Schedule {
                 edge,
                 epoch,
                 critical: None,
+                batch: Vec::new(),
             });
             data.push((id, key, epoch, s));
             sent_on_edge[edge as usize] += 1;
@@ -200,10 +259,17 @@ fn make_schedule(seed: u64) -> Schedule {
                     edge,
                     epoch,
                     critical,
+                    batch: Vec::new(),
                 });
                 // Every other sender of the edge moves to the next epoch too:
                 // nothing to send for that, its later messages carry it.
             }
+        }
+    }
+    // Some schedules send runs of a sender's data messages as batches.
+    if rng.gen_bool(0.5) {
+        for sender in &mut senders {
+            sender.script = batched(std::mem::take(&mut sender.script), &mut rng);
         }
     }
     Schedule {
@@ -213,6 +279,38 @@ fn make_schedule(seed: u64) -> Schedule {
         data,
         barriers,
     }
+}
+
+/// `script` with runs of consecutive data messages (one sender: one edge,
+/// and the same epoch until its next critical) merged into batches of 1
+/// to 6, in order.
+fn batched(script: VecDeque<Msg>, rng: &mut ChaCha8Rng) -> VecDeque<Msg> {
+    let mut out = VecDeque::new();
+    let mut run: Vec<Msg> = Vec::new();
+    let flush = |run: &mut Vec<Msg>, out: &mut VecDeque<Msg>| match run.len() {
+        0 => {}
+        1 => out.push_back(run.pop().expect("one")),
+        _ => {
+            let first = run[0].clone();
+            let batch = run.drain(..).map(|m| (m.id, m.key)).collect();
+            out.push_back(Msg { batch, ..first });
+        }
+    };
+    let mut size = rng.gen_range(1..=6);
+    for m in script {
+        let joins = m.critical.is_none() && run.first().is_none_or(|f| f.epoch == m.epoch);
+        if !joins || run.len() == size {
+            flush(&mut run, &mut out);
+            size = rng.gen_range(1..=6);
+        }
+        if m.critical.is_some() {
+            out.push_back(m);
+        } else {
+            run.push(m);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 struct World {

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{values, wait_for};
+use dirigo_engine::limits::BATCH_EVENTS;
 use dirigo_engine::policy::{OpView, Policy, QueueView, Rank, Scale, ScaleLimits, ShardLoad};
 use dirigo_engine::{
     AppBuilder, AutoScale, Context, Dirigo, Edf, Fifo, Function, Header, Llf, Merged, Node,
@@ -327,11 +328,12 @@ fn a_user_policy_plugs_in_and_every_hook_is_called() {
         s.app("hops").is_some_and(|a| a.lessees == 1)
     });
 
+    // One event per send: every hook once per event.
     const N: u64 = 200;
-    app.source::<u64>("in")
-        .expect("source")
-        .send_batch((0..N).map(|i| (i, i)).collect(), Duration::from_secs(5))
-        .expect("accepted");
+    let src = app.source::<u64>("in").expect("source");
+    for i in 0..N {
+        src.send(i, i).expect("accepted");
+    }
     app.quiesce(Duration::from_secs(20)).expect("quiesces");
     let stats = node.stats().expect("stats");
     let st = stats.app("hops").expect("app stats");
@@ -359,5 +361,49 @@ fn a_user_policy_plugs_in_and_every_hook_is_called() {
     );
     // Route said: the lessee.
     assert_eq!(st.lessee_runs, N, "every z message ran on the lessee");
+
+    // A client batch travels as batch messages: each hook once per batch
+    // message (of up to `BATCH_EVENTS` events), every event run once.
+    const M: u64 = 3 * BATCH_EVENTS as u64 + 1;
+    let before = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let (ingress, emit, route, complete) = (
+        before(&calls.ingress),
+        before(&calls.emit),
+        before(&calls.route),
+        before(&calls.complete),
+    );
+    src.send_batch((0..M).map(|i| (i, i)).collect(), Duration::from_secs(5))
+        .expect("accepted");
+    app.quiesce(Duration::from_secs(20)).expect("quiesces");
+    let batches = M.div_ceil(BATCH_EVENTS as u64);
+    assert_eq!(
+        n(&calls.ingress) - ingress,
+        batches,
+        "on_ingress once per batch"
+    );
+    assert_eq!(
+        n(&calls.emit) - emit,
+        2 * batches,
+        "on_emit once per output batch"
+    );
+    assert_eq!(
+        n(&calls.route) - route,
+        batches,
+        "route once per batch of z"
+    );
+    assert_eq!(
+        values(&rx).len(),
+        M as usize,
+        "every event of the batch came out"
+    );
+    let st = node.stats().expect("stats");
+    let st = st.app("hops").expect("app stats");
+    assert_eq!(st.lessee_runs, N + M, "every z event ran on the lessee");
+    // a, z and the sink each run every batch message once.
+    assert_eq!(
+        n(&calls.complete) - complete,
+        3 * batches,
+        "on_complete once per batch run"
+    );
     node.shutdown();
 }

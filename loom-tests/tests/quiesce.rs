@@ -107,7 +107,7 @@ fn one_run(fault: Fault) -> Vec<&'static str> {
                 if fault == Fault::TakenBeforeSent {
                     me.count_taken();
                 }
-                me.count_sent();
+                me.count_sent(1);
                 assert!(to_b.push(2).is_ok(), "an empty ring refused a message");
                 if fault != Fault::TakenBeforeSent {
                     me.count_taken();
@@ -122,12 +122,12 @@ fn one_run(fault: Fault) -> Vec<&'static str> {
             if inbox.take_one(&mut b_in) {
                 let me = &counters[1];
                 if fault == Fault::DoneBeforeProcessed {
-                    me.count_done();
+                    me.count_done(1);
                 }
                 // The message's effect on the actor's state.
                 effects.store(true, Ordering::Relaxed);
                 if fault != Fault::DoneBeforeProcessed {
-                    me.count_done();
+                    me.count_done(1);
                 }
             }
         })

@@ -22,7 +22,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::func::{Context, ErasedFunction, ErasedState, Function, Sequential, StateCodec, Typed};
-use crate::model::{AnyBox, Barrier, Header};
+use crate::model::{AnyBox, Barrier, Batch, Header};
 use crate::protocol::{EdgeId, Strategy};
 
 /// What a sink does when its reader falls behind and its queue is full.
@@ -292,6 +292,16 @@ impl<T: Send + 'static> ErasedFunction for SinkNode<T> {
         out: &mut Vec<(u64, AnyBox)>,
     ) {
         self.f.run(state, key, input, header, now_ns, out)
+    }
+    fn run_batch(
+        &self,
+        state: &mut dyn ErasedState,
+        input: Batch,
+        header: &Header,
+        now_ns: u64,
+        out: &mut Vec<Batch>,
+    ) {
+        self.f.run_batch(state, input, header, now_ns, out)
     }
     fn run_critical(
         &self,

@@ -73,7 +73,7 @@ fn encode(app: &str, codec: EventCodec, events: &[(u64, AnyBox)]) -> Result<Vec<
     Ok(encoded)
 }
 
-impl<T: Send + 'static> SourceHandle<T> {
+impl<T: Clone + Send + 'static> SourceHandle<T> {
     /// Hand a batch of `(key hash, event)` to the source's shard, or get it
     /// back: `AppFull` when the app holds `NodeConfig::max_in_flight`
     /// messages, `Backpressure` when the shard's inbox is full, `NotDeployed`

@@ -16,7 +16,8 @@ use rkyv::util::AlignedVec;
 use super::function::{Context, Function};
 use super::persist::{DurableState, Persist, PersistError};
 use super::state::OperatorState;
-use crate::model::{AnyBox, Barrier, Header};
+use crate::limits::BATCH_EVENTS;
+use crate::model::{AnyBox, Barrier, Batch, Header, Seqs, SeqsBuilder};
 use crate::protocol::{PartitionSet, Strategy};
 
 /// The state of one actor instance, type-erased.
@@ -62,6 +63,17 @@ pub(crate) trait ErasedFunction: Send + Sync {
         header: &Header,
         now_ns: u64,
         out: &mut Vec<(u64, AnyBox)>,
+    );
+    /// Run every value of `input` in order on one state, as `run` would
+    /// one by one; the outputs go to `out` as batches (of at most
+    /// `BATCH_EVENTS`), erased once per batch rather than per value.
+    fn run_batch(
+        &self,
+        state: &mut dyn ErasedState,
+        input: Batch,
+        header: &Header,
+        now_ns: u64,
+        out: &mut Vec<Batch>,
     );
     fn run_critical(
         &self,
@@ -138,6 +150,32 @@ impl<F: Function> ErasedFunction for Typed<F> {
         );
         out.extend(typed.into_iter().map(|(k, v)| (k, Box::new(v) as AnyBox)));
     }
+    fn run_batch(
+        &self,
+        state: &mut dyn ErasedState,
+        input: Batch,
+        header: &Header,
+        now_ns: u64,
+        out: &mut Vec<Batch>,
+    ) {
+        let state = downcast_state::<F::State>(state);
+        let (values, seqs) = input.into_parts();
+        let values = *values
+            .downcast::<Vec<(u64, F::In)>>()
+            .expect("the app builder checked this edge's type");
+        let mut typed = Vec::new();
+        let mut out_seqs = SeqsBuilder::default();
+        // Each value sees the header it would have had alone: its own seq.
+        let mut h = *header;
+        for (i, (key, value)) in values.into_iter().enumerate() {
+            h.seq = seqs.get(i);
+            let before = typed.len();
+            let mut ctx = Context::new(&h, &mut typed, now_ns);
+            self.f.on_message(state, key, value, &mut ctx);
+            out_seqs.push(h.seq, typed.len() - before);
+        }
+        batches_into(typed, out_seqs.finish(), out);
+    }
     fn run_critical(
         &self,
         state: &mut dyn ErasedState,
@@ -164,6 +202,26 @@ impl<F: Function> ErasedFunction for Typed<F> {
     }
     fn state_codec(&self) -> Option<StateCodec> {
         self.codec
+    }
+}
+
+/// `values` (of root sequence numbers `seqs`) as batches of at most
+/// `BATCH_EVENTS`, in order, onto `out`.
+pub(crate) fn batches_into<T: Clone + Send + 'static>(
+    values: Vec<(u64, T)>,
+    seqs: Seqs,
+    out: &mut Vec<Batch>,
+) {
+    let len = values.len();
+    if len <= BATCH_EVENTS {
+        out.extend(Batch::of(values, seqs));
+        return;
+    }
+    let mut rest = values.into_iter();
+    for lo in (0..len).step_by(BATCH_EVENTS) {
+        let chunk: Vec<_> = rest.by_ref().take(BATCH_EVENTS).collect();
+        let hi = lo + chunk.len();
+        out.extend(Batch::of(chunk, seqs.slice(lo, hi)));
     }
 }
 

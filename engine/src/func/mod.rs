@@ -17,7 +17,9 @@ mod function;
 mod persist;
 mod state;
 
-pub(crate) use erased::{ErasedFunction, ErasedState, EventCodec, Restore, StateCodec, Typed};
+pub(crate) use erased::{
+    batches_into, ErasedFunction, ErasedState, EventCodec, Restore, StateCodec, Typed,
+};
 
 pub use function::{Context, Function};
 pub(crate) use persist::aligned_copy;

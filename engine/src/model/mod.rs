@@ -20,6 +20,6 @@ pub(crate) use error::panic_message;
 pub use error::StorageFailure;
 pub use error::{EngineError, Result};
 pub use message::{
-    key_hash, ActorId, AnyBox, AppId, Barrier, BarrierKind, Header, Kind, Message, OperatorId,
-    Payload,
+    key_hash, ActorId, AnyBox, AppId, Barrier, BarrierKind, Batch, BatchValue, Header, Kind,
+    Message, OperatorId, Payload, Seqs, SeqsBuilder,
 };

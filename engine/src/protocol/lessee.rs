@@ -24,6 +24,8 @@ pub struct Lessee<M, S: PartialState> {
     lessor: ShardId,
     state: S,
     mailbox: VecDeque<Entry<M>>,
+    /// Entries in `mailbox`, batches counted by their weight.
+    weight: usize,
     epoch: Epoch,
     release_requested: bool,
     finished: bool,
@@ -39,6 +41,7 @@ impl<M: Routable, S: PartialState> Lessee<M, S> {
             lessor,
             state,
             mailbox: VecDeque::new(),
+            weight: 0,
             epoch: 0,
             release_requested: false,
             finished: false,
@@ -90,10 +93,19 @@ impl<M: Routable, S: PartialState> Lessee<M, S> {
         }
     }
 
-    /// Mailbox entries not yet taken: deliveries, and `Block`s and
-    /// `Revoke`s to answer.
+    /// Mailbox entries not yet taken: deliveries (a batch counted as its
+    /// weight), and `Block`s and `Revoke`s to answer.
     pub fn backlog(&self) -> usize {
-        self.mailbox.len()
+        self.weight
+    }
+
+    fn pop(&mut self) -> Option<Entry<M>> {
+        let e = self.mailbox.pop_front()?;
+        self.weight -= match &e {
+            Entry::Run(m) => m.weight() as usize,
+            Entry::Block(_) | Entry::Revoke => 1,
+        };
+        Some(e)
     }
 
     /// A message from the lessor arrived (in channel order).
@@ -115,9 +127,18 @@ impl<M: Routable, S: PartialState> Lessee<M, S> {
                 }
                 self.epoch = epoch;
             }
-            Wire::Deliver { msg, .. } => self.mailbox.push_back(Entry::Run(msg)),
-            Wire::Block { barrier, .. } => self.mailbox.push_back(Entry::Block(barrier)),
-            Wire::Revoke { .. } => self.mailbox.push_back(Entry::Revoke),
+            Wire::Deliver { msg, .. } => {
+                self.weight += msg.weight() as usize;
+                self.mailbox.push_back(Entry::Run(msg));
+            }
+            Wire::Block { barrier, .. } => {
+                self.weight += 1;
+                self.mailbox.push_back(Entry::Block(barrier));
+            }
+            Wire::Revoke { .. } => {
+                self.weight += 1;
+                self.mailbox.push_back(Entry::Revoke);
+            }
             other => unreachable!("lessor-bound message sent to a lessee: {:?}", other.lease()),
         }
     }
@@ -125,7 +146,7 @@ impl<M: Routable, S: PartialState> Lessee<M, S> {
     /// Run at most one data message; answer any `Block`/`Revoke` that reaches
     /// the head of the mailbox on the way. Returns true if a message ran.
     pub fn step(&mut self, fx: &mut impl Effects<M, S>) -> bool {
-        while let Some(entry) = self.mailbox.pop_front() {
+        while let Some(entry) = self.pop() {
             match entry {
                 Entry::Run(msg) => {
                     fx.run(&mut self.state, msg);
@@ -149,11 +170,11 @@ impl<M: Routable, S: PartialState> Lessee<M, S> {
             match self.mailbox.front() {
                 Some(Entry::Block(barrier)) => {
                     let barrier = *barrier;
-                    self.mailbox.pop_front();
+                    self.pop();
                     self.consolidate(barrier, fx);
                 }
                 Some(Entry::Revoke) => {
-                    self.mailbox.pop_front();
+                    self.pop();
                     self.release(fx);
                     return;
                 }

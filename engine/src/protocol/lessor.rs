@@ -127,7 +127,11 @@ pub struct Lessor<M, S: PartialState> {
     epoch: Epoch,
     blocked: Option<Blocked>,
     mailbox: VecDeque<M>,
+    /// Data messages in `mailbox`, batches counted by their weight.
+    mailbox_weight: usize,
     held: VecDeque<M>,
+    /// Data messages in `held`, by weight.
+    held_weight: usize,
     /// Partitions of held messages of the current epoch (`Keyed`).
     held_parts: PartitionSet,
     /// Data messages received per (epoch, edge), for barrier alignment.
@@ -171,7 +175,9 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
             epoch: d.epoch,
             blocked: None,
             mailbox: VecDeque::new(),
+            mailbox_weight: 0,
             held: VecDeque::new(),
+            held_weight: 0,
             held_parts: PartitionSet::EMPTY,
             arrived: d.arrived,
             criticals: BTreeMap::new(),
@@ -253,14 +259,16 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         !self.mailbox.is_empty()
     }
 
-    /// Messages queued to run here plus messages held.
+    /// Data messages queued to run here plus those held (a batch counts
+    /// as its weight).
     pub fn backlog(&self) -> usize {
-        self.mailbox.len() + self.held.len()
+        self.mailbox_weight + self.held_weight
     }
 
-    /// Messages queued to run here (not those held behind a barrier).
+    /// Data messages queued to run here (not those held behind a barrier),
+    /// a batch counted as its weight.
     pub fn queued(&self) -> usize {
-        self.mailbox.len()
+        self.mailbox_weight
     }
 
     /// Whether the lessor may deactivate: no lessee and no lease in flight,
@@ -311,11 +319,12 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
             "message of epoch {epoch} after barrier {}",
             self.epoch
         );
-        *self.arrived.entry((epoch, edge)).or_default() += 1;
+        *self.arrived.entry((epoch, edge)).or_default() += msg.weight();
         if self.must_hold(&msg) {
             if epoch <= self.epoch {
                 self.held_parts = self.held_parts.union(self.part_of(&msg));
             }
+            self.held_weight += msg.weight() as usize;
             self.held.push_back(msg);
         } else {
             self.route(msg, fx);
@@ -433,6 +442,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
     pub fn step(&mut self, fx: &mut impl Effects<M, S>) -> bool {
         let ran = match self.mailbox.pop_front() {
             Some(msg) => {
+                self.mailbox_weight -= msg.weight() as usize;
                 fx.run(&mut self.state, msg);
                 true
             }
@@ -450,9 +460,37 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
 
     fn part_of(&self, msg: &M) -> PartitionSet {
         match self.strategy {
-            Strategy::Keyed => PartitionSet::single(PartitionSet::partition_of(msg.key_hash())),
+            Strategy::Keyed => msg.partitions(),
             _ => PartitionSet::EMPTY,
         }
+    }
+
+    /// Queue `msg` to run here.
+    fn run_here(&mut self, msg: M) {
+        let w = msg.weight();
+        self.stats.run_local += w;
+        self.mailbox_weight += w as usize;
+        self.mailbox.push_back(msg);
+    }
+
+    /// Take the whole mailbox (its weight goes with it).
+    fn take_mailbox(&mut self) -> VecDeque<M> {
+        self.mailbox_weight = 0;
+        std::mem::take(&mut self.mailbox)
+    }
+
+    /// Messages leave the lessor's queue for a lessee's.
+    fn forward_queued(
+        &mut self,
+        shard: ShardId,
+        lease: LeaseId,
+        msg: M,
+        fx: &mut impl Effects<M, S>,
+    ) {
+        let w = msg.weight();
+        self.stats.run_local = self.stats.run_local.saturating_sub(w);
+        self.stats.forwarded += w;
+        fx.send(shard, Wire::Deliver { lease, msg });
     }
 
     fn must_hold(&self, msg: &M) -> bool {
@@ -477,19 +515,10 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 None
             }
             Strategy::Sequential => None,
-            Strategy::Keyed => {
-                let p = PartitionSet::partition_of(msg.key_hash());
-                if self.own.contains(p) {
-                    None
-                } else {
-                    let slot = self.slots.iter().find(|s| s.parts.contains(p));
-                    assert!(
-                        slot.is_some_and(|s| s.phase == Phase::Active),
-                        "partition {p} routed while not owned by an active lessee"
-                    );
-                    slot.map(|s| (s.lease, s.shard))
-                }
-            }
+            Strategy::Keyed => match self.keyed_owner(&msg) {
+                Some(target) => target,
+                None => return self.route_pieces(msg, fx),
+            },
             Strategy::Mergeable => {
                 let active: usize = self.slots.iter().filter(|s| Self::takes_work(s)).count();
                 let chosen = if active == 0 {
@@ -521,13 +550,55 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
             }
         };
         match target {
-            None => {
-                self.stats.run_local += 1;
-                self.mailbox.push_back(msg);
-            }
+            None => self.run_here(msg),
             Some((lease, shard)) => {
-                self.stats.forwarded += 1;
+                self.stats.forwarded += msg.weight();
                 fx.send(shard, Wire::Deliver { lease, msg });
+            }
+        }
+    }
+
+    /// Where a `Keyed` message runs: here (`Some(None)`), at one lessee,
+    /// or (`None`) a batch whose keys run on several instances.
+    fn keyed_owner(&self, msg: &M) -> Option<Option<(LeaseId, ShardId)>> {
+        let parts = msg.partitions();
+        if parts.minus(self.own).is_empty() {
+            return Some(None);
+        }
+        let slot = self
+            .slots
+            .iter()
+            .find(|s| parts.minus(s.parts).is_empty())?;
+        assert!(
+            slot.phase == Phase::Active,
+            "partitions {parts:?} routed while not owned by an active lessee"
+        );
+        Some(Some((slot.lease, slot.shard)))
+    }
+
+    /// `Keyed`: a batch over partitions of several instances, cut into one
+    /// piece per instance (each in the batch's order), each sent where its
+    /// keys run. Per-key order is the batch's: a key is in one piece.
+    fn route_pieces(&mut self, msg: M, fx: &mut impl Effects<M, S>) {
+        let parts = msg.partitions();
+        let mut owners = Vec::with_capacity(self.slots.len() + 1);
+        owners.push(self.own);
+        owners.extend(self.slots.iter().map(|s| s.parts));
+        let covered = owners.iter().fold(PartitionSet::EMPTY, |u, o| u.union(*o));
+        assert!(
+            parts.minus(covered).is_empty(),
+            "partitions {parts:?} have no owner"
+        );
+        for (i, piece) in msg.split_by(&owners) {
+            match i {
+                0 => self.run_here(piece),
+                i => {
+                    let slot = &self.slots[i - 1];
+                    assert_eq!(slot.phase, Phase::Active, "a piece for an active lessee");
+                    let (lease, shard) = (slot.lease, slot.shard);
+                    self.stats.forwarded += piece.weight();
+                    fx.send(shard, Wire::Deliver { lease, msg: piece });
+                }
             }
         }
     }
@@ -546,6 +617,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         let mut keep = VecDeque::with_capacity(self.held.len());
         let mut still = PartitionSet::EMPTY;
         let held = std::mem::take(&mut self.held);
+        self.held_weight = 0;
         for msg in held {
             let later = msg.epoch() > self.epoch;
             let p = self.part_of(&msg);
@@ -553,6 +625,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 if !later {
                     still = still.union(p);
                 }
+                self.held_weight += msg.weight() as usize;
                 keep.push_back(msg);
             } else {
                 self.route(msg, fx);
@@ -605,9 +678,14 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         if self.own.len() < 2 {
             return;
         }
+        self.split_queued_batches();
         let mut queued = [0u32; PARTITIONS as usize];
+        // Each queued message is of one partition now (a batch of several
+        // keys of it counts as its weight).
         for m in &self.mailbox {
-            queued[PartitionSet::partition_of(m.key_hash()) as usize] += 1;
+            for p in m.partitions().iter() {
+                queued[p as usize] += m.weight() as u32;
+            }
         }
         let mut owned: Vec<u32> = self.own.iter().collect();
         owned.sort_by_key(|&p| std::cmp::Reverse(queued[p as usize]));
@@ -639,16 +717,30 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 epoch: self.epoch,
             },
         );
-        let mailbox = std::mem::take(&mut self.mailbox);
-        for msg in mailbox {
-            if give.contains_key(msg.key_hash()) {
-                self.stats.run_local = self.stats.run_local.saturating_sub(1);
-                self.stats.forwarded += 1;
-                fx.send(shard, Wire::Deliver { lease, msg });
+        for msg in self.take_mailbox() {
+            if msg.partitions().intersects(give) {
+                self.forward_queued(shard, lease, msg, fx);
             } else {
+                self.mailbox_weight += msg.weight() as usize;
                 self.mailbox.push_back(msg);
             }
         }
+    }
+
+    /// `Keyed`, before partitions leave: queued batches of several
+    /// partitions become messages of one key each, in place, so each can
+    /// follow its partition.
+    fn split_queued_batches(&mut self) {
+        if self.mailbox.iter().all(|m| m.partitions().len() <= 1) {
+            return;
+        }
+        let mut one_by_one = VecDeque::with_capacity(self.mailbox.len());
+        for msg in self.take_mailbox() {
+            one_by_one.extend(msg.split());
+        }
+        assert!(one_by_one.iter().all(|m| m.weight() == 1));
+        self.mailbox_weight = one_by_one.len();
+        self.mailbox = one_by_one;
     }
 
     /// `Mergeable`, at grant: the new lessee takes the newer half of the
@@ -658,9 +750,8 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         let (lease, shard) = (self.slots[i].lease, self.slots[i].shard);
         let keep = self.mailbox.len().div_ceil(2);
         for msg in self.mailbox.split_off(keep) {
-            self.stats.run_local = self.stats.run_local.saturating_sub(1);
-            self.stats.forwarded += 1;
-            fx.send(shard, Wire::Deliver { lease, msg });
+            self.mailbox_weight -= msg.weight() as usize;
+            self.forward_queued(shard, lease, msg, fx);
         }
     }
 

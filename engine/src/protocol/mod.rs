@@ -71,9 +71,47 @@ pub struct CriticalMark {
 
 /// What the protocol needs to know of a message. The engine's envelope
 /// implements it from its header; tests implement it on plain structs.
-pub trait Routable {
-    /// Hash of the message key (selects the partition in `Keyed` mode).
+///
+/// A message may be a *batch*: several data messages of one sender and one
+/// epoch travelling as one (`weight` of them, of keys in `partitions`).
+/// The protocol counts a batch as `weight` messages everywhere it counts
+/// (barrier alignment, backlogs), routes it whole where every key it holds
+/// runs on one instance, and otherwise cuts it into one piece per instance
+/// (`split_by`; `split` into messages of one key, in order, where a lease
+/// takes partitions with queued batches): per-key order and exactly-once
+/// are those of the messages it stands for.
+pub trait Routable: Sized {
+    /// Hash of the message key (selects the partition in `Keyed` mode);
+    /// unused for a batch, whose keys are in `partitions`.
     fn key_hash(&self) -> u64;
+    /// Data messages this one stands for: 1, or a batch's length.
+    fn weight(&self) -> u64 {
+        1
+    }
+    /// The partitions of the keys it carries (`Keyed`).
+    fn partitions(&self) -> PartitionSet {
+        PartitionSet::single(PartitionSet::partition_of(self.key_hash()))
+    }
+    /// A batch as messages of weight 1, in order, each with the batch's
+    /// edge, epoch and (no) critical mark; any other message as itself.
+    fn split(self) -> Vec<Self> {
+        vec![self]
+    }
+    /// A batch cut by `groups` (disjoint partition sets that cover its
+    /// keys): for each group holding some of its keys, one message of
+    /// those keys' messages in the batch's order, with the group's index,
+    /// in group order. By default, the messages of `split`, each with its
+    /// group.
+    fn split_by(self, groups: &[PartitionSet]) -> Vec<(usize, Self)> {
+        self.split()
+            .into_iter()
+            .map(|m| {
+                let p = m.partitions();
+                let g = groups.iter().position(|g| p.minus(*g).is_empty());
+                (g.expect("the groups cover the batch's keys"), m)
+            })
+            .collect()
+    }
     /// The input edge of the receiving operator the message arrived on.
     fn edge(&self) -> EdgeId;
     /// The sender's epoch when it emitted the message.

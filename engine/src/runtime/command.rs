@@ -6,8 +6,9 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use super::metrics::ShardStats;
+use crate::func::batches_into;
 use crate::func::ErasedState;
-use crate::model::{ActorId, AnyBox, AppId, Barrier, OperatorId};
+use crate::model::{ActorId, AnyBox, AppId, Barrier, Batch, OperatorId, Seqs};
 use crate::plan::Plan;
 use crate::protocol::{LeaseId, ShardId};
 
@@ -53,9 +54,10 @@ pub(crate) enum Command {
 
 /// The events of an ingest command: boxed one by one (what the journal or
 /// a replay forwards), or a client's typed batch as it was handed over,
-/// boxed event by event by the shard that takes it, so every box is
-/// allocated and freed on one thread (a box made on the client's thread and
-/// freed on the shard's costs the allocator far more).
+/// cut into batch messages (or boxed, one event) by the shard that takes
+/// it, so every allocation is made and freed on one thread (a box made on
+/// the client's thread and freed on the shard's costs the allocator far
+/// more).
 pub(crate) enum Events {
     Boxed(Vec<(u64, AnyBox)>),
     Typed {
@@ -63,12 +65,22 @@ pub(crate) enum Events {
         batch: AnyBox,
         len: usize,
         boxed: fn(AnyBox) -> Vec<(u64, AnyBox)>,
+        /// Cut into batches, the first event of sequence number `u64`.
+        batches: fn(AnyBox, u64) -> Vec<Batch>,
     },
+}
+
+/// What a shard makes of an ingest command's events.
+pub(crate) enum Incoming {
+    /// One message per event.
+    Singles(Vec<(u64, AnyBox)>),
+    /// Batch messages of at most `BATCH_EVENTS` events, in order.
+    Batches(Vec<Batch>),
 }
 
 impl Events {
     /// A client's batch, kept typed until a shard takes it.
-    pub(crate) fn typed<T: Send + 'static>(events: Vec<(u64, T)>) -> Events {
+    pub(crate) fn typed<T: Clone + Send + 'static>(events: Vec<(u64, T)>) -> Events {
         Events::Typed {
             len: events.len(),
             batch: Box::new(events),
@@ -81,6 +93,30 @@ impl Events {
                     .map(|(k, v)| (k, Box::new(v) as AnyBox))
                     .collect()
             },
+            batches: |batch, first_seq| {
+                let events = batch
+                    .downcast::<Vec<(u64, T)>>()
+                    .expect("a typed batch holds the type it was made with");
+                let mut out =
+                    Vec::with_capacity(events.len().div_ceil(crate::limits::BATCH_EVENTS));
+                batches_into(*events, Seqs::From(first_seq), &mut out);
+                out
+            },
+        }
+    }
+
+    /// The events as the shard sends them on: a client's batch of two or
+    /// more as batch messages (the first event of sequence number
+    /// `first_seq`), anything else one message per event.
+    pub(crate) fn incoming(self, first_seq: u64) -> Incoming {
+        match self {
+            Events::Typed {
+                batch,
+                len,
+                batches,
+                ..
+            } if len > 1 => Incoming::Batches(batches(batch, first_seq)),
+            events => Incoming::Singles(events.into_boxed()),
         }
     }
 

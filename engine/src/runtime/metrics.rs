@@ -85,16 +85,19 @@ impl AppStats {
         }
     }
 
-    pub(crate) fn record_queueing(&mut self, delay_ns: u64) {
-        let _ = self.queueing.record(clamp(delay_ns));
+    /// `n` messages (a batch) waited `delay_ns` in a queue.
+    pub(crate) fn record_queueing(&mut self, delay_ns: u64, n: u64) {
+        let _ = self.queueing.record_n(clamp(delay_ns), n);
     }
 
-    pub(crate) fn record_delivery(&mut self, latency_ns: u64, slo_ns: u64) {
-        self.delivered += 1;
+    /// `n` outputs (a batch) reached a sink `latency_ns` after their root
+    /// messages entered the node.
+    pub(crate) fn record_delivery(&mut self, latency_ns: u64, slo_ns: u64, n: u64) {
+        self.delivered += n;
         if latency_ns <= slo_ns {
-            self.within_slo += 1;
+            self.within_slo += n;
         }
-        let _ = self.latency.record(clamp(latency_ns));
+        let _ = self.latency.record_n(clamp(latency_ns), n);
     }
 
     /// Share of delivered outputs within the SLO (1.0 when none yet).

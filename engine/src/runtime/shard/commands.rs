@@ -131,7 +131,7 @@ impl Shard {
                 events,
             } => {
                 let n = events.len();
-                self.ingest(app, source, at_ns, events.into_boxed());
+                self.ingest(app, source, at_ns, events);
                 self.mark_taken(app, source, n);
             }
             Command::Barrier {

@@ -16,9 +16,10 @@ use crate::durability::split_checkpoint_tag;
 use crate::func::ErasedFunction;
 use crate::mesh::Outbox;
 use crate::model::{
-    panic_message, ActorId, AnyBox, Barrier, BarrierKind, Header, Kind, Message, Payload,
+    panic_message, ActorId, AnyBox, Barrier, BarrierKind, Batch, Header, Kind, Message, Payload,
 };
 use crate::plan::{Plan, PlanKind, PlanNode, SavedState};
+use crate::protocol::Routable;
 use crate::protocol::{CriticalMark, Effects, Epoch, ShardId, Wire};
 use crate::runtime::clock::{Clock, Gauge};
 use crate::runtime::metrics::AppStats;
@@ -42,6 +43,8 @@ pub(super) struct ShardFx<'a> {
     /// then, so a batch reads the clock once per message.
     last_ns: Option<u64>,
     scratch: Vec<(u64, AnyBox)>,
+    /// A batch run's outputs (reused per run).
+    batches: Vec<Batch>,
     /// The downstream operators as the policy sees them (reused per run).
     views: Vec<OpView<'a>>,
     /// Costs of this batch's runs, learned once by `finish` (a shared
@@ -109,6 +112,7 @@ impl<'a> ShardFx<'a> {
             on_lessee,
             last_ns: None,
             scratch: Vec::new(),
+            batches: Vec::new(),
             views: Vec::new(),
             cost_sum: 0,
             cost_runs: 0,
@@ -154,10 +158,11 @@ impl<'a> ShardFx<'a> {
     /// app fails (nothing of it runs again; the shard and its other apps go
     /// on). The message counts as done; the app's counters need not settle
     /// any more (`AppIngress::quiesce` answers `AppFailed`).
-    fn user_panicked(&mut self, what: &str, why: String) {
+    fn user_panicked(&mut self, what: &str, why: String, msgs: u64) {
         self.fail_app(what, why);
         self.scratch.clear();
-        self.mark_done();
+        self.batches.clear();
+        self.mark_done(msgs);
     }
 
     /// Fail the app: the operator's code panicked `what`.
@@ -170,8 +175,72 @@ impl<'a> ShardFx<'a> {
         self.plan.fail(cause);
     }
 
-    fn mark_done(&mut self) {
-        self.plan.counters[self.me as usize].count_done();
+    fn mark_done(&mut self, msgs: u64) {
+        self.plan.counters[self.me as usize].count_done(msgs);
+    }
+
+    /// A downstream edge's header for an output of a run of `parent`.
+    fn child_header(&mut self, parent: &Header, i: usize, view: &OpView<'_>) -> Header {
+        let (op, edge) = self.node().outs[i];
+        let mut header = Header {
+            actor: ActorId {
+                app: self.actor.app,
+                op,
+            },
+            edge,
+            kind: Kind::User,
+            critical: None,
+            ..*parent
+        };
+        self.policy.on_emit(parent, &mut header, view);
+        header
+    }
+
+    /// Send the batches in `batches` to every downstream edge (a copy per
+    /// edge but the last), tagged with the parent's epoch and timing.
+    fn emit_batches(&mut self, tally: &mut [u64], parent: &Header) {
+        if self.batches.is_empty() {
+            return;
+        }
+        let plan: &'a Plan = self.plan;
+        let outs = &self.node().outs;
+        let mut views = std::mem::take(&mut self.views);
+        views.clear();
+        views.extend(outs.iter().map(|&(op, _)| plan.op_view(op)));
+        let mut batches = std::mem::take(&mut self.batches);
+        'batches: for batch in batches.drain(..) {
+            let n = batch.len() as u64;
+            let mut batch = Some(batch);
+            for (i, view) in views.iter().enumerate() {
+                let b = if i + 1 == views.len() {
+                    batch.take().expect("moved once, on the last edge")
+                } else {
+                    let b = batch.as_ref().expect("present until the last edge");
+                    let mut copy = None;
+                    if let Err(why) = catch(|| copy = Some(b.clone_batch())) {
+                        self.fail_app("cloning outputs for fan-out", why);
+                        break 'batches;
+                    }
+                    copy.expect("set when the clone returned")
+                };
+                let mut header = self.child_header(parent, i, view);
+                header.seq = b.first_seq();
+                tally[i] += n;
+                let payload = Payload::Batch(b);
+                send_input(
+                    self.me,
+                    plan,
+                    self.outbox,
+                    Message {
+                        header,
+                        key: 0,
+                        payload,
+                    },
+                );
+            }
+        }
+        self.batches = batches;
+        self.views = views;
     }
 
     /// Send the outputs in `scratch` to every downstream edge, tagged with
@@ -192,7 +261,7 @@ impl<'a> ShardFx<'a> {
         views.extend(outs.iter().map(|&(op, _)| plan.op_view(op)));
         'outputs: for (key, value) in outputs.drain(..) {
             let mut value = Some(value);
-            for (i, &(op, edge)) in outs.iter().enumerate() {
+            for i in 0..outs.len() {
                 let payload = if i + 1 == outs.len() {
                     value.take().expect("moved once, on the last edge")
                 } else {
@@ -205,17 +274,7 @@ impl<'a> ShardFx<'a> {
                     }
                     copy.expect("set when the clone returned")
                 };
-                let mut header = Header {
-                    actor: ActorId {
-                        app: self.actor.app,
-                        op,
-                    },
-                    edge,
-                    kind: Kind::User,
-                    critical: None,
-                    ..*parent
-                };
-                self.policy.on_emit(parent, &mut header, &views[i]);
+                let header = self.child_header(parent, i, &views[i]);
                 tally[i] += 1;
                 send_input(
                     self.me,
@@ -237,7 +296,7 @@ impl<'a> ShardFx<'a> {
 /// Count a message as sent (before anyone can see it) and route it to the
 /// lessor of its actor.
 pub(super) fn send_input(me: ShardId, plan: &Plan, outbox: &mut Outbox<Packet>, msg: Message) {
-    plan.counters[me as usize].count_sent();
+    plan.counters[me as usize].count_sent(msg.weight());
     let home = plan
         .node(msg.header.actor.op)
         .expect("edges point at existing operators")
@@ -248,34 +307,42 @@ pub(super) fn send_input(me: ShardId, plan: &Plan, outbox: &mut Outbox<Packet>, 
 impl Effects<Message, Instance> for ShardFx<'_> {
     fn run(&mut self, state: &mut Instance, msg: Message) {
         let now = self.last_ns.unwrap_or_else(|| self.clock.now_ns());
-        let header = msg.header;
+        let (header, n) = (msg.header, msg.weight());
         self.stats
-            .record_queueing(now.saturating_sub(header.enqueued_ns));
+            .record_queueing(now.saturating_sub(header.enqueued_ns), n);
         let (f, sink) = self.function();
-        let Payload::Data(input) = msg.payload else {
-            unreachable!("the protocol runs data messages only with `run`");
+        let (user, scratch, batches) = (&mut *state.user, &mut self.scratch, &mut self.batches);
+        let ran = match msg.payload {
+            Payload::Data(input) => {
+                catch(|| f.run(user, msg.key, input, &msg.header, now, scratch))
+            }
+            Payload::Batch(input) => catch(|| f.run_batch(user, input, &msg.header, now, batches)),
+            Payload::Barrier(_) => {
+                unreachable!("the protocol runs data messages only with `run`")
+            }
         };
-        let (user, scratch) = (&mut *state.user, &mut self.scratch);
-        let ran = catch(|| f.run(user, msg.key, input, &msg.header, now, scratch));
         if let Err(why) = ran {
-            self.user_panicked("on a message", why);
+            self.user_panicked("on a message", why, n);
             return;
         }
         let done = self.clock.now_ns();
         self.last_ns = Some(done);
         let cost = done.saturating_sub(now);
         self.cost_sum = self.cost_sum.saturating_add(cost);
-        self.cost_runs += 1;
+        self.cost_runs += n;
         self.policy
             .on_complete(&header, &self.plan.op_view(self.actor.op), cost, done);
-        self.stats.runs += 1;
-        self.stats.lessee_runs += u64::from(self.on_lessee);
+        self.stats.runs += n;
+        if self.on_lessee {
+            self.stats.lessee_runs += n;
+        }
         if sink {
-            self.stats
-                .record_delivery(done.saturating_sub(header.ingress_ns), self.plan.slo_ns);
+            let latency = done.saturating_sub(header.ingress_ns);
+            self.stats.record_delivery(latency, self.plan.slo_ns, n);
         }
         self.emit_scratch(&mut state.tally, &header);
-        self.mark_done();
+        self.emit_batches(&mut state.tally, &header);
+        self.mark_done(n);
     }
 
     fn run_critical(&mut self, state: &mut Instance, barrier: Epoch, msgs: Vec<Message>) {
@@ -288,11 +355,11 @@ impl Effects<Message, Instance> for ShardFx<'_> {
             assert_eq!(b.id, barrier, "a critical section runs one barrier");
             let (user, scratch, now) = (&mut *state.user, &mut self.scratch, self.clock.now_ns());
             if let Err(why) = catch(|| f.run_critical(user, &b, &m.header, now, scratch)) {
-                self.user_panicked("on a barrier", why);
+                self.user_panicked("on a barrier", why, 1);
                 return;
             }
             self.emit_scratch(&mut state.tally, &m.header);
-            self.mark_done();
+            self.mark_done(1);
             last = Some((m.header, b));
         }
         self.stats.barriers += 1;

@@ -1,79 +1,123 @@
 //! The sources homed on a shard: an ingest batch becomes messages (header
 //! stamped with ingress time, sequence, epoch, and the policy's deadline and
-//! priority), sent to every operator the source feeds; a barrier becomes a
+//! priority), sent to every operator the source feeds: one per event for a
+//! single event or logged input, one per `BATCH_EVENTS` events for a
+//! client's batch (one header, one policy stamp, one box per batch); a barrier becomes a
 //! critical message on every output edge, announcing how many data messages
 //! the source sent on it during the closing epoch.
 
 use super::fx::send_input;
 use super::Shard;
-use crate::model::{ActorId, AnyBox, AppId, Barrier, Header, Kind, Message, OperatorId, Payload};
+use crate::model::{
+    ActorId, AnyBox, AppId, Barrier, Batch, Header, Kind, Message, OperatorId, Payload,
+};
+use crate::plan::Plan;
 use crate::protocol::CriticalMark;
+use crate::protocol::EdgeId;
+use crate::runtime::command::{Events, Incoming};
+use crate::sched::policy::Policy;
 
 impl Shard {
     /// An ingest batch for `source` of `app`, handed over at `at_ns`.
-    pub(super) fn ingest(
+    pub(super) fn ingest(&mut self, app: AppId, source: OperatorId, at_ns: u64, events: Events) {
+        let plan = self.apps.get(&app).cloned();
+        let Some(plan) = plan.filter(|p| p.failure().is_none()) else {
+            self.stats.dropped += events.len() as u64;
+            return;
+        };
+        let Some(src) = self.sources.get(&(app, source)) else {
+            self.stats.dropped += events.len() as u64;
+            return;
+        };
+        match events.incoming(src.seq + 1) {
+            Incoming::Singles(events) => self.ingest_singles(&plan, source, at_ns, events),
+            Incoming::Batches(batches) => self.ingest_batches(&plan, source, at_ns, batches),
+        }
+    }
+
+    /// One message per event, on every out-edge of the source.
+    fn ingest_singles(
         &mut self,
-        app: AppId,
+        plan: &Plan,
         source: OperatorId,
         at_ns: u64,
         events: Vec<(u64, AnyBox)>,
     ) {
-        let Some(plan) = self
-            .apps
-            .get(&app)
-            .cloned()
-            .filter(|p| p.failure().is_none())
-        else {
-            self.stats.dropped += events.len() as u64;
-            return;
-        };
-        let (Some(node), Some(src)) = (plan.node(source), self.sources.get_mut(&(app, source)))
-        else {
-            self.stats.dropped += events.len() as u64;
-            return;
-        };
-        let cloner = node.source_clone.clone();
-        let now = at_ns;
-        let source_view = plan.op_view(source);
+        let node = plan
+            .node(source)
+            .expect("an ingest names a source of its app");
+        let src = self.sources.get_mut(&(plan.id, source));
+        let src = src.expect("`ingest` found the source");
+        let cloner = node.source_clone.as_ref().expect("sources have a cloner");
+        let outs = node.outs.len();
         for (key, value) in events {
             src.seq += 1;
-            let mut base = Header {
-                actor: ActorId { app, op: source },
-                edge: 0,
-                kind: Kind::User,
-                critical: None,
-                epoch: src.epoch,
-                ingress_ns: now,
-                deadline_ns: now.saturating_add(plan.slo_ns),
-                priority: 0,
-                seq: src.seq,
-                enqueued_ns: now,
-            };
-            self.env.policy.on_ingress(&source_view, &mut base);
+            let base = stamp(
+                &mut *self.env.policy,
+                plan,
+                source,
+                src.epoch,
+                at_ns,
+                src.seq,
+            );
             let mut value = Some(value);
-            for (i, &(op, edge)) in node.outs.iter().enumerate() {
-                let payload = if i + 1 == node.outs.len() {
+            for (i, &to) in node.outs.iter().enumerate() {
+                let payload = if i + 1 == outs {
                     value.take().expect("moved once, on the last edge")
                 } else {
-                    let v = value.as_ref().expect("present until the last edge");
-                    (cloner.as_ref().expect("sources have a cloner"))(v)
+                    cloner(value.as_ref().expect("present until the last edge"))
                 };
                 src.tally[i] += 1;
-                let header = Header {
-                    actor: ActorId { app, op },
-                    edge,
-                    ..base
+                let header = on_edge(base, to);
+                let msg = Message {
+                    header,
+                    key,
+                    payload: Payload::Data(payload),
                 };
-                send_input(
-                    self.env.id,
-                    &plan,
-                    &mut self.env.outbox,
-                    Message {
-                        header,
-                        key,
-                        payload: Payload::Data(payload),
-                    },
-                );
+                send_input(self.env.id, plan, &mut self.env.outbox, msg);
+            }
+        }
+    }
+
+    /// One message per batch, on every out-edge of the source: one header
+    /// and one policy stamp per batch.
+    fn ingest_batches(&mut self, plan: &Plan, source: OperatorId, at_ns: u64, batches: Vec<Batch>) {
+        let node = plan
+            .node(source)
+            .expect("an ingest names a source of its app");
+        let src = self.sources.get_mut(&(plan.id, source));
+        let src = src.expect("`ingest` found the source");
+        let outs = node.outs.len();
+        for batch in batches {
+            let n = batch.len() as u64;
+            assert_eq!(batch.first_seq(), src.seq + 1, "batches are cut in order");
+            let base = stamp(
+                &mut *self.env.policy,
+                plan,
+                source,
+                src.epoch,
+                at_ns,
+                src.seq + 1,
+            );
+            src.seq += n;
+            let mut batch = Some(batch);
+            for (i, &to) in node.outs.iter().enumerate() {
+                let b = if i + 1 == outs {
+                    batch.take().expect("moved once, on the last edge")
+                } else {
+                    batch
+                        .as_ref()
+                        .expect("present until the last edge")
+                        .clone_batch()
+                };
+                src.tally[i] += n;
+                let header = on_edge(base, to);
+                let msg = Message {
+                    header,
+                    key: 0,
+                    payload: Payload::Batch(b),
+                };
+                send_input(self.env.id, plan, &mut self.env.outbox, msg);
             }
         }
     }
@@ -123,5 +167,46 @@ impl Shard {
             );
         }
         src.epoch = barrier.id;
+    }
+}
+
+/// The header of an event (or a batch) entering `source` at `at_ns`, with
+/// the policy's deadline and priority.
+fn stamp(
+    policy: &mut dyn Policy,
+    plan: &Plan,
+    source: OperatorId,
+    epoch: u64,
+    at_ns: u64,
+    seq: u64,
+) -> Header {
+    let mut base = Header {
+        actor: ActorId {
+            app: plan.id,
+            op: source,
+        },
+        edge: 0,
+        kind: Kind::User,
+        critical: None,
+        epoch,
+        ingress_ns: at_ns,
+        deadline_ns: at_ns.saturating_add(plan.slo_ns),
+        priority: 0,
+        seq,
+        enqueued_ns: at_ns,
+    };
+    policy.on_ingress(&plan.op_view(source), &mut base);
+    base
+}
+
+/// `base` addressed to operator `op`'s input edge `edge`.
+fn on_edge(base: Header, (op, edge): (OperatorId, EdgeId)) -> Header {
+    Header {
+        actor: ActorId {
+            app: base.actor.app,
+            op,
+        },
+        edge,
+        ..base
     }
 }
