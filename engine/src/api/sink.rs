@@ -31,7 +31,9 @@ pub enum SinkPolicy {
     /// Hold the sink (and so, through the app's message limit, its
     /// clients) until the reader makes room. Nothing is lost.
     Block {
-        /// Outputs (and barriers) the queue holds.
+        /// Outputs (and barriers) the queue holds before the sink waits;
+        /// the batch message that filled it is kept whole, so the queue
+        /// holds at most `capacity + limits::BATCH_EVENTS - 1`.
         capacity: usize,
     },
     /// Make room by dropping the oldest output, counted as dropped.
@@ -104,24 +106,29 @@ impl<T> SinkQueue<T> {
     }
 
     /// The sink's write: under `Block` the shard checked `ready` first, so
-    /// the queue has room (it is the only writer).
+    /// the queue has room for one (it is the only writer).
     fn push(&self, ev: SinkEvent<T>) {
+        self.push_all(std::iter::once(ev));
+    }
+
+    /// The sink's write of a batch's outputs, under one lock. Under `Block`
+    /// the shard checked `ready` (room for one) first, so the queue holds
+    /// at most `capacity + BATCH_EVENTS - 1`: a batch is kept whole rather
+    /// than lost.
+    fn push_all(&self, evs: impl Iterator<Item = SinkEvent<T>>) {
         if self.closed.load(Ordering::Relaxed) {
             return;
         }
         let mut q = self.lock();
-        if q.len() >= self.policy.capacity() {
-            match self.policy {
-                SinkPolicy::DropOldest { .. } => {
+        for ev in evs {
+            if q.len() >= self.policy.capacity() {
+                if let SinkPolicy::DropOldest { .. } = self.policy {
                     q.pop_front();
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
-                // Only a sink run without `ready` (none today) gets here:
-                // one over is kept rather than lost.
-                SinkPolicy::Block { .. } => {}
             }
+            q.push_back(ev);
         }
-        q.push_back(ev);
         self.len.store(q.len(), Ordering::Release);
         let wake = self.waiting.load(Ordering::Relaxed) > 0;
         drop(q);
@@ -295,13 +302,25 @@ impl<T: Send + 'static> ErasedFunction for SinkNode<T> {
     }
     fn run_batch(
         &self,
-        state: &mut dyn ErasedState,
+        _: &mut dyn ErasedState,
         input: Batch,
         header: &Header,
         now_ns: u64,
-        out: &mut Vec<Batch>,
+        _: &mut Vec<Batch>,
     ) {
-        self.f.run_batch(state, input, header, now_ns, out)
+        // What `SinkFn::on_message` does for each, under one lock.
+        let (values, _) = input.into_parts();
+        let values = *values
+            .downcast::<Vec<(u64, T)>>()
+            .expect("the app builder checked this edge's type");
+        let latency_ns = now_ns.saturating_sub(header.ingress_ns);
+        self.queue
+            .push_all(values.into_iter().map(|(key, value)| SinkEvent::Data {
+                key,
+                value,
+                latency_ns,
+                at_ns: now_ns,
+            }));
     }
     fn run_critical(
         &self,
