@@ -2,6 +2,10 @@
 
 mod demo;
 
+/// The allocator of the binaries (see the workspace `Cargo.toml`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

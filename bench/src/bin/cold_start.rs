@@ -22,6 +22,10 @@
 //! sizes 1KiB,1MiB,16MiB,128MiB, 15 samples each, 2 shards pinned, data
 //! under target/cold-start, removed at the end).
 
+/// The allocator of the binaries (see the workspace `Cargo.toml`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

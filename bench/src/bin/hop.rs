@@ -41,6 +41,10 @@
 //! compare the medians. `--only a,b` runs a subset; `--json path` also writes
 //! the table as JSON.
 
+/// The allocator of the binaries (see the workspace `Cargo.toml`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

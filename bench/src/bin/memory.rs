@@ -22,6 +22,10 @@
 //! scenarios, the events waiting in the unread sink), the growth of the
 //! process's resident memory over the run, events accepted and refusals.
 
+/// The allocator of the binaries (see the workspace `Cargo.toml`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -40,6 +40,10 @@
 //! 10 s per configuration, 2 shards, seed 7); `--only fifo-static,dirigo`
 //! for a subset; `--help` for the workload knobs.
 
+/// The allocator of the binaries (see the workspace `Cargo.toml`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -41,6 +41,10 @@
 //! Rerun: `cargo run --release -p dirigo-bench --bin storage` (add
 //! `-- --sizes 1MB,100MB --reps 5 --json storage.json` for a variant).
 
+/// The allocator of the binaries (see the workspace `Cargo.toml`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -41,6 +41,10 @@
 //! `--shards 1,2 --runs 5 --events 4000000 --keys 100000`, pinned; about
 //! 25 s on a 2-core machine); the exact command is printed at the end.
 
+/// The allocator of the binaries (see the workspace `Cargo.toml`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashSet;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

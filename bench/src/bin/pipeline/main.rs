@@ -31,6 +31,10 @@ mod latency;
 mod queued;
 mod rekey;
 
+/// The allocator of the binaries (see the workspace `Cargo.toml`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
@@ -390,6 +394,16 @@ fn latency_table(cli: &Cli) -> Result<(), Error> {
         for &n in &cli.shards {
             let l = latency::run(cfg(n), rate, 1, rate * cli.latency_secs)?;
             row("chain, 1/send", rate, n, l);
+        }
+        // The same with shards that poll for 2 ms before they park: at low
+        // rates a parked shard's wake is most of the latency.
+        for &n in &cli.shards {
+            let polling = NodeConfig {
+                spin_before_park: Duration::from_millis(2),
+                ..cfg(n)
+            };
+            let l = latency::run(polling, rate, 1, rate * cli.latency_secs)?;
+            row("  polling 2 ms", rate, n, l);
         }
     }
     // Batches of 64 at half the 1-shard capacity at batch 64.
