@@ -119,3 +119,31 @@ fn a_sink_capacity_out_of_range_is_a_build_error() {
         assert!(matches!(b.build(), Err(EngineError::InvalidApp { .. })));
     }
 }
+
+#[test]
+fn drain_into_moves_every_output_once_in_order_into_a_reused_buffer() {
+    let node = node();
+    let (a, rx) = app("drained", SinkPolicy::Block { capacity: 10_000 });
+    let h = node.deploy(a).expect("deploys");
+    let src = h.source::<u64>("numbers").expect("source");
+    let mut buf = Vec::new();
+    let mut got = Vec::new();
+    for round in 0..5u64 {
+        src.send_batch(
+            (round * 50..round * 50 + 50).map(|v| (v, v)).collect(),
+            Duration::from_secs(5),
+        )
+        .expect("accepted");
+        h.quiesce(Duration::from_secs(10)).expect("quiesces");
+        let moved = rx.drain_into(&mut buf);
+        assert_eq!(moved, 50, "round {round}: the batch's outputs, once");
+        assert!(rx.is_empty(), "drained");
+        got.extend(buf.drain(..).filter_map(|e| match e {
+            SinkEvent::Data { value, .. } => Some(value),
+            SinkEvent::Barrier(_) => None,
+        }));
+    }
+    assert_eq!(rx.drain_into(&mut buf), 0, "nothing left");
+    assert_eq!(got, (0..250).collect::<Vec<_>>());
+    node.shutdown();
+}

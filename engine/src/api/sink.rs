@@ -192,6 +192,20 @@ impl<T> SinkReceiver<T> {
         }
     }
 
+    /// Move everything received so far onto the end of `out`, under one
+    /// lock: a reader that reuses `out` reads without allocating.
+    /// Returns how many it moved.
+    pub fn drain_into(&self, out: &mut Vec<SinkEvent<T>>) -> usize {
+        if self.is_empty() {
+            return 0;
+        }
+        let mut q = self.queue.lock();
+        let n = q.len();
+        out.extend(q.drain(..));
+        self.queue.len.store(0, Ordering::Release);
+        n
+    }
+
     /// Everything received so far.
     pub fn drain(&self) -> Vec<SinkEvent<T>> {
         let mut q = self.queue.lock();

@@ -163,7 +163,7 @@ impl<F: Function> ErasedFunction for Typed<F> {
         let values = *values
             .downcast::<Vec<(u64, F::In)>>()
             .expect("the app builder checked this edge's type");
-        let mut typed = Vec::new();
+        let mut typed = Vec::with_capacity(values.len());
         let mut out_seqs = SeqsBuilder::default();
         // Each value sees the header it would have had alone: its own seq.
         let mut h = *header;

@@ -190,7 +190,13 @@ pub struct SeqsBuilder {
 
 impl SeqsBuilder {
     /// `n` more outputs of root sequence number `seq`.
+    #[inline]
     pub fn push(&mut self, seq: u64, n: usize) {
+        // The common case: one output, next in line.
+        if n == 1 && self.each.is_none() && self.first.is_some_and(|f| seq == f + self.len) {
+            self.len += 1;
+            return;
+        }
         for _ in 0..n {
             let first = *self.first.get_or_insert(seq);
             match &mut self.each {

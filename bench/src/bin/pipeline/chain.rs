@@ -75,12 +75,12 @@ pub(crate) fn dirigo(
     let reader = std::thread::spawn(move || {
         let mut got = Outputs::default();
         let deadline = Instant::now() + Duration::from_secs(120);
+        let mut evs = Vec::new();
         while got.count < want && Instant::now() < deadline {
-            let evs = out.drain();
-            if evs.is_empty() {
+            if out.drain_into(&mut evs) == 0 {
                 std::thread::yield_now();
             }
-            for ev in evs {
+            for ev in evs.drain(..) {
                 if let SinkEvent::Data { value, .. } = ev {
                     got.count += 1;
                     got.sum = got.sum.wrapping_add(value);
