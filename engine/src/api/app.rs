@@ -47,6 +47,7 @@ pub struct AppBuilder {
     nodes: Vec<NodeSpec>,
     problems: Vec<String>,
     durable: bool,
+    colocated: bool,
 }
 
 impl AppBuilder {
@@ -61,6 +62,7 @@ impl AppBuilder {
             nodes: Vec::new(),
             problems: Vec::new(),
             durable: false,
+            colocated: false,
         }
     }
 
@@ -80,6 +82,16 @@ impl AppBuilder {
     pub fn slo(mut self, slo: Duration) -> Self {
         self.slo = slo;
         self.class = AppClass::LatencyCritical;
+        self
+    }
+
+    /// Home every node of the app on one shard (chosen by the app's name)
+    /// instead of spreading them over the shards: a message goes from one
+    /// operator to the next without crossing shards, so a pipeline pays no
+    /// hop (and no wake of a parked peer) until load makes its operators
+    /// lease other shards' cores.
+    pub fn colocated(mut self) -> Self {
+        self.colocated = true;
         self
     }
 
@@ -285,6 +297,7 @@ impl AppBuilder {
             class: self.class,
             nodes: self.nodes,
             durable: self.durable,
+            colocated: self.colocated,
         })
     }
 }

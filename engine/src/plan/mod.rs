@@ -105,7 +105,7 @@ pub(crate) struct Plan {
 
 /// The home shard of node `node` (index in declaration order: sources,
 /// operators and sinks alike) of the app named `app` on a node of `shards`
-/// shards. Homes spread the actors of all apps over the shards and are
+/// shards (of a colocated app, every node's is node 0's). Homes spread the actors of all apps over the shards and are
 /// reproducible, so a deployment (or a benchmark that wants contention on a
 /// given shard) can know where each lessor runs before it deploys. A
 /// `shards` of 0 counts as 1.
@@ -183,12 +183,14 @@ impl Plan {
             }
         }
         let app_hash = key_hash(app.name.as_bytes());
+        // A colocated app's nodes all live where its first one would.
+        let home = |i: usize| home_of(app_hash, if app.colocated { 0 } else { i }, shards);
         let nodes = app
             .nodes
             .into_iter()
             .zip(outs)
             .enumerate()
-            .map(|(i, (spec, outs))| PlanNode::compile(spec, outs, home_of(app_hash, i, shards)))
+            .map(|(i, (spec, outs))| PlanNode::compile(spec, outs, home(i)))
             .collect();
         Plan {
             id,
@@ -313,6 +315,11 @@ mod tests {
 
     /// A DAG given by each node's inputs (node 0 the source).
     fn plan(inputs: &[&[u16]]) -> Plan {
+        plan_on(inputs, 1, false)
+    }
+
+    /// The same on `shards` shards, colocated or spread.
+    fn plan_on(inputs: &[&[u16]], shards: usize, colocated: bool) -> Plan {
         let nodes = inputs
             .iter()
             .enumerate()
@@ -339,8 +346,20 @@ mod tests {
             class: AppClass::LatencyCritical,
             nodes,
             durable: false,
+            colocated,
         };
-        Plan::compile(app, AppId(1), 1, None)
+        Plan::compile(app, AppId(1), shards, None)
+    }
+
+    #[test]
+    fn a_colocated_app_is_homed_on_one_shard_and_a_spread_one_is_not() {
+        let chain: &[&[u16]] = &[&[], &[0], &[1], &[2], &[3], &[4]];
+        let homes = |p: &Plan| p.nodes.iter().map(|n| n.home).collect::<Vec<_>>();
+        let together = homes(&plan_on(chain, 4, true));
+        assert!(together.iter().all(|&h| h == together[0]), "{together:?}");
+        let spread = homes(&plan_on(chain, 4, false));
+        assert!(spread.iter().any(|&h| h != spread[0]), "{spread:?}");
+        assert_eq!(together[0], spread[0], "node 0 is where it always was");
     }
 
     /// The sequential oracle: walk every path.

@@ -42,6 +42,8 @@ pub struct App {
     pub(crate) class: AppClass,
     pub(crate) nodes: Vec<NodeSpec>,
     pub(crate) durable: bool,
+    /// Every node homed on one shard (`AppBuilder::colocated`).
+    pub(crate) colocated: bool,
 }
 
 impl App {

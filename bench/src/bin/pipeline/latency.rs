@@ -38,9 +38,19 @@ pub(crate) struct Latency {
 
 /// Send `total` events in groups of `batch`, group `g` due at `start +
 /// g * batch / rate`; return the percentiles of due-to-sink time.
-pub(crate) fn run(cfg: NodeConfig, rate: u64, batch: u64, total: u64) -> Result<Latency, Error> {
+/// The app's operators are spread over the shards, or `colocated` on one.
+pub(crate) fn run(
+    cfg: NodeConfig,
+    colocated: bool,
+    rate: u64,
+    batch: u64,
+    total: u64,
+) -> Result<Latency, Error> {
     let node = dirigo_engine::Node::start(cfg)?;
     let mut b = AppBuilder::new("pipeline-latency");
+    if colocated {
+        b = b.colocated();
+    }
     let src = b.source::<u64>("events");
     let a = b.operator("map1", Step(Some), &[src]);
     let f = b.operator("filter", Step(|v| (v != u64::MAX).then_some(v)), &[a]);

@@ -392,8 +392,14 @@ fn latency_table(cli: &Cli) -> Result<(), Error> {
     };
     for &rate in &cli.rates {
         for &n in &cli.shards {
-            let l = latency::run(cfg(n), rate, 1, rate * cli.latency_secs)?;
+            let l = latency::run(cfg(n), false, rate, 1, rate * cli.latency_secs)?;
             row("chain, 1/send", rate, n, l);
+        }
+        // Spread over 2 shards, the chain crosses shards at every hop;
+        // colocated, it crosses none.
+        for &n in cli.shards.iter().filter(|&&n| n > 1) {
+            let l = latency::run(cfg(n), true, rate, 1, rate * cli.latency_secs)?;
+            row("  colocated", rate, n, l);
         }
         // The same with shards that poll for 2 ms before they park: at low
         // rates a parked shard's wake is most of the latency.
@@ -402,7 +408,7 @@ fn latency_table(cli: &Cli) -> Result<(), Error> {
                 spin_before_park: Duration::from_millis(2),
                 ..cfg(n)
             };
-            let l = latency::run(polling, rate, 1, rate * cli.latency_secs)?;
+            let l = latency::run(polling, false, rate, 1, rate * cli.latency_secs)?;
             row("  polling 2 ms", rate, n, l);
         }
     }
@@ -410,7 +416,7 @@ fn latency_table(cli: &Cli) -> Result<(), Error> {
     let (capacity, _) = chain::dirigo(1, cli.events.min(1_000_000), cli.keys, 64)?;
     let rate = (capacity / 2.0) as u64;
     for &n in &cli.shards {
-        let l = latency::run(cfg(n), rate, 64, rate * cli.latency_secs)?;
+        let l = latency::run(cfg(n), false, rate, 64, rate * cli.latency_secs)?;
         row("chain, 64/send", rate, n, l);
     }
     println!("(1-shard capacity of the chain at batch 64: {capacity:.0} ev/s)");
