@@ -77,8 +77,10 @@ pub(crate) fn dirigo(
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut evs = Vec::new();
         while got.count < want && Instant::now() < deadline {
+            // Nothing waiting: block until something is (a spinning reader
+            // would take the core the client and the shard share).
             if out.drain_into(&mut evs) == 0 {
-                std::thread::yield_now();
+                evs.extend(out.recv_timeout(Duration::from_millis(10)));
             }
             for ev in evs.drain(..) {
                 if let SinkEvent::Data { value, .. } = ev {
