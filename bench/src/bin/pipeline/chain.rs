@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use dirigo_engine::{AppBuilder, Context, Function, Merged, SinkEvent};
+use dirigo_engine::{AppBuilder, SinkEvent};
 
-use crate::{batches, start_node, Error};
+use crate::{batches, start_node, timely_total, Error, Step};
 
 /// Outputs seen and their sum: what both engines must end with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -34,19 +34,6 @@ pub(crate) fn oracle(events: u64) -> Outputs {
         o.sum = o.sum.wrapping_add(v);
     }
     o
-}
-
-/// A stateless step: `f` of its input, or nothing.
-struct Step(fn(u64) -> Option<u64>);
-impl Function for Step {
-    type In = u64;
-    type Out = u64;
-    type State = Merged<()>;
-    fn on_message(&self, _: &mut Merged<()>, key: u64, v: u64, ctx: &mut Context<'_, u64>) {
-        if let Some(out) = (self.0)(v) {
-            ctx.emit(key, out);
-        }
-    }
 }
 
 /// The chain as a Dirigo app, its sink, and its source's name.
@@ -143,12 +130,8 @@ pub(crate) fn timely(
         (start.elapsed().as_secs_f64(), out)
     })
     .map_err(|e| format!("timely: {e}"))?;
-    let (mut secs, mut total) = (0.0f64, Outputs::default());
-    for r in results.join() {
-        let (s, o) = r.map_err(|e| format!("timely worker: {e}"))?;
-        secs = secs.max(s);
-        total.count += o.count;
-        total.sum = total.sum.wrapping_add(o.sum);
-    }
-    Ok((events as f64 / secs, total))
+    timely_total(results.join(), events, |t, w: Outputs| {
+        t.count += w.count;
+        t.sum = t.sum.wrapping_add(w.sum);
+    })
 }

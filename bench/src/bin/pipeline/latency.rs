@@ -9,23 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use dirigo_engine::{AppBuilder, Context, Function, Merged, NodeConfig, SinkEvent, SinkReceiver};
+use dirigo_engine::{AppBuilder, NodeConfig, SinkEvent, SinkReceiver};
 use hdrhistogram::Histogram;
 
-use crate::Error;
-
-/// A stateless step: `f` of its input (the due time passes through).
-struct Step(fn(u64) -> Option<u64>);
-impl Function for Step {
-    type In = u64;
-    type Out = u64;
-    type State = Merged<()>;
-    fn on_message(&self, _: &mut Merged<()>, key: u64, v: u64, ctx: &mut Context<'_, u64>) {
-        if let Some(out) = (self.0)(v) {
-            ctx.emit(key, out);
-        }
-    }
-}
+use crate::{Error, Step};
 
 /// Latency percentiles of one open-loop run, µs, and the events seen.
 pub(crate) struct Latency {

@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use dirigo_engine::{
     AppBuilder, BarrierKind, Context, Function, Keyed, Node, NodeConfig, Placement, SinkEvent,
+    SinkReceiver,
 };
 
 #[derive(Parser, Debug)]
@@ -163,12 +164,32 @@ fn feed_timely<A: timely::communication::Allocate>(
 }
 
 fn dirigo(shards: usize, events: u64, keys: u64, batch: usize) -> Result<(f64, Totals), Error> {
-    let node = start_node(shards, batch)?;
     let mut b = AppBuilder::new("pipeline-count");
     let src = b.source::<u64>("events");
     let counted = b.operator("count", Count, &[src]);
     let out = b.sink("out", counted);
-    let app = node.deploy(b.build()?)?;
+    count_to_barrier(
+        start_node(shards, batch)?,
+        b.build()?,
+        out,
+        events,
+        keys,
+        batch,
+    )
+}
+
+/// Deploy `app` (source `events`) on `node`, feed it the input, close the
+/// window, and add up the `(keys, events)` its sink `out` gets before the
+/// barrier; the rate is events over the time from the first send to it.
+fn count_to_barrier(
+    node: Node,
+    app: dirigo_engine::App,
+    out: SinkReceiver<(u64, u64)>,
+    events: u64,
+    keys: u64,
+    batch: usize,
+) -> Result<(f64, Totals), Error> {
+    let app = node.deploy(app)?;
     let src = app.source::<u64>("events")?;
     let input = batches(events, keys, batch);
     let start = Instant::now();
@@ -191,6 +212,41 @@ fn dirigo(shards: usize, events: u64, keys: u64, batch: usize) -> Result<(f64, T
     let secs = start.elapsed().as_secs_f64();
     node.shutdown();
     Ok((events as f64 / secs, got))
+}
+
+/// Timely's workers' (seconds, result) as the rate over the slowest worker
+/// and the results added up.
+fn timely_total<T: Default>(
+    joined: Vec<Result<(f64, T), String>>,
+    events: u64,
+    add: impl Fn(&mut T, T),
+) -> Result<(f64, T), Error> {
+    let (mut secs, mut total) = (0.0f64, T::default());
+    for r in joined {
+        let (s, t) = r.map_err(|e| format!("timely worker: {e}"))?;
+        secs = secs.max(s);
+        add(&mut total, t);
+    }
+    Ok((events as f64 / secs, total))
+}
+
+/// A stateless step: `f` of its input, or nothing.
+struct Step(fn(u64) -> Option<u64>);
+impl Function for Step {
+    type In = u64;
+    type Out = u64;
+    type State = dirigo_engine::Merged<()>;
+    fn on_message(
+        &self,
+        _: &mut dirigo_engine::Merged<()>,
+        key: u64,
+        v: u64,
+        ctx: &mut Context<'_, u64>,
+    ) {
+        if let Some(out) = (self.0)(v) {
+            ctx.emit(key, out);
+        }
+    }
 }
 
 fn timely(workers: usize, events: u64, keys: u64, batch: usize) -> Result<(f64, Totals), Error> {
@@ -237,15 +293,10 @@ fn timely(workers: usize, events: u64, keys: u64, batch: usize) -> Result<(f64, 
         (secs, t)
     })
     .map_err(|e| format!("timely: {e}"))?;
-    let mut secs: f64 = 0.0;
-    let mut total = Totals::default();
-    for r in results.join() {
-        let (s, t) = r.map_err(|e| format!("timely worker: {e}"))?;
-        secs = secs.max(s);
-        total.keys += t.keys;
-        total.events += t.events;
-    }
-    Ok((events as f64 / secs, total))
+    timely_total(results.join(), events, |t, w: Totals| {
+        t.keys += w.keys;
+        t.events += w.events;
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -6,11 +6,11 @@
 //! `exchange`s by each key. Both end with `second`'s keys and events.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use dirigo_engine::{AppBuilder, Barrier, BarrierKind, Context, Function, Keyed, SinkEvent};
+use dirigo_engine::{AppBuilder, Barrier, Context, Function, Keyed};
 
-use crate::{batches, key_of, start_node, Error, Totals};
+use crate::{count_to_barrier, key_of, start_node, timely_total, Error, Totals};
 
 /// The second key of an event of key `k`.
 fn rekey(k: u64, keys: u64) -> u64 {
@@ -67,35 +67,19 @@ pub(crate) fn dirigo(
     keys: u64,
     batch: usize,
 ) -> Result<(f64, Totals), Error> {
-    let node = start_node(shards, batch)?;
     let mut b = AppBuilder::new("pipeline-rekey");
     let src = b.source::<u64>("events");
     let first = b.operator("first", First(keys), &[src]);
     let second = b.operator("second", Second, &[first]);
     let out = b.sink("out", second);
-    let app = node.deploy(b.build()?)?;
-    let src = app.source::<u64>("events")?;
-    let input = batches(events, keys, batch);
-    let start = Instant::now();
-    for b in input {
-        src.send_batch(b, Duration::from_secs(30))
-            .map_err(|r| r.error)?;
-    }
-    app.inject_barrier(BarrierKind::WindowClose, 1)?;
-    let mut got = Totals::default();
-    loop {
-        match out.recv_timeout(Duration::from_secs(60)) {
-            Some(SinkEvent::Data { value: (k, n), .. }) => {
-                got.keys += k;
-                got.events += n;
-            }
-            Some(SinkEvent::Barrier(_)) => break,
-            None => return Err("no barrier at the sink in 60 s".into()),
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    node.shutdown();
-    Ok((events as f64 / secs, got))
+    count_to_barrier(
+        start_node(shards, batch)?,
+        b.build()?,
+        out,
+        events,
+        keys,
+        batch,
+    )
 }
 
 pub(crate) fn timely(
@@ -165,12 +149,8 @@ pub(crate) fn timely(
         (start.elapsed().as_secs_f64(), t)
     })
     .map_err(|e| format!("timely: {e}"))?;
-    let (mut secs, mut total) = (0.0f64, Totals::default());
-    for r in results.join() {
-        let (s, t) = r.map_err(|e| format!("timely worker: {e}"))?;
-        secs = secs.max(s);
-        total.keys += t.keys;
-        total.events += t.events;
-    }
-    Ok((events as f64 / secs, total))
+    timely_total(results.join(), events, |t, w: Totals| {
+        t.keys += w.keys;
+        t.events += w.events;
+    })
 }
