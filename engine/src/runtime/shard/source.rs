@@ -8,9 +8,7 @@
 
 use super::fx::send_input;
 use super::Shard;
-use crate::model::{
-    ActorId, AnyBox, AppId, Barrier, Batch, Header, Kind, Message, OperatorId, Payload,
-};
+use crate::model::{ActorId, AppId, Barrier, Header, Kind, Message, OperatorId, Payload};
 use crate::plan::Plan;
 use crate::protocol::CriticalMark;
 use crate::protocol::EdgeId;
@@ -29,19 +27,27 @@ impl Shard {
             self.stats.dropped += events.len() as u64;
             return;
         };
-        match events.incoming(src.seq + 1) {
-            Incoming::Singles(events) => self.ingest_singles(&plan, source, at_ns, events),
-            Incoming::Batches(batches) => self.ingest_batches(&plan, source, at_ns, batches),
-        }
+        let items: Vec<(u64, Payload)> = match events.incoming(src.seq + 1) {
+            Incoming::Singles(events) => events
+                .into_iter()
+                .map(|(key, v)| (key, Payload::Data(v)))
+                .collect(),
+            Incoming::Batches(batches) => batches
+                .into_iter()
+                .map(|b| (0, Payload::Batch(b)))
+                .collect(),
+        };
+        self.send_from_source(&plan, source, at_ns, items);
     }
 
-    /// One message per event, on every out-edge of the source.
-    fn ingest_singles(
+    /// Each item (one event, or a batch of them) as one message on every
+    /// out-edge of the source: one header and one policy stamp per item.
+    fn send_from_source(
         &mut self,
         plan: &Plan,
         source: OperatorId,
         at_ns: u64,
-        events: Vec<(u64, AnyBox)>,
+        items: Vec<(u64, Payload)>,
     ) {
         let node = plan
             .node(source)
@@ -49,73 +55,32 @@ impl Shard {
         let src = self.sources.get_mut(&(plan.id, source));
         let src = src.expect("`ingest` found the source");
         let cloner = node.source_clone.as_ref().expect("sources have a cloner");
+        let copy = |p: &Payload| match p {
+            Payload::Data(v) => Payload::Data(cloner(v)),
+            Payload::Batch(b) => Payload::Batch(b.clone_batch()),
+            Payload::Barrier(_) => unreachable!("a source's items are data"),
+        };
         let outs = node.outs.len();
-        for (key, value) in events {
-            src.seq += 1;
-            let base = stamp(
-                &mut *self.env.policy,
-                plan,
-                source,
-                src.epoch,
-                at_ns,
-                src.seq,
-            );
-            let mut value = Some(value);
+        for (key, payload) in items {
+            let (first, n) = match &payload {
+                Payload::Batch(b) => (b.first_seq(), b.len() as u64),
+                _ => (src.seq + 1, 1),
+            };
+            assert_eq!(first, src.seq + 1, "batches are cut in order");
+            let base = stamp(&mut *self.env.policy, plan, source, src.epoch, at_ns, first);
+            src.seq += n;
+            let mut payload = Some(payload);
             for (i, &to) in node.outs.iter().enumerate() {
                 let payload = if i + 1 == outs {
-                    value.take().expect("moved once, on the last edge")
+                    payload.take().expect("moved once, on the last edge")
                 } else {
-                    cloner(value.as_ref().expect("present until the last edge"))
-                };
-                src.tally[i] += 1;
-                let header = on_edge(base, to);
-                let msg = Message {
-                    header,
-                    key,
-                    payload: Payload::Data(payload),
-                };
-                send_input(self.env.id, plan, &mut self.env.outbox, msg);
-            }
-        }
-    }
-
-    /// One message per batch, on every out-edge of the source: one header
-    /// and one policy stamp per batch.
-    fn ingest_batches(&mut self, plan: &Plan, source: OperatorId, at_ns: u64, batches: Vec<Batch>) {
-        let node = plan
-            .node(source)
-            .expect("an ingest names a source of its app");
-        let src = self.sources.get_mut(&(plan.id, source));
-        let src = src.expect("`ingest` found the source");
-        let outs = node.outs.len();
-        for batch in batches {
-            let n = batch.len() as u64;
-            assert_eq!(batch.first_seq(), src.seq + 1, "batches are cut in order");
-            let base = stamp(
-                &mut *self.env.policy,
-                plan,
-                source,
-                src.epoch,
-                at_ns,
-                src.seq + 1,
-            );
-            src.seq += n;
-            let mut batch = Some(batch);
-            for (i, &to) in node.outs.iter().enumerate() {
-                let b = if i + 1 == outs {
-                    batch.take().expect("moved once, on the last edge")
-                } else {
-                    batch
-                        .as_ref()
-                        .expect("present until the last edge")
-                        .clone_batch()
+                    copy(payload.as_ref().expect("present until the last edge"))
                 };
                 src.tally[i] += n;
-                let header = on_edge(base, to);
                 let msg = Message {
-                    header,
-                    key: 0,
-                    payload: Payload::Batch(b),
+                    header: on_edge(base, to),
+                    key,
+                    payload,
                 };
                 send_input(self.env.id, plan, &mut self.env.outbox, msg);
             }
