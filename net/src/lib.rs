@@ -1,18 +1,25 @@
-//! Dirigo's networking: how a node is reached from outside. None of it
-//! exists yet; it is the open "node on the network" work, and until then
-//! this crate is empty.
+//! Dirigo's networking: how a node is reached from outside.
 //!
-//! What it will hold (DESIGN.md, "Net"):
+//! Built so far: the binary protocol's wire layer, sans-IO, so the server,
+//! the client and the tests drive the same code:
+//! - `frame`: length-prefixed frames (16-byte header: magic `DG`, kind,
+//!   flags, length, request id) and an incremental decoder that bounds what
+//!   it buffers and turns bad bytes into errors, never panics;
+//! - `wire`: the messages (handshake, requests, responses, subscription
+//!   outputs) as rkyv archives, validated with bytecheck before use;
+//! - `limits`: the protocol's fixed limits.
 //!
-//! - **Thread-per-core serving.** Each shard's glommio executor listens on
-//!   the node's port with `SO_REUSEPORT` and serves the connections it
-//!   accepts; ingest enters the engine on that shard, with no hop through a
-//!   client thread.
-//! - **A binary protocol.** Length-prefixed frames with rkyv payloads, each
-//!   validated with bytecheck on receipt: deploy and undeploy an app from a
-//!   catalog of app kinds, ingest batches (acked when accepted, or when
-//!   durable), subscribe to a sink's outputs, barriers, stats, checkpoint.
-//! - **An HTTP/1.1 front** for the same operations, with SSE for outputs and
-//!   `GET /metrics` in Prometheus text format.
-//! - **Closed by default.** Binds 127.0.0.1 unless told otherwise; an admin
-//!   token and per-app tokens.
+//! To come (DESIGN.md, "Net"; the node issue): per-shard listeners on
+//! glommio's io_uring TCP (`SO_REUSEPORT`), ingest entering the engine on
+//! the shard that read it, the Rust client, the HTTP/1.1 front with SSE and
+//! `GET /metrics`, tokens, and backpressure that reaches the socket.
+
+pub mod error;
+pub mod frame;
+mod kind;
+pub mod limits;
+pub mod wire;
+
+pub use error::{FrameError, WireError};
+pub use frame::{Decoder, Frame, Kind};
+pub use wire::{ErrorCode, Event, Hello, Lag, Message, Output, Request, Response, Welcome};
