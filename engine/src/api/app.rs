@@ -147,6 +147,7 @@ impl AppBuilder {
             type_id: TypeId::of::<T>(),
             type_name: std::any::type_name::<T>(),
             clone,
+            rebatch: crate::func::rebatch::<T>,
             codec,
         };
         Stream {

@@ -205,6 +205,26 @@ impl<F: Function> ErasedFunction for Typed<F> {
     }
 }
 
+/// Events of type `T`, boxed one by one (as logged input is), as batches of
+/// at most `BATCH_EVENTS`, the first of root sequence number `first_seq`.
+pub(crate) fn rebatch<T: Clone + Send + 'static>(
+    events: Vec<(u64, AnyBox)>,
+    first_seq: u64,
+) -> Vec<Batch> {
+    let typed: Vec<(u64, T)> = events
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k,
+                *v.downcast::<T>().expect("a source's events have its type"),
+            )
+        })
+        .collect();
+    let mut out = Vec::with_capacity(typed.len().div_ceil(BATCH_EVENTS));
+    batches_into(typed, Seqs::From(first_seq), &mut out);
+    out
+}
+
 /// `values` (of root sequence numbers `seqs`) as batches of at most
 /// `BATCH_EVENTS`, in order, onto `out`.
 pub(crate) fn batches_into<T: Clone + Send + 'static>(

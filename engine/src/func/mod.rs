@@ -18,7 +18,7 @@ mod persist;
 mod state;
 
 pub(crate) use erased::{
-    batches_into, ErasedFunction, ErasedState, EventCodec, Restore, StateCodec, Typed,
+    batches_into, rebatch, ErasedFunction, ErasedState, EventCodec, Restore, StateCodec, Typed,
 };
 
 pub use function::{Context, Function};

@@ -11,7 +11,7 @@
 mod spec;
 
 pub use spec::App;
-pub(crate) use spec::{Cloner, NodeKind, NodeSpec};
+pub(crate) use spec::{Cloner, NodeKind, NodeSpec, Rebatch};
 
 use std::any::TypeId;
 use std::path::PathBuf;
@@ -62,6 +62,8 @@ pub(crate) struct PlanNode {
     pub home: ShardId,
     pub source_type: Option<(TypeId, &'static str)>,
     pub source_clone: Option<Cloner>,
+    /// A source's boxed events (logged input) as batch messages.
+    pub source_rebatch: Option<Rebatch>,
     /// Durable sources: how events go into and come out of the log.
     pub event_codec: Option<EventCodec>,
     /// What the shards learn of this node, on its own cache lines: every
@@ -123,19 +125,24 @@ impl PlanNode {
     /// A node as the shards run it: its spec, its output edges, its home.
     fn compile(spec: NodeSpec, outs: Vec<(OperatorId, EdgeId)>, home: ShardId) -> PlanNode {
         let inputs = spec.inputs.len().max(1) as u16;
+        let mut source_rebatch = None;
         let (kind, strategy, source_type, source_clone, event_codec) = match spec.kind {
             NodeKind::Source {
                 type_id,
                 type_name,
                 clone,
+                rebatch,
                 codec,
-            } => (
-                PlanKind::Source,
-                Strategy::Sequential,
-                Some((type_id, type_name)),
-                Some(clone),
-                codec,
-            ),
+            } => {
+                source_rebatch = Some(rebatch);
+                (
+                    PlanKind::Source,
+                    Strategy::Sequential,
+                    Some((type_id, type_name)),
+                    Some(clone),
+                    codec,
+                )
+            }
             NodeKind::Operator(f) => {
                 let s = f.strategy();
                 (PlanKind::Function { f, sink: false }, s, None, None, None)
@@ -157,6 +164,7 @@ impl PlanNode {
             home,
             source_type,
             source_clone,
+            source_rebatch,
             event_codec,
             learned: Learned::default(),
         }
@@ -332,6 +340,7 @@ mod tests {
                         clone: Arc::new(|v: &crate::model::AnyBox| {
                             Box::new(*v.downcast_ref::<u64>().expect("u64")) as crate::model::AnyBox
                         }),
+                        rebatch: crate::func::rebatch::<u64>,
                         codec: None,
                     }
                 } else {

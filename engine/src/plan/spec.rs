@@ -16,11 +16,17 @@ use crate::model::{AnyBox, AppClass};
 /// Copies a source's event for its second and later output edges.
 pub(crate) type Cloner = Arc<dyn Fn(&AnyBox) -> AnyBox + Send + Sync>;
 
+/// A source's events, boxed one by one (logged input), as batch messages
+/// of its type, the first of root sequence number `u64`.
+pub(crate) type Rebatch = fn(Vec<(u64, AnyBox)>, u64) -> Vec<crate::model::Batch>;
+
 pub(crate) enum NodeKind {
     Source {
         type_id: TypeId,
         type_name: &'static str,
         clone: Cloner,
+        /// Its boxed events as batches.
+        rebatch: Rebatch,
         /// How its events go into the ingress log (durable sources).
         codec: Option<EventCodec>,
     },

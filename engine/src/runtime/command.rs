@@ -9,7 +9,7 @@ use super::metrics::ShardStats;
 use crate::func::batches_into;
 use crate::func::ErasedState;
 use crate::model::{ActorId, AnyBox, AppId, Barrier, Batch, OperatorId, Seqs};
-use crate::plan::Plan;
+use crate::plan::{Plan, Rebatch};
 use crate::protocol::{LeaseId, ShardId};
 
 /// What a client thread asks of a shard.
@@ -105,10 +105,10 @@ impl Events {
         }
     }
 
-    /// The events as the shard sends them on: a client's batch of two or
-    /// more as batch messages (the first event of sequence number
-    /// `first_seq`), anything else one message per event.
-    pub(crate) fn incoming(self, first_seq: u64) -> Incoming {
+    /// The events as the shard sends them on: two or more as batch
+    /// messages (the first event of sequence number `first_seq`; boxed
+    /// ones through the source's `rebatch`), one as one message.
+    pub(crate) fn incoming(self, first_seq: u64, rebatch: Rebatch) -> Incoming {
         match self {
             Events::Typed {
                 batch,
@@ -116,6 +116,7 @@ impl Events {
                 batches,
                 ..
             } if len > 1 => Incoming::Batches(batches(batch, first_seq)),
+            Events::Boxed(v) if v.len() > 1 => Incoming::Batches(rebatch(v, first_seq)),
             events => Incoming::Singles(events.into_boxed()),
         }
     }

@@ -27,7 +27,11 @@ impl Shard {
             self.stats.dropped += events.len() as u64;
             return;
         };
-        let items: Vec<(u64, Payload)> = match events.incoming(src.seq + 1) {
+        let Some(rebatch) = plan.node(source).and_then(|n| n.source_rebatch) else {
+            self.stats.dropped += events.len() as u64;
+            return;
+        };
+        let items: Vec<(u64, Payload)> = match events.incoming(src.seq + 1, rebatch) {
             Incoming::Singles(events) => events
                 .into_iter()
                 .map(|(key, v)| (key, Payload::Data(v)))
