@@ -73,8 +73,10 @@ pub enum SinkEvent<T> {
         /// End-to-end latency of the root message, ns.
         latency_ns: u64,
         /// When the sink took the output (ns on the node clock,
-        /// `Node::now_ns`): a reader that timestamps its own events measures
-        /// to here, without its own delay in reading the queue.
+        /// `Node::now_ns`; for a batch, when its run began, a few µs at
+        /// most before its last output): a reader that timestamps its own
+        /// events measures to here, without its own delay in reading the
+        /// queue.
         at_ns: u64,
     },
     /// Every data message before this barrier has been delivered above.

@@ -214,6 +214,33 @@ fn count_to_barrier(
     Ok((events as f64 / secs, got))
 }
 
+/// Timely's keyed count: `(key, value)` pairs exchanged by key and counted
+/// per key in a `HashMap`; `out` holds this worker's keys and events.
+fn timely_count<G: timely::dataflow::Scope<Timestamp = u64>>(
+    events: &timely::dataflow::Stream<G, (u64, u64)>,
+    name: &str,
+    out: std::rc::Rc<std::cell::RefCell<Totals>>,
+) -> timely::dataflow::Stream<G, u64> {
+    use timely::dataflow::channels::pact::Exchange;
+    use timely::dataflow::operators::Operator;
+    events.unary(Exchange::new(|x: &(u64, u64)| x.0), name, move |_, _| {
+        let mut counts: HashMap<u64, u64> = HashMap::new();
+        let mut buf = Vec::new();
+        move |input, output| {
+            input.for_each(|cap, data| {
+                data.swap(&mut buf);
+                for (k, _) in buf.drain(..) {
+                    *counts.entry(k).or_insert(0) += 1;
+                }
+                let _ = output.session(&cap);
+            });
+            let mut t = out.borrow_mut();
+            t.keys = counts.len() as u64;
+            t.events = counts.values().sum();
+        }
+    })
+}
+
 /// Timely's workers' (seconds, result) as the rate over the slowest worker
 /// and the results added up.
 fn timely_total<T: Default>(
@@ -250,8 +277,7 @@ impl Function for Step {
 }
 
 fn timely(workers: usize, events: u64, keys: u64, batch: usize) -> Result<(f64, Totals), Error> {
-    use timely::dataflow::channels::pact::Exchange;
-    use timely::dataflow::operators::{Input, Operator, Probe};
+    use timely::dataflow::operators::{Input, Probe};
     use timely::dataflow::{InputHandle, ProbeHandle};
     let results = timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
@@ -260,25 +286,8 @@ fn timely(workers: usize, events: u64, keys: u64, batch: usize) -> Result<(f64, 
         let totals = std::rc::Rc::new(std::cell::RefCell::new(Totals::default()));
         let out = totals.clone();
         worker.dataflow::<u64, _, _>(|scope| {
-            scope
-                .input_from(&mut input)
-                .unary::<u64, _, _, _>(Exchange::new(|x: &(u64, u64)| x.0), "count", move |_, _| {
-                    let mut counts: HashMap<u64, u64> = HashMap::new();
-                    let mut buf = Vec::new();
-                    move |input, output| {
-                        input.for_each(|cap, data| {
-                            data.swap(&mut buf);
-                            for (k, _) in buf.drain(..) {
-                                *counts.entry(k).or_insert(0) += 1;
-                            }
-                            let _ = output.session(&cap);
-                        });
-                        let mut t = out.borrow_mut();
-                        t.keys = counts.len() as u64;
-                        t.events = counts.values().sum();
-                    }
-                })
-                .probe_with(&mut probe);
+            let events = scope.input_from(&mut input);
+            timely_count(&events, "count", out).probe_with(&mut probe);
         });
         let start = Instant::now();
         if index == 0 {
@@ -427,8 +436,16 @@ fn throughput(cli: &Cli) -> Result<(), Error> {
 
 fn latency_table(cli: &Cli) -> Result<(), Error> {
     println!(
-        "{:<16} {:>8} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "latency", "ev/s", "cores", "p50 us", "p99 us", "p99.9 us", "max us", "delivered"
+        "{:<16} {:>8} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "latency",
+        "ev/s",
+        "cores",
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+        "max us",
+        "engine p50",
+        "delivered"
     );
     let cfg = |shards| NodeConfig {
         shards,
@@ -437,8 +454,8 @@ fn latency_table(cli: &Cli) -> Result<(), Error> {
     };
     let row = |what: &str, rate: u64, n: usize, l: latency::Latency| {
         println!(
-            "{what:<16} {rate:>8} {n:>6} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10}",
-            l.p50, l.p99, l.p999, l.max, l.delivered
+            "{what:<16} {rate:>8} {n:>6} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10}",
+            l.p50, l.p99, l.p999, l.max, l.engine_p50, l.delivered
         );
     };
     for &rate in &cli.rates {

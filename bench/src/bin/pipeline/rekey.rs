@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use dirigo_engine::{AppBuilder, Barrier, Context, Function, Keyed};
 
-use crate::{count_to_barrier, key_of, start_node, timely_total, Error, Totals};
+use crate::{count_to_barrier, key_of, start_node, timely_count, timely_total, Error, Totals};
 
 /// The second key of an event of key `k`.
 fn rekey(k: u64, keys: u64) -> u64 {
@@ -99,9 +99,10 @@ pub(crate) fn timely(
         let totals = Rc::new(RefCell::new(Totals::default()));
         let out = totals.clone();
         worker.dataflow::<u64, _, _>(|scope| {
-            scope
-                .input_from(&mut input)
-                .unary(Exchange::new(|x: &(u64, u64)| x.0), "first", move |_, _| {
+            let rekeyed = scope.input_from(&mut input).unary(
+                Exchange::new(|x: &(u64, u64)| x.0),
+                "first",
+                move |_, _| {
                     let mut counts: HashMap<u64, u64> = HashMap::new();
                     let mut buf = Vec::new();
                     move |input, output| {
@@ -114,28 +115,9 @@ pub(crate) fn timely(
                             }
                         });
                     }
-                })
-                .unary::<u64, _, _, _>(
-                    Exchange::new(|x: &(u64, u64)| x.0),
-                    "second",
-                    move |_, _| {
-                        let mut counts: HashMap<u64, u64> = HashMap::new();
-                        let mut buf = Vec::new();
-                        move |input, output| {
-                            input.for_each(|cap, data| {
-                                data.swap(&mut buf);
-                                for (k, _) in buf.drain(..) {
-                                    *counts.entry(k).or_insert(0) += 1;
-                                }
-                                let _ = output.session(&cap);
-                            });
-                            let mut t = out.borrow_mut();
-                            t.keys = counts.len() as u64;
-                            t.events = counts.values().sum();
-                        }
-                    },
-                )
-                .probe_with(&mut probe);
+                },
+            );
+            timely_count(&rekeyed, "second", out).probe_with(&mut probe);
         });
         let start = Instant::now();
         if worker.index() == 0 {
