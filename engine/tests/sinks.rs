@@ -128,6 +128,7 @@ fn drain_into_moves_every_output_once_in_order_into_a_reused_buffer() {
     let src = h.source::<u64>("numbers").expect("source");
     let mut buf = Vec::new();
     let mut got = Vec::new();
+    let start = node.now_ns();
     for round in 0..5u64 {
         src.send_batch(
             (round * 50..round * 50 + 50).map(|v| (v, v)).collect(),
@@ -138,8 +139,17 @@ fn drain_into_moves_every_output_once_in_order_into_a_reused_buffer() {
         let moved = rx.drain_into(&mut buf);
         assert_eq!(moved, 50, "round {round}: the batch's outputs, once");
         assert!(rx.is_empty(), "drained");
+        let now = node.now_ns();
         got.extend(buf.drain(..).filter_map(|e| match e {
-            SinkEvent::Data { value, .. } => Some(value),
+            SinkEvent::Data { value, at_ns, .. } => {
+                // The sink's time is on the node clock, after this test
+                // began and before it read the output.
+                assert!(
+                    start <= at_ns && at_ns <= now,
+                    "at_ns {at_ns} not in {start}..={now}"
+                );
+                Some(value)
+            }
             SinkEvent::Barrier(_) => None,
         }));
     }

@@ -358,3 +358,36 @@ impl<T: Send + 'static> ErasedFunction for SinkNode<T> {
         self.queue.ready()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader blocked in `recv_timeout` is woken by a push, not by its
+    /// timeout: the push sees it waiting and notifies.
+    #[test]
+    fn a_waiting_reader_is_woken_by_the_push() {
+        let (node, rx) = sink::<u64>(SinkPolicy::default());
+        let queue = node.queue.clone();
+        let reader = std::thread::spawn(move || {
+            let t = Instant::now();
+            let got = rx.recv_timeout(Duration::from_secs(30));
+            (got, t.elapsed())
+        });
+        // Let the reader block first.
+        while queue.waiting.load(Ordering::Relaxed) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        queue.push(SinkEvent::Barrier(Barrier {
+            id: 1,
+            kind: crate::model::BarrierKind::Query,
+            tag: 7,
+        }));
+        let (got, waited) = reader.join().expect("reader");
+        assert!(matches!(got, Some(SinkEvent::Barrier(b)) if b.tag == 7));
+        assert!(
+            waited < Duration::from_secs(10),
+            "woken by its timeout: {waited:?}"
+        );
+    }
+}
