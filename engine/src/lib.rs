@@ -99,8 +99,8 @@ pub use exports::*;
 #[cfg(feature = "runtime")]
 mod exports {
     pub use crate::api::{
-        AppBuilder, AppHandle, Node, Rejected, SinkEvent, SinkPolicy, SinkReceiver, SourceHandle,
-        Stream,
+        Ack, AppBuilder, AppHandle, JournalAck, Node, Rejected, SinkEvent, SinkPolicy,
+        SinkReceiver, SourceHandle, Stream,
     };
     pub use crate::durability::Recovery;
     pub use crate::func::{

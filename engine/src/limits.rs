@@ -39,6 +39,12 @@ pub const COMMANDS_PER_TURN: usize = 64;
 /// `io_memory`; `ulimit -l` bounds what can be locked).
 pub const SHARD_IO_MEMORY: usize = 1 << 20;
 
+/// How long a busy shard's dispatcher runs before it yields its task
+/// queue, so the executor polls io_uring and runs the other tasks beside it
+/// (the network layer's connections); only while there are such tasks. A
+/// connection on a busy shard waits about this long at most.
+pub const SHARD_TASK_QUOTA: Duration = Duration::from_micros(500);
+
 /// How long a client waits before it retries a full inbox (and how long
 /// the journal waits, for logged input that must not be refused).
 pub const RETRY_PAUSE: Duration = Duration::from_micros(50);

@@ -40,6 +40,8 @@ pub enum Welcome {
         max_frame: u64,
         /// The most events one ingest may carry.
         max_batch: u64,
+        /// The shard that serves this connection.
+        shard: u32,
     },
     /// Refused; the node closes the connection after this frame.
     Refused {
@@ -50,12 +52,11 @@ pub enum Welcome {
     },
 }
 
-/// One event of an ingest: its key hash and its value in the source's
-/// binary codec (checked by the node before use).
+/// One event of an ingest: its value in the source's binary codec
+/// (checked by the node before use). The node keys it by the source's own
+/// key function, so a client cannot misroute another key's state.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Event {
-    /// The key hash.
-    pub key: u64,
     /// The encoded value.
     pub value: Vec<u8>,
 }
@@ -84,6 +85,12 @@ pub enum Request {
         slo_us: Option<u64>,
         /// Whether it is durable.
         durable: bool,
+        /// The token that may ingest into it and inject its barriers
+        /// (empty: only the admin token).
+        ingest_token: String,
+        /// The token that may subscribe to its sinks and read its stats
+        /// (empty: only the admin token).
+        read_token: String,
     },
     /// Undeploy an app.
     Undeploy {
@@ -140,6 +147,8 @@ pub enum ErrorCode {
     Unauthorized,
     /// No such app, source, sink or kind.
     NotFound,
+    /// The name is taken (an app of that name is deployed).
+    Conflict,
     /// Parameters or events that do not decode or validate.
     InvalidInput,
     /// Over a limit (batch, frame, connections, subscribers).
@@ -228,14 +237,32 @@ where
         Ok(encode(Self::KIND, request, &bytes, max, out)?)
     }
 
-    /// The message in `frame`, validated.
-    fn decode(frame: &Frame) -> Result<Self, WireError> {
+    /// The message in `frame`, validated and read in place (no copy: an
+    /// ingest's events are read straight from the frame).
+    fn access(frame: &Frame) -> Result<&Self::Archived, WireError> {
+        Self::check_kind(frame)?;
+        rkyv::access::<Self::Archived, rancor::Error>(&frame.payload).map_err(|e| {
+            WireError::Invalid {
+                what: std::any::type_name::<Self>(),
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    /// The frame is of this message's kind.
+    fn check_kind(frame: &Frame) -> Result<(), WireError> {
         if frame.kind != Self::KIND {
             return Err(WireError::UnexpectedKind {
                 expected: Self::KIND,
                 got: frame.kind,
             });
         }
+        Ok(())
+    }
+
+    /// The message in `frame`, validated.
+    fn decode(frame: &Frame) -> Result<Self, WireError> {
+        Self::check_kind(frame)?;
         rkyv::from_bytes::<Self, rancor::Error>(&frame.payload).map_err(|e| WireError::Invalid {
             what: std::any::type_name::<Self>(),
             reason: e.to_string(),

@@ -19,15 +19,20 @@ fn requests() -> impl Strategy<Value = Request> {
             name,
             ".{0,40}",
             proptest::option::of(any::<u64>()),
-            any::<bool>()
+            any::<bool>(),
+            (name, name),
         )
             .prop_map(
-                |(kind, name, params_json, slo_us, durable)| Request::Deploy {
-                    kind,
-                    name,
-                    params_json,
-                    slo_us,
-                    durable
+                |(kind, name, params_json, slo_us, durable, (ingest_token, read_token))| {
+                    Request::Deploy {
+                        kind,
+                        name,
+                        params_json,
+                        slo_us,
+                        durable,
+                        ingest_token,
+                        read_token,
+                    }
                 }
             ),
         name.prop_map(|app| Request::Undeploy { app }),
@@ -35,18 +40,12 @@ fn requests() -> impl Strategy<Value = Request> {
         (
             name,
             name,
-            proptest::collection::vec(
-                (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..20)),
-                0..20
-            )
+            proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..20), 0..20)
         )
             .prop_map(|(app, source, ev)| Request::Ingest {
                 app,
                 source,
-                events: ev
-                    .into_iter()
-                    .map(|(key, value)| Event { key, value })
-                    .collect(),
+                events: ev.into_iter().map(|value| Event { value }).collect(),
             }),
         (name, any::<u64>()).prop_map(|(app, window)| Request::Barrier { app, window }),
         (name, name, any::<bool>()).prop_map(|(app, sink, drop)| Request::Subscribe {

@@ -20,4 +20,4 @@ mod source;
 pub use app::{AppBuilder, Stream};
 pub use node::{AppHandle, Node};
 pub use sink::{SinkEvent, SinkPolicy, SinkReceiver};
-pub use source::{Rejected, SourceHandle};
+pub use source::{Ack, JournalAck, Rejected, SourceHandle};

@@ -63,6 +63,34 @@ impl Node {
         self.shards.now_ns()
     }
 
+    /// Run a task on every shard's executor, beside its dispatcher: `make`
+    /// is called on each shard's thread with the shard's number, and its
+    /// future (which need not be `Send`) runs as a cooperative task there,
+    /// until it ends or the node stops. This is how the network layer
+    /// serves connections on the shards that own them.
+    ///
+    /// Such a task must not block its thread (it would stall the shard):
+    /// it sends with [`SourceHandle::send_async`] and injects barriers with
+    /// [`AppHandle::inject_barrier_async`], and leaves blocking calls
+    /// (deploy, stats, checkpoint) to another thread. Data commands it
+    /// sends to its own shard take the shard-local queue, not the inbox. A
+    /// panic ends the task alone (`ShardStats::task_panics`).
+    pub fn spawn_on_shards<F>(&self, make: F) -> Result<()>
+    where
+        F: Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.shards.spawn_on_all(Arc::new(make))
+    }
+
+    /// The shard whose executor the caller runs on, if it is one of this
+    /// node's.
+    pub fn current_shard(&self) -> Option<usize> {
+        self.shards.current_shard()
+    }
+
     /// The configuration the node started with.
     pub fn config(&self) -> &NodeConfig {
         self.shards.cfg()
@@ -414,8 +442,35 @@ impl AppHandle {
     /// `limits::SEND_WAIT`, then refuses with `AppFull`.
     pub fn inject_barrier(&self, kind: BarrierKind, tag: u64) -> Result<Epoch> {
         self.entry.ingress.wait_for_room(SEND_WAIT)?;
+        match self.journal_barrier(kind, tag)? {
+            None => self.entry.ingress.inject_now(kind, tag),
+            Some(rx) => rx.recv().map_err(|_| EngineError::Stopped)?,
+        }
+    }
+
+    /// `inject_barrier` for a task on a shard's executor
+    /// (`Node::spawn_on_shards`): it waits for room, for full inboxes and
+    /// for a durable app's journal by yielding, never blocking the shard's
+    /// thread. Must run on a glommio executor.
+    pub async fn inject_barrier_async(&self, kind: BarrierKind, tag: u64) -> Result<Epoch> {
+        self.entry.ingress.wait_for_room_async(SEND_WAIT).await?;
+        match self.journal_barrier(kind, tag)? {
+            None => self.entry.ingress.inject_now_async(kind, tag).await,
+            Some(rx) => rx.recv_async().await.map_err(|_| EngineError::Stopped)?,
+        }
+    }
+
+    /// A durable app's barrier goes into its ingress log first: sent to
+    /// the journal, whose answer comes on the receiver. `None`: not
+    /// durable, inject it now.
+    #[allow(clippy::type_complexity)]
+    fn journal_barrier(
+        &self,
+        kind: BarrierKind,
+        tag: u64,
+    ) -> Result<Option<flume::Receiver<Result<Epoch>>>> {
         let Some(j) = &self.entry.journal else {
-            return self.entry.ingress.inject_now(kind, tag);
+            return Ok(None);
         };
         if kind == BarrierKind::Checkpoint {
             return Err(EngineError::Durability {
@@ -425,14 +480,14 @@ impl AppHandle {
             });
         }
         self.entry.ingress.ensure_open()?;
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = flume::bounded(1);
         j.tx.send(JournalMsg::Barrier {
             kind,
             tag,
             reply: tx,
         })
         .map_err(|_| EngineError::Stopped)?;
-        rx.recv().map_err(|_| EngineError::Stopped)?
+        Ok(Some(rx))
     }
 
     /// Take a checkpoint of a durable app: every operator's whole state as

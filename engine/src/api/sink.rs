@@ -19,6 +19,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::func::{Context, ErasedFunction, ErasedState, Function, Sequential, StateCodec, Typed};
@@ -92,6 +93,11 @@ struct SinkQueue<T> {
     /// lock, so a push never misses a waiter and never pays a wake
     /// syscall for none.
     waiting: AtomicUsize,
+    /// Tasks waiting for a push (`poll_drain_into`), taken and woken by the
+    /// next push; `has_wakers` says whether there are any. Both changed
+    /// only under `q`'s lock (lock order: `q`, then `wakers`).
+    wakers: Mutex<Vec<Waker>>,
+    has_wakers: AtomicBool,
     /// `q.len()`, for the lock-free `ready` and empty checks.
     len: AtomicUsize,
     policy: SinkPolicy,
@@ -133,10 +139,21 @@ impl<T> SinkQueue<T> {
         }
         self.len.store(q.len(), Ordering::Release);
         let wake = self.waiting.load(Ordering::Relaxed) > 0;
+        let tasks = self.take_wakers();
         drop(q);
         if wake {
             self.pushed.notify_one();
         }
+        tasks.into_iter().for_each(Waker::wake);
+    }
+
+    /// The tasks waiting for a push (call under `q`'s lock).
+    fn take_wakers(&self) -> Vec<Waker> {
+        if !self.has_wakers.load(Ordering::Relaxed) {
+            return Vec::new();
+        }
+        self.has_wakers.store(false, Ordering::Relaxed);
+        std::mem::take(&mut *self.wakers.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     fn pop(&self, q: &mut VecDeque<SinkEvent<T>>) -> Option<SinkEvent<T>> {
@@ -206,6 +223,34 @@ impl<T> SinkReceiver<T> {
         out.extend(q.drain(..));
         self.queue.len.store(0, Ordering::Release);
         n
+    }
+
+    /// `drain_into` for a task: `Ready(n)` with `n > 0` events moved onto
+    /// `out`, or `Pending` with the task's waker kept for the next push.
+    pub fn poll_drain_into(
+        &self,
+        cx: &mut TaskContext<'_>,
+        out: &mut Vec<SinkEvent<T>>,
+    ) -> Poll<usize> {
+        let n = self.drain_into(out);
+        if n > 0 {
+            return Poll::Ready(n);
+        }
+        let mut q = self.queue.lock();
+        if !q.is_empty() {
+            let n = q.len();
+            out.extend(q.drain(..));
+            self.queue.len.store(0, Ordering::Release);
+            return Poll::Ready(n);
+        }
+        let mut w = self.queue.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        if !w.iter().any(|k| k.will_wake(cx.waker())) {
+            w.push(cx.waker().clone());
+        }
+        self.queue.has_wakers.store(true, Ordering::Relaxed);
+        drop(w);
+        drop(q);
+        Poll::Pending
     }
 
     /// Everything received so far.
@@ -281,6 +326,8 @@ pub(super) fn sink<T: Send + 'static>(policy: SinkPolicy) -> (SinkNode<T>, SinkR
         q: Mutex::new(VecDeque::new()),
         pushed: Condvar::new(),
         waiting: AtomicUsize::new(0),
+        wakers: Mutex::new(Vec::new()),
+        has_wakers: AtomicBool::new(false),
         len: AtomicUsize::new(0),
         policy,
         dropped: AtomicU64::new(0),

@@ -7,7 +7,6 @@
 //! journal, which acknowledges them once they are in the ingress log.
 
 use std::marker::PhantomData;
-use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -93,8 +92,57 @@ impl<T: Clone + Send + 'static> SourceHandle<T> {
         events: Vec<(u64, T)>,
         deadline: Instant,
     ) -> std::result::Result<(), Rejected<T>> {
-        let ingress = &self.entry.ingress;
-        let max = ingress.shards().cfg().max_batch;
+        let events = match self.check(events)? {
+            Some(events) => events,
+            None => return Ok(()),
+        };
+        if self.entry.journal.is_none() {
+            return self.send_volatile(events);
+        }
+        let (pending, rx) = self.begin_durable(events)?;
+        let mut wait = JournalWait::new(deadline);
+        let outcome = loop {
+            let got = match wait.deadline {
+                Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
+                None => rx.recv().map_err(|_| flume::RecvTimeoutError::Disconnected),
+            };
+            if let Some(done) = wait.on(got, &pending.slot, &self.entry) {
+                break done;
+            }
+        };
+        end_durable(&self.entry, pending, outcome)
+    }
+
+    /// The same attempt for a task on a shard's executor, cut in two: the
+    /// hand-over (now, in call order) and the acknowledgment (a durable
+    /// app's journal answer, which may be awaited later).
+    fn submit_once(&self, events: Vec<(u64, T)>, deadline: Instant) -> Ack<T> {
+        let events = match self.check(events) {
+            Ok(Some(events)) => events,
+            Ok(None) => return Ack::Done(Ok(())),
+            Err(r) => return Ack::Done(Err(r)),
+        };
+        if self.entry.journal.is_none() {
+            return Ack::Done(self.send_volatile(events));
+        }
+        match self.begin_durable(events) {
+            Ok((pending, rx)) => Ack::Journal(JournalAck {
+                entry: self.entry.clone(),
+                pending,
+                rx,
+                wait: JournalWait::new(deadline),
+                _t: PhantomData,
+            }),
+            Err(r) => Ack::Done(Err(r)),
+        }
+    }
+
+    /// The batch limit; `None` for an empty batch (nothing to send).
+    fn check(
+        &self,
+        events: Vec<(u64, T)>,
+    ) -> std::result::Result<Option<Vec<(u64, T)>>, Rejected<T>> {
+        let max = self.entry.ingress.shards().cfg().max_batch;
         if events.len() > max {
             let error = EngineError::BatchTooLarge {
                 len: events.len(),
@@ -102,13 +150,14 @@ impl<T: Clone + Send + 'static> SourceHandle<T> {
             };
             return Err(Rejected { error, events });
         }
-        if events.is_empty() {
-            return Ok(());
-        }
-        if let Some(j) = &self.entry.journal {
-            return self.send_durable(&j.tx, events, deadline);
-        }
-        ingress
+        Ok((!events.is_empty()).then_some(events))
+    }
+
+    /// An app that is not durable: straight to the source's shard (its
+    /// local queue when the caller runs on it).
+    fn send_volatile(&self, events: Vec<(u64, T)>) -> std::result::Result<(), Rejected<T>> {
+        self.entry
+            .ingress
             .ingest(self.op, None, Events::typed(events), Credit::Client)
             .map_err(|(error, events)| Rejected {
                 error,
@@ -116,16 +165,17 @@ impl<T: Clone + Send + 'static> SourceHandle<T> {
             })
     }
 
-    /// A durable app's ingest: encode here (off the journal thread), reserve
-    /// room, then hand the events to the journal, which logs them with its
-    /// next group commit and forwards them.
-    fn send_durable(
+    /// A durable app's ingest, up to the wait: encode here (off the
+    /// journal thread), reserve room, then hand the events to the journal,
+    /// which logs them with its next group commit and forwards them.
+    fn begin_durable(
         &self,
-        journal: &Sender<JournalMsg>,
         events: Vec<(u64, T)>,
-        deadline: Instant,
-    ) -> std::result::Result<(), Rejected<T>> {
+    ) -> std::result::Result<(PendingDurable, flume::Receiver<IngestOutcome>), Rejected<T>> {
         let ingress = &self.entry.ingress;
+        let Some(journal) = &self.entry.journal else {
+            unreachable!("called for durable apps only")
+        };
         if let Err(error) = ingress.ensure_open() {
             return Err(Rejected { error, events });
         }
@@ -148,7 +198,7 @@ impl<T: Clone + Send + 'static> SourceHandle<T> {
             return Err(Rejected { error, events });
         }
         let slot: EventSlot = Arc::new(Mutex::new(Some(erased)));
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = flume::unbounded();
         let msg = JournalMsg::Ingest {
             source: self.op,
             at_ns: ingress.shards().now_ns(),
@@ -156,70 +206,13 @@ impl<T: Clone + Send + 'static> SourceHandle<T> {
             encoded,
             reply: tx,
         };
-        if journal.send(msg).is_err() {
+        if journal.tx.send(msg).is_err() {
             ingress.release(msgs);
             let events = take_back(&slot).map(unerase).unwrap_or_default();
             let error = EngineError::Stopped;
             return Err(Rejected { error, events });
         }
-        let outcome = self.await_journal(&rx, &slot, deadline);
-        if !matches!(
-            outcome,
-            Ok(()) | Err((EngineError::LoggedNotApplied { .. }, _))
-        ) {
-            // Not forwarded: no shard will count this room as taken.
-            ingress.release(msgs);
-        }
-        outcome.map_err(|(error, events)| Rejected {
-            error,
-            events: unerase(events),
-        })
-    }
-
-    /// Wait for the journal's answer to a durable send until `deadline`.
-    /// `Ok`: applied. A timeout before the journal took the events takes
-    /// them back (`Timeout`, never logged; the caller hands them back).
-    /// Once taken, the wait goes on for the log's outcome, which only the
-    /// disk delays; logged but not yet applied at the deadline is
-    /// `LoggedNotApplied`.
-    fn await_journal(
-        &self,
-        rx: &mpsc::Receiver<IngestOutcome>,
-        slot: &EventSlot,
-        deadline: Instant,
-    ) -> std::result::Result<(), (EngineError, Vec<(u64, AnyBox)>)> {
-        let start = Instant::now();
-        let not_applied = || {
-            let app = self.entry.ingress.plan().name.clone();
-            Err((EngineError::LoggedNotApplied { app }, Vec::new()))
-        };
-        let (mut logged, mut deadline) = (false, Some(deadline));
-        loop {
-            let got = match deadline {
-                Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
-                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-            };
-            match got {
-                Ok(IngestOutcome::Applied) => return Ok(()),
-                Ok(IngestOutcome::Logged) if deadline.is_none() => return not_applied(),
-                Ok(IngestOutcome::Logged) => logged = true,
-                Ok(IngestOutcome::Refused(e, events)) => return Err((e, events)),
-                Ok(IngestOutcome::Unknown(e)) => return Err((e, Vec::new())),
-                Err(mpsc::RecvTimeoutError::Timeout) if logged => return not_applied(),
-                Err(mpsc::RecvTimeoutError::Timeout) => match take_back(slot) {
-                    // Taken back before the journal took them: never logged.
-                    Some(events) => return Err((EngineError::Timeout(start.elapsed()), events)),
-                    None => deadline = None, // being logged: wait for the disk
-                },
-                // Logged, then the journal stopped before the shard took
-                // them: recovery applies them.
-                Err(mpsc::RecvTimeoutError::Disconnected) if logged => return not_applied(),
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let events = take_back(slot).unwrap_or_default();
-                    return Err((EngineError::Stopped, events));
-                }
-            }
-        }
+        Ok((PendingDurable { slot, msgs }, rx))
     }
 
     /// Like `try_send_batch`, but waits out backpressure for up to
@@ -237,16 +230,42 @@ impl<T: Clone + Send + 'static> SourceHandle<T> {
         loop {
             match self.send_once(events, deadline) {
                 Ok(()) => return Ok(()),
-                Err(r)
-                    if matches!(
-                        r.error,
-                        EngineError::Backpressure { .. } | EngineError::AppFull { .. }
-                    ) && Instant::now() < deadline =>
-                {
+                Err(r) if retryable(&r.error) && Instant::now() < deadline => {
                     events = r.events;
                     std::thread::sleep(RETRY_PAUSE);
                 }
                 Err(r) => return Err(r),
+            }
+        }
+    }
+
+    /// `send_batch` for a task on a shard's executor (`Node::spawn_on_shards`):
+    /// it waits out backpressure and a durable app's journal by yielding
+    /// to the executor, never blocking the shard's thread. Sent from a
+    /// shard to a source homed on it, the batch takes the shard-local
+    /// queue. Must run on a glommio executor.
+    pub async fn send_async(
+        &self,
+        events: Vec<(u64, T)>,
+        timeout: Duration,
+    ) -> std::result::Result<(), Rejected<T>> {
+        self.submit_async(events, timeout).await.wait().await
+    }
+
+    /// Hand a batch over from a task on a shard's executor, in call order,
+    /// waiting out backpressure for up to `timeout` by yielding; the
+    /// [`Ack`] says when it is accepted. A task that submits batch after
+    /// batch, awaiting each `submit_async` but not each `Ack`, keeps them
+    /// in order and lets a durable app's journal commit them together.
+    pub async fn submit_async(&self, mut events: Vec<(u64, T)>, timeout: Duration) -> Ack<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.submit_once(events, deadline) {
+                Ack::Done(Err(r)) if retryable(&r.error) && Instant::now() < deadline => {
+                    events = r.events;
+                    glommio::timer::sleep(RETRY_PAUSE).await;
+                }
+                ack => return ack,
             }
         }
     }
@@ -256,6 +275,163 @@ impl<T: Clone + Send + 'static> SourceHandle<T> {
     pub fn send(&self, key: u64, value: T) -> Result<()> {
         self.send_batch(vec![(key, value)], SEND_WAIT)
             .map_err(|r| r.error)
+    }
+}
+
+/// A durable send's end: its room given back unless it was forwarded.
+fn end_durable<T: 'static>(
+    entry: &AppEntry,
+    pending: PendingDurable,
+    outcome: Outcome,
+) -> std::result::Result<(), Rejected<T>> {
+    if !matches!(
+        outcome,
+        Ok(()) | Err((EngineError::LoggedNotApplied { .. }, _))
+    ) {
+        // Not forwarded: no shard will count this room as taken.
+        entry.ingress.release(pending.msgs);
+    }
+    outcome.map_err(|(error, events)| Rejected {
+        error,
+        events: unerase(events),
+    })
+}
+
+/// What became of a batch handed over by [`SourceHandle::submit_async`].
+pub enum Ack<T> {
+    /// Known at once: an app that is not durable took it (or refused it).
+    Done(std::result::Result<(), Rejected<T>>),
+    /// A durable app's journal has it: its answer comes when the ingress
+    /// log committed the batch.
+    Journal(JournalAck<T>),
+}
+
+/// A durable app's acknowledgment to come (see [`Ack`]).
+pub struct JournalAck<T> {
+    entry: Arc<AppEntry>,
+    pending: PendingDurable,
+    rx: flume::Receiver<IngestOutcome>,
+    wait: JournalWait,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T: 'static> Ack<T> {
+    /// The outcome: `Ok` once the batch is accepted (a durable app's: in
+    /// the log and handed to its shard), as `SourceHandle::send_batch`
+    /// says. Waits by yielding; must run on a glommio executor.
+    pub async fn wait(self) -> std::result::Result<(), Rejected<T>> {
+        let mut j = match self {
+            Ack::Done(r) => return r,
+            Ack::Journal(j) => j,
+        };
+        let outcome = loop {
+            let got = match j.wait.deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    futures_lite::future::or(
+                        async {
+                            j.rx.recv_async()
+                                .await
+                                .map_err(|_| flume::RecvTimeoutError::Disconnected)
+                        },
+                        async {
+                            glommio::timer::sleep(left).await;
+                            Err(flume::RecvTimeoutError::Timeout)
+                        },
+                    )
+                    .await
+                }
+                None => {
+                    j.rx.recv_async()
+                        .await
+                        .map_err(|_| flume::RecvTimeoutError::Disconnected)
+                }
+            };
+            if let Some(done) = j.wait.on(got, &j.pending.slot, &j.entry) {
+                break done;
+            }
+        };
+        end_durable(&j.entry, j.pending, outcome)
+    }
+}
+
+/// Whether a refusal passes with time: the shard or the app is full.
+fn retryable(e: &EngineError) -> bool {
+    matches!(
+        e,
+        EngineError::Backpressure { .. } | EngineError::AppFull { .. }
+    )
+}
+
+/// A durable send handed to the journal: its events until the journal
+/// takes them, and the room it reserved.
+struct PendingDurable {
+    slot: EventSlot,
+    msgs: u64,
+}
+
+/// Waiting for the journal's answer to a durable send, until `deadline`:
+/// the decisions, shared by the blocking and the async wait. A timeout
+/// before the journal took the events takes them back (`Timeout`, never
+/// logged). Once taken, the wait goes on for the log's outcome, which only
+/// the disk delays; logged but not yet applied at the deadline is
+/// `LoggedNotApplied`.
+struct JournalWait {
+    start: Instant,
+    logged: bool,
+    /// `None`: past it, and the journal has the events: wait for the disk.
+    deadline: Option<Instant>,
+}
+
+type Outcome = std::result::Result<(), (EngineError, Vec<(u64, AnyBox)>)>;
+
+impl JournalWait {
+    fn new(deadline: Instant) -> JournalWait {
+        JournalWait {
+            start: Instant::now(),
+            logged: false,
+            deadline: Some(deadline),
+        }
+    }
+
+    /// What one wait gave; `None`: wait again (with `self.deadline`).
+    fn on(
+        &mut self,
+        got: std::result::Result<IngestOutcome, flume::RecvTimeoutError>,
+        slot: &EventSlot,
+        entry: &AppEntry,
+    ) -> Option<Outcome> {
+        use flume::RecvTimeoutError::{Disconnected, Timeout};
+        let not_applied = || {
+            let app = entry.ingress.plan().name.clone();
+            Some(Err((EngineError::LoggedNotApplied { app }, Vec::new())))
+        };
+        match got {
+            Ok(IngestOutcome::Applied) => Some(Ok(())),
+            Ok(IngestOutcome::Logged) if self.deadline.is_none() => not_applied(),
+            Ok(IngestOutcome::Logged) => {
+                self.logged = true;
+                None
+            }
+            Ok(IngestOutcome::Refused(e, events)) => Some(Err((e, events))),
+            Ok(IngestOutcome::Unknown(e)) => Some(Err((e, Vec::new()))),
+            Err(Timeout) if self.logged => not_applied(),
+            Err(Timeout) => match take_back(slot) {
+                // Taken back before the journal took them: never logged.
+                Some(events) => Some(Err((EngineError::Timeout(self.start.elapsed()), events))),
+                None => {
+                    self.deadline = None; // being logged: wait for the disk
+                    None
+                }
+            },
+            // Logged, then the journal stopped before the shard took them:
+            // recovery applies them.
+            Err(Disconnected) if self.logged => not_applied(),
+            Err(Disconnected) => {
+                let events = take_back(slot).unwrap_or_default();
+                Some(Err((EngineError::Stopped, events)))
+            }
+        }
     }
 }
 

@@ -92,13 +92,13 @@ enum Logged {
         source: OperatorId,
         at_ns: u64,
         events: Vec<(u64, AnyBox)>,
-        reply: Sender<IngestOutcome>,
+        reply: flume::Sender<IngestOutcome>,
     },
     Barrier {
         pos: u64,
         kind: BarrierKind,
         tag: u64,
-        reply: Sender<Result<Epoch>>,
+        reply: flume::Sender<Result<Epoch>>,
     },
     Checkpoint {
         pos: u64,
@@ -270,7 +270,7 @@ impl Journal {
         at_ns: u64,
         slot: EventSlot,
         encoded: Vec<rkyv::util::AlignedVec>,
-        reply: Sender<IngestOutcome>,
+        reply: flume::Sender<IngestOutcome>,
     ) -> Option<Logged> {
         let events = take(&slot)?;
         if let Err(e) = self.admit() {
@@ -318,7 +318,7 @@ impl Journal {
         &mut self,
         kind: BarrierKind,
         tag: u64,
-        reply: Sender<Result<Epoch>>,
+        reply: flume::Sender<Result<Epoch>>,
     ) -> Option<Logged> {
         if let Err(e) = self.admit() {
             let _ = reply.send(Err(e));

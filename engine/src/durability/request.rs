@@ -47,13 +47,14 @@ pub(crate) enum JournalMsg {
         at_ns: u64,
         events: EventSlot,
         encoded: Vec<AlignedVec>,
-        reply: Sender<IngestOutcome>,
+        /// flume: a blocking client and a task on a shard both wait on it.
+        reply: flume::Sender<IngestOutcome>,
     },
     /// Log a client barrier, then inject it at every source.
     Barrier {
         kind: BarrierKind,
         tag: u64,
-        reply: Sender<Result<Epoch>>,
+        reply: flume::Sender<Result<Epoch>>,
     },
     /// Take a checkpoint: the reply carries its number once committed.
     Checkpoint {

@@ -46,11 +46,18 @@ pub(crate) enum Command {
         reply: Sender<usize>,
     },
     Stats(Sender<ShardStats>),
+    /// Start a task on the shard's executor, beside the dispatcher.
+    Spawn(Arc<TaskMaker>),
     Stop,
     /// Panic the shard's thread (`fault-injection` builds only).
     #[cfg(feature = "fault-injection")]
     Panic,
 }
+
+/// Makes the future of a task for a shard (given its number), on that
+/// shard's thread: the future need not be `Send`.
+pub(crate) type TaskMaker =
+    dyn Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send + Sync;
 
 /// The events of an ingest command: boxed one by one (what the journal or
 /// a replay forwards), or a client's typed batch as it was handed over,

@@ -250,70 +250,74 @@ impl AppIngress {
     /// reserves unchecked), then `AppFull`.
     pub(crate) fn wait_for_room(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        let limit = self.shards.cfg().max_in_flight as u64;
-        loop {
-            let load = in_flight(&self.gate, &self.plan.counters);
-            if load <= limit {
-                return Ok(());
-            }
-            self.ensure_open()?;
-            if Instant::now() >= deadline {
-                let app = self.plan.name.clone();
-                return Err(EngineError::AppFull {
-                    app,
-                    in_flight: load,
-                    limit,
-                });
-            }
+        while !self.has_room(deadline)? {
             std::thread::sleep(RETRY_PAUSE);
         }
+        Ok(())
+    }
+
+    /// `wait_for_room` for a task on a shard: it waits by yielding.
+    pub(crate) async fn wait_for_room_async(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !self.has_room(deadline)? {
+            glommio::timer::sleep(RETRY_PAUSE).await;
+        }
+        Ok(())
+    }
+
+    /// Whether the app is under its limit now; `AppFull` past `deadline`.
+    fn has_room(&self, deadline: Instant) -> Result<bool> {
+        let limit = self.shards.cfg().max_in_flight as u64;
+        let load = in_flight(&self.gate, &self.plan.counters);
+        if load <= limit {
+            return Ok(true);
+        }
+        self.ensure_open()?;
+        if Instant::now() >= deadline {
+            let app = self.plan.name.clone();
+            return Err(EngineError::AppFull {
+                app,
+                in_flight: load,
+                limit,
+            });
+        }
+        Ok(false)
     }
 
     /// Inject a barrier at every source now (the journal's path, and every
-    /// barrier of an app that is not durable). All or nothing: a barrier
-    /// that some sources took and others not would break barrier order, so
-    /// every source's command is counted first, then each is sent, waiting
-    /// out a full inbox for as long as the node runs.
+    /// barrier of an app that is not durable), waiting out full inboxes by
+    /// sleeping.
     pub(crate) fn inject_now(&self, kind: BarrierKind, tag: u64) -> Result<Epoch> {
-        let mut last = self.barrier.lock().map_err(|_| EngineError::Stopped)?;
-        let barrier = Barrier {
-            id: *last + 1,
-            kind,
-            tag,
+        let last = self.barrier.lock().map_err(|_| EngineError::Stopped)?;
+        let mut inj = Injection::begin(self, last, kind, tag)?;
+        loop {
+            match inj.send_next() {
+                Some(r) => return r,
+                None => std::thread::sleep(RETRY_PAUSE),
+            }
+        }
+    }
+
+    /// `inject_now` for a task on a shard: the barrier counter's lock is
+    /// tried, never waited for, and a full inbox is waited out by
+    /// yielding, so the shard's thread never blocks.
+    pub(crate) async fn inject_now_async(&self, kind: BarrierKind, tag: u64) -> Result<Epoch> {
+        let last = loop {
+            match self.barrier.try_lock() {
+                Ok(g) => break g,
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    glommio::timer::sleep(RETRY_PAUSE).await
+                }
+                Err(std::sync::TryLockError::Poisoned(_)) => return Err(EngineError::Stopped),
+            }
         };
-        let sources = self.source_homes();
-        for entered in 0..sources.len() {
-            if let Err(e) = self.begin_submit() {
-                (0..entered).for_each(|_| self.gate.undo());
-                return Err(e);
+        let mut inj = Injection::begin(self, last, kind, tag)?;
+        loop {
+            match inj.send_next() {
+                Some(r) => return r,
+                None => glommio::timer::sleep(RETRY_PAUSE).await,
             }
         }
-        // Each source's barrier becomes a message per out-edge: reserved
-        // unchecked (a barrier is never refused for room).
-        let cost = |source| self.cost(source, 1);
-        sources
-            .iter()
-            .for_each(|&(s, _)| self.gate.reserve(cost(s)));
-        for (sent, &(source, home)) in sources.iter().enumerate() {
-            let cmd = Command::Barrier {
-                app: self.id(),
-                source,
-                barrier,
-            };
-            if let Err((e, _)) = self.submit(home, cmd, true) {
-                for &(s, _) in &sources[sent..] {
-                    self.gate.undo();
-                    self.gate.release(cost(s));
-                }
-                if sent > 0 {
-                    // Some sources have it: its id is used.
-                    *last = barrier.id;
-                }
-                return Err(e);
-            }
-        }
-        *last = barrier.id;
-        Ok(barrier.id)
     }
 
     /// Every source of the app, with its home shard.
@@ -351,6 +355,84 @@ impl AppIngress {
             }
             std::thread::sleep(QUIESCE_POLL);
         }
+    }
+}
+
+/// A barrier being injected, all or nothing: a barrier that some sources
+/// took and others not would break barrier order, so every source's command
+/// is counted first, then each is sent, a full inbox waited out by the
+/// driver (`inject_now` sleeps, `inject_now_async` yields), for as long as
+/// the node runs. Holds the app's barrier counter meanwhile, so injections
+/// are ordered.
+struct Injection<'a> {
+    ingress: &'a AppIngress,
+    last: std::sync::MutexGuard<'a, Epoch>,
+    barrier: Barrier,
+    sources: Vec<(OperatorId, usize)>,
+    sent: usize,
+}
+
+impl<'a> Injection<'a> {
+    fn begin(
+        ingress: &'a AppIngress,
+        last: std::sync::MutexGuard<'a, Epoch>,
+        kind: BarrierKind,
+        tag: u64,
+    ) -> Result<Injection<'a>> {
+        let barrier = Barrier {
+            id: *last + 1,
+            kind,
+            tag,
+        };
+        let sources = ingress.source_homes();
+        for entered in 0..sources.len() {
+            if let Err(e) = ingress.begin_submit() {
+                (0..entered).for_each(|_| ingress.gate.undo());
+                return Err(e);
+            }
+        }
+        // Each source's barrier becomes a message per out-edge: reserved
+        // unchecked (a barrier is never refused for room).
+        for &(s, _) in &sources {
+            ingress.gate.reserve(ingress.cost(s, 1));
+        }
+        Ok(Injection {
+            ingress,
+            last,
+            barrier,
+            sources,
+            sent: 0,
+        })
+    }
+
+    /// Send to the sources not yet sent to: `Some` when done (or failed),
+    /// `None` when an inbox is full (try again).
+    fn send_next(&mut self) -> Option<Result<Epoch>> {
+        let ing = self.ingress;
+        while let Some(&(source, home)) = self.sources.get(self.sent) {
+            let cmd = Command::Barrier {
+                app: ing.id(),
+                source,
+                barrier: self.barrier,
+            };
+            match ing.shards.try_command(home, cmd) {
+                Ok(()) => self.sent += 1,
+                Err(TrySendError::Full(_)) if !ing.shards.is_stopped() => return None,
+                Err(_) => {
+                    for &(s, _) in &self.sources[self.sent..] {
+                        ing.gate.undo();
+                        ing.gate.release(ing.cost(s, 1));
+                    }
+                    if self.sent > 0 {
+                        // Some sources have it: its id is used.
+                        *self.last = self.barrier.id;
+                    }
+                    return Some(Err(ing.shards.gone(home)));
+                }
+            }
+        }
+        *self.last = self.barrier.id;
+        Some(Ok(self.barrier.id))
     }
 }
 

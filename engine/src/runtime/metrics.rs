@@ -145,6 +145,9 @@ pub struct ShardStats {
     pub dropped: u64,
     /// Times the shard slept on its doorbell, idle.
     pub parks: u64,
+    /// Tasks beside the dispatcher (`Node::spawn_on_shards`) that ended in
+    /// a panic: each ended alone, the shard ran on.
+    pub task_panics: u64,
     /// Messages queued here (at lessors, held behind barriers, at lessees,
     /// behind full rings), all apps, at the snapshot.
     pub backlog: usize,

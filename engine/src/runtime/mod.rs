@@ -7,6 +7,7 @@
 //! - `ingress`: the low-level door into one app (counted sends, barriers,
 //!   quiescence), shared by the client API and the durable journal;
 //! - `command`: what a client asks of a shard;
+//! - `local`: the shard-local door for tasks on a shard's own executor;
 //! - `clock`: the node clock and the load gauges;
 //! - `config`: the node's knobs (here rather than in `api` because the
 //!   shards read them; `api` re-exports them);
@@ -19,6 +20,7 @@ pub(crate) mod clock;
 pub(crate) mod command;
 pub(crate) mod config;
 pub(crate) mod ingress;
+pub(crate) mod local;
 pub(crate) mod metrics;
 mod shard;
 pub(crate) mod shards;

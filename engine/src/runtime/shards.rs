@@ -9,7 +9,7 @@
 //! shard's doorbell, which wakes the shard only if it parked.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -19,6 +19,7 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement as GPlacement}
 use super::clock::{Clock, Gauge};
 use super::command::Command;
 use super::config::{NodeConfig, Placement};
+use super::local;
 use super::metrics::{NodeStats, ShardStats};
 use super::shard::{Packet, Shard, ShardParts};
 use crate::limits::{CONTROL_TIMEOUT, DEATH_RECORD_WAIT, RETRY_PAUSE, SHARD_IO_MEMORY};
@@ -47,7 +48,13 @@ pub(crate) struct Shards {
     stopped: AtomicBool,
     /// Per shard, the panic that killed its thread, once it died.
     deaths: Arc<[OnceLock<String>]>,
+    /// This node's number in the process (`local`: a shard thread knows
+    /// which node's shard it runs).
+    node_id: u64,
 }
+
+/// Numbers the nodes of a process.
+static NODES: AtomicU64 = AtomicU64::new(1);
 
 /// The threads of a node's shards, joined when the node stops.
 pub(crate) type ShardThreads = Vec<ExecutorJoinHandle<()>>;
@@ -62,6 +69,7 @@ impl Shards {
         let mesh = Mesh::<Packet>::full(n, cfg.ring_capacity)?;
         let gauges: Arc<[Gauge]> = (0..n).map(|_| Gauge::default()).collect();
         let deaths: Arc<[OnceLock<String>]> = (0..n).map(|_| OnceLock::new()).collect();
+        let node_id = NODES.fetch_add(1, Ordering::Relaxed);
         let mut links = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
         for (i, ends) in mesh.ends.into_iter().enumerate() {
@@ -80,6 +88,7 @@ impl Shards {
                 commands,
                 control,
                 gauges: gauges.clone(),
+                node_id,
             };
             let placement = match cfg.placement {
                 Placement::Pinned => GPlacement::Fixed(cores[i % cores.len()]),
@@ -93,6 +102,7 @@ impl Shards {
             links,
             stopped: AtomicBool::new(false),
             deaths,
+            node_id,
         };
         Ok((Arc::new(shards), threads))
     }
@@ -115,16 +125,36 @@ impl Shards {
         self.stopped.load(Ordering::SeqCst)
     }
 
-    /// Send a data command (ingest, barrier) to `shard`'s bounded inbox,
-    /// ringing its doorbell; a full inbox hands the command back.
+    /// Send a data command (ingest, barrier) to `shard`: into its local
+    /// queue when the caller runs on that shard's thread (`local`), else
+    /// into its bounded inbox; then ring its doorbell (a no-op unless it
+    /// parked). A full queue hands the command back.
     pub(crate) fn try_command(
         &self,
         shard: usize,
         cmd: Command,
     ) -> std::result::Result<(), TrySendError<Command>> {
         let link = &self.links[shard];
-        link.tx.try_send(cmd)?;
+        match local::try_push(self.node_id, shard, cmd) {
+            Ok(()) => {}
+            Err(TrySendError::Disconnected(cmd)) => link.tx.try_send(cmd)?,
+            Err(full) => return Err(full),
+        }
         link.bell.ring();
+        Ok(())
+    }
+
+    /// The shard whose thread the caller runs on, if it is one of ours.
+    pub(crate) fn current_shard(&self) -> Option<usize> {
+        local::current_shard(self.node_id)
+    }
+
+    /// Run `make(shard)`'s future as a task on every shard's executor
+    /// (`Command::Spawn`), beside the dispatcher.
+    pub(crate) fn spawn_on_all(&self, make: Arc<super::command::TaskMaker>) -> Result<()> {
+        for s in 0..self.count() {
+            self.control(s, Command::Spawn(make.clone()))?;
+        }
         Ok(())
     }
 
@@ -279,7 +309,8 @@ fn spawn(
         .io_memory(SHARD_IO_MEMORY)
         .spawn(move || async move {
             let gauges = parts.gauges.clone();
-            let run = AssertUnwindSafe(Shard::new(parts).run());
+            let local = local::install(parts.node_id, i, parts.cfg.inbox_capacity);
+            let run = AssertUnwindSafe(Shard::new(parts, local).run());
             if let Err(p) = run.catch_unwind().await {
                 // No lessor may pick a dead shard as the least loaded.
                 gauges[i].backlog.store(usize::MAX, Ordering::Relaxed);

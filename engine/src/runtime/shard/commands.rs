@@ -17,7 +17,7 @@ use crate::limits::COMMANDS_PER_TURN;
 use crate::model::{ActorId, AppId, Message, OperatorId};
 use crate::plan::{Plan, PlanKind};
 use crate::protocol::{LeaseId, Lessor, ShardId};
-use crate::runtime::command::Command;
+use crate::runtime::command::{Command, TaskMaker};
 use crate::runtime::metrics::AppStats;
 
 /// A shard's two client channels (see `runtime::shards`).
@@ -75,9 +75,7 @@ impl Shard {
     /// The room (a pass over the active instances) is counted only when a
     /// command waits: the first one is taken into `pending_cmd` to know.
     pub(super) fn take_commands(&mut self) -> usize {
-        let waiting = self.pending_cmd.is_some()
-            || Self::peek(&self.commands, &mut self.pending_cmd, &mut self.stopping);
-        if !waiting {
+        if !self.data_pending() {
             return 0;
         }
         let room = self.data_room();
@@ -85,6 +83,14 @@ impl Shard {
             return 0;
         }
         self.take_from(Inbox::Data, room)
+    }
+
+    /// Whether a data command waits: in the local queue, or in the inbox
+    /// (then taken into `pending_cmd` to know).
+    pub(super) fn data_pending(&mut self) -> bool {
+        self.pending_cmd.is_some()
+            || !self.local.is_empty()
+            || Self::peek(&self.commands, &mut self.pending_cmd, &mut self.stopping)
     }
 
     /// Up to `COMMANDS_PER_TURN` commands of one inbox, the one taken
@@ -96,7 +102,12 @@ impl Shard {
                 Inbox::Control => (&mut self.pending_ctl, &self.control),
                 Inbox::Data => (&mut self.pending_cmd, &self.commands),
             };
-            let cmd = match pending.take() {
+            let taken = match (pending.take(), inbox) {
+                (Some(c), _) => Some(c),
+                (None, Inbox::Data) => self.local.pop(),
+                (None, Inbox::Control) => None,
+            };
+            let cmd = match taken {
                 Some(c) => c,
                 None => match rx.try_recv() {
                     Ok(c) => c,
@@ -155,10 +166,27 @@ impl Shard {
             Command::Stats(reply) => {
                 let _ = reply.send(self.snapshot());
             }
+            Command::Spawn(make) => self.spawn_task(&*make),
             Command::Stop => self.stopping = true,
             #[cfg(feature = "fault-injection")]
             Command::Panic => panic!("a panic injected by Node::inject_shard_panic"),
         }
+    }
+
+    /// Start a task beside the dispatcher. A panic in it ends that task
+    /// alone (counted in `ShardStats::task_panics`), never the shard.
+    fn spawn_task(&mut self, make: &TaskMaker) {
+        use futures_lite::FutureExt;
+        let fut = std::panic::AssertUnwindSafe(make(self.env.id as usize)).catch_unwind();
+        let (panics, live) = (self.task_panics.clone(), self.tasks_live.clone());
+        live.set(live.get() + 1);
+        glommio::spawn_local(async move {
+            if fut.await.is_err() {
+                panics.set(panics.get() + 1);
+            }
+            live.set(live.get() - 1);
+        })
+        .detach();
     }
 
     /// Take `plan` on: the states a checkpoint restored for operators homed

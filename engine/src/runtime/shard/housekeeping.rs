@@ -120,6 +120,7 @@ impl Shard {
 
     pub(super) fn snapshot(&self) -> ShardStats {
         let mut s = self.stats.clone();
+        s.task_panics = self.task_panics.get();
         s.lessors = self.lessors.len();
         s.lessees = self.lessees.len();
         s.dormant = self.asleep.dormant.len();

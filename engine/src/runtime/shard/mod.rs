@@ -63,8 +63,9 @@ use self::slots::{InstRef, LesseeSlot, LessorSlot, SourceState};
 use super::clock::{nanos, Clock, Gauge};
 use super::command::Command;
 use super::config::NodeConfig;
+use super::local::LocalQueue;
 use super::metrics::{AppStats, ShardStats};
-use crate::limits::{PARK_NAP_MAX, PARK_NAP_MIN, SINK_RETRY_NAP, TIMER_NAP_MIN};
+use crate::limits::{PARK_NAP_MAX, PARK_NAP_MIN, SHARD_TASK_QUOTA, SINK_RETRY_NAP, TIMER_NAP_MIN};
 use crate::mesh::doorbell::LocalWaiter;
 use crate::mesh::ring::Consumer;
 use crate::mesh::{MeshEnds, Outbox};
@@ -87,6 +88,8 @@ pub(crate) struct ShardParts {
     /// Deploy, stats, lease, stop: taken every turn.
     pub control: Receiver<Command>,
     pub gauges: Arc<[Gauge]>,
+    /// The node's number in the process (see `runtime::local`).
+    pub node_id: u64,
 }
 
 /// What the protocol's effects reach on a shard: its id and clock, the
@@ -133,6 +136,9 @@ pub(crate) struct Shard {
     inbound: Vec<(ShardId, Consumer<Packet>)>,
     waiter: LocalWaiter,
     commands: Receiver<Command>,
+    /// Data commands from tasks on this shard's own executor, taken before
+    /// the inbox (`runtime::local`).
+    local: Rc<LocalQueue>,
     /// A command taken while checking for work before parking.
     pending_cmd: Option<Command>,
     /// Control commands (deploy, stats, lease, stop): taken every turn,
@@ -163,10 +169,14 @@ pub(crate) struct Shard {
     /// When the idle-deactivation scan last ran.
     last_idle_scan_ns: u64,
     stopping: bool,
+    /// Tasks beside the dispatcher that panicked (shared with them).
+    task_panics: Rc<std::cell::Cell<u64>>,
+    /// Tasks beside the dispatcher still running (shared with them).
+    tasks_live: Rc<std::cell::Cell<usize>>,
 }
 
 impl Shard {
-    pub(crate) fn new(p: ShardParts) -> Shard {
+    pub(crate) fn new(p: ShardParts, local: Rc<LocalQueue>) -> Shard {
         let MeshEnds {
             inbound,
             outbox,
@@ -184,6 +194,7 @@ impl Shard {
             inbound,
             waiter: waiter.into_local(),
             commands: p.commands,
+            local,
             control: p.control,
             pending_ctl: None,
             pending_cmd: None,
@@ -204,13 +215,17 @@ impl Shard {
             last_idle_scan_ns: 0,
             cfg: p.cfg,
             stopping: false,
+            task_panics: Rc::default(),
+            tasks_live: Rc::default(),
         }
     }
 
     /// The dispatcher loop; returns when told to stop.
     pub(crate) async fn run(mut self) {
         let spin_ns = nanos(self.cfg.spin_before_park);
+        let quota_ns = nanos(SHARD_TASK_QUOTA);
         let mut idle_since: Option<u64> = None;
+        let mut yielded_at = 0;
         while !self.stopping {
             let start = self.env.clock.now_ns();
             let did = self.turn();
@@ -218,7 +233,15 @@ impl Shard {
             if did > 0 {
                 self.stats.busy_ns += end - start;
                 idle_since = None;
-                glommio::yield_if_needed().await;
+                if self.tasks_live.get() > 0 && end - yielded_at >= quota_ns {
+                    // Let the executor poll its ring and run the tasks
+                    // beside us (connections); it would not before its
+                    // preempt timer otherwise.
+                    yielded_at = end;
+                    glommio::executor().yield_task_queue_now().await;
+                } else {
+                    glommio::yield_if_needed().await;
+                }
                 continue;
             }
             let since = *idle_since.get_or_insert(end);
@@ -301,9 +324,7 @@ impl Shard {
     /// Whether a data command waits that the backlog lets us take: with no
     /// room, a waiting one is no reason to stay awake (and is not taken).
     fn data_waiting(&mut self) -> bool {
-        let waiting = self.pending_cmd.is_some()
-            || Self::peek(&self.commands, &mut self.pending_cmd, &mut self.stopping);
-        waiting && self.data_room() > 0
+        self.data_pending() && self.data_room() > 0
     }
 
     /// Take one command from `rx` into `pending` if there is one; a closed

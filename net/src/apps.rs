@@ -1,4 +1,5 @@
-//! Built-in applications.
+//! The built-in applications: the node catalog's kinds (`catalog::builtin`),
+//! the demo's apps and the benchmarks' workloads.
 //!
 //! Each app does real per-message work (microseconds, configurable) so that
 //! scheduling and scaling have something to act on:
@@ -18,7 +19,7 @@ use dirigo_engine::{
 
 /// Burn about `us` microseconds of CPU, the stand-in for a function's real
 /// work (parsing, model scoring, enrichment).
-pub(crate) fn spin_work(us: u64) {
+pub fn spin_work(us: u64) {
     if us == 0 {
         return;
     }
@@ -120,7 +121,17 @@ fn wordcount_app(
     work_us: u64,
     durable: bool,
 ) -> (App, SinkReceiver<WindowRow>) {
-    let mut b = AppBuilder::new(name).slo(slo);
+    wordcount_on(AppBuilder::new(name).slo(slo), work_us, durable)
+        .expect("the built-in wordcount app is valid")
+}
+
+/// The word count on a builder whose name and class the caller set (the
+/// catalog's): source `lines`, sink `out`.
+pub fn wordcount_on(
+    mut b: AppBuilder,
+    work_us: u64,
+    durable: bool,
+) -> dirigo_engine::Result<(App, SinkReceiver<WindowRow>)> {
     let count = Count {
         work_us: work_us / 4,
     };
@@ -135,7 +146,7 @@ fn wordcount_app(
         b.operator("count", count, &[words])
     };
     let rx = b.sink("out", counts);
-    (b.build().expect("the built-in wordcount app is valid"), rx)
+    Ok((b.build()?, rx))
 }
 
 // ---------------------------------------------------------------------
@@ -143,7 +154,18 @@ fn wordcount_app(
 // ---------------------------------------------------------------------
 
 /// A sensor reading, the input of the `sensors` app.
-#[derive(Clone, Copy, Debug)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[rkyv(crate = dirigo_engine::rkyv)]
 pub struct Reading {
     /// The sensor; `stats` aggregates per sensor.
     pub sensor: u32,
@@ -250,7 +272,15 @@ pub fn sensors(
     slo: Duration,
     work_us: u64,
 ) -> (App, SinkReceiver<WindowRow>, SinkReceiver<Reading>) {
-    let mut b = AppBuilder::new(name).slo(slo);
+    sensors_on(AppBuilder::new(name).slo(slo), work_us).expect("the built-in sensors app is valid")
+}
+
+/// The sensors app on a builder whose name and class the caller set:
+/// source `readings`, sinks `out` and `alert-sink`.
+pub fn sensors_on(
+    mut b: AppBuilder,
+    work_us: u64,
+) -> dirigo_engine::Result<(App, SinkReceiver<WindowRow>, SinkReceiver<Reading>)> {
     let readings = b.source::<Reading>("readings");
     let stats = b.operator("stats", Stats { work_us }, &[readings]);
     let alerts = b.operator(
@@ -263,11 +293,7 @@ pub fn sensors(
     );
     let rx = b.sink("out", stats);
     let alerts_rx = b.sink("alert-sink", alerts);
-    (
-        b.build().expect("the built-in sensors app is valid"),
-        rx,
-        alerts_rx,
-    )
+    Ok((b.build()?, rx, alerts_rx))
 }
 
 // ---------------------------------------------------------------------
@@ -275,7 +301,18 @@ pub fn sensors(
 // ---------------------------------------------------------------------
 
 /// A page view, the input of the `clicks` app.
-#[derive(Clone, Copy, Debug)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[rkyv(crate = dirigo_engine::rkyv)]
 pub struct Click {
     /// The user; `sessions` keeps a session per event key (the demo keys
     /// each click by the user's hash).
@@ -334,11 +371,147 @@ impl Function for Sessions {
 
 /// Per-user sessions; best effort.
 pub fn clicks(name: &str, work_us: u64) -> (App, SinkReceiver<WindowRow>) {
-    let mut b = AppBuilder::new(name).best_effort();
+    clicks_on(AppBuilder::new(name).best_effort(), work_us)
+        .expect("the built-in clicks app is valid")
+}
+
+/// The clicks app on a builder whose name and class the caller set:
+/// source `clicks`, sink `out`.
+pub fn clicks_on(
+    mut b: AppBuilder,
+    work_us: u64,
+) -> dirigo_engine::Result<(App, SinkReceiver<WindowRow>)> {
     let clicks = b.source::<Click>("clicks");
     let sessions = b.operator("sessions", Sessions { work_us }, &[clicks]);
     let rx = b.sink("out", sessions);
-    (b.build().expect("the built-in clicks app is valid"), rx)
+    Ok((b.build()?, rx))
+}
+
+// ---------------------------------------------------------------------
+// the generic keyed aggregate
+// ---------------------------------------------------------------------
+
+/// The keyed aggregate's event: a key and a number (the catalog takes
+/// them from two fields of a JSON object, `key_field` and `value_field`).
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[rkyv(crate = dirigo_engine::rkyv)]
+pub struct Row {
+    /// The key the aggregate groups by.
+    pub key: String,
+    /// The number it aggregates.
+    pub value: f64,
+}
+
+/// What the keyed aggregate computes per key and window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AggFn {
+    /// How many events.
+    Count,
+    /// Their sum.
+    Sum,
+    /// The least value.
+    Min,
+    /// The greatest value.
+    Max,
+    /// The mean value.
+    Mean,
+}
+
+/// One key's running aggregate in the open window.
+#[derive(Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(crate = dirigo_engine::rkyv)]
+struct RowAgg {
+    key: String,
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+impl RowAgg {
+    fn add(&mut self, row: Row) {
+        if self.count == 0 {
+            (self.min, self.max) = (row.value, row.value);
+            self.key = row.key;
+        }
+        self.count += 1;
+        self.sum += row.value;
+        self.min = self.min.min(row.value);
+        self.max = self.max.max(row.value);
+    }
+
+    fn result(&self, f: AggFn) -> f64 {
+        match f {
+            AggFn::Count => self.count as f64,
+            AggFn::Sum => self.sum,
+            AggFn::Min => self.min,
+            AggFn::Max => self.max,
+            AggFn::Mean => self.sum / self.count.max(1) as f64,
+        }
+    }
+}
+
+struct Aggregate {
+    f: AggFn,
+}
+
+impl Function for Aggregate {
+    type In = Row;
+    type Out = WindowRow;
+    type State = Keyed<RowAgg>;
+    fn on_message(
+        &self,
+        st: &mut Keyed<RowAgg>,
+        key: u64,
+        row: Row,
+        _: &mut Context<'_, WindowRow>,
+    ) {
+        st.entry(key).add(row);
+    }
+    fn on_critical(
+        &self,
+        st: &mut Keyed<RowAgg>,
+        b: &Barrier,
+        _: u16,
+        ctx: &mut Context<'_, WindowRow>,
+    ) {
+        if b.kind == BarrierKind::WindowClose {
+            for (k, a) in st.drain() {
+                let value = a.result(self.f);
+                ctx.emit(k, (b.tag, a.key, value));
+            }
+        }
+    }
+}
+
+/// A keyed aggregate closed by window barriers: source `events` of
+/// [`Row`]s keyed by `key_hash(row.key)`, sink `out` of one
+/// `(window, key, f(values))` per key seen in the window.
+pub fn aggregate_on(
+    mut b: AppBuilder,
+    f: AggFn,
+    durable: bool,
+) -> dirigo_engine::Result<(App, SinkReceiver<WindowRow>)> {
+    let agg = if durable {
+        b = b.durable();
+        let rows = b.durable_source::<Row>("events");
+        b.durable_operator("aggregate", Aggregate { f }, &[rows])
+    } else {
+        let rows = b.source::<Row>("events");
+        b.operator("aggregate", Aggregate { f }, &[rows])
+    };
+    let rx = b.sink("out", agg);
+    Ok((b.build()?, rx))
 }
 
 #[cfg(test)]

@@ -1,0 +1,49 @@
+//! Stats as JSON: a node's (per shard, per app) and one app's, the same
+//! figures the Prometheus endpoint exports.
+
+use dirigo_engine::{AppClass, AppStats, NodeStats, ShardStats};
+use serde_json::{json, Value};
+
+/// One app's figures.
+pub(crate) fn app_json(a: &AppStats) -> Value {
+    let q = |h: &dirigo_engine::AppStats, p: f64| h.latency.value_at_quantile(p) as f64 / 1e3;
+    json!({
+        "name": a.name,
+        "class": match a.class { AppClass::LatencyCritical => "latency-critical", AppClass::BestEffort => "best-effort" },
+        "delivered": a.delivered,
+        "within_slo": a.within_slo,
+        "satisfaction": if a.delivered == 0 { 1.0 } else { a.within_slo as f64 / a.delivered as f64 },
+        "latency_us": {"p50": q(a, 0.5), "p99": q(a, 0.99), "p999": q(a, 0.999), "max": a.latency.max() as f64 / 1e3},
+        "queueing_us": {"p50": a.queueing.value_at_quantile(0.5) as f64 / 1e3, "p99": a.queueing.value_at_quantile(0.99) as f64 / 1e3},
+        "runs": a.runs,
+        "lessee_runs": a.lessee_runs,
+        "lessees": a.lessees,
+        "leases_granted": a.leases_granted,
+        "revokes": a.revokes,
+        "barriers": a.barriers,
+        "queued": a.queued,
+        "failed": a.failed,
+    })
+}
+
+fn shard_json(s: &ShardStats) -> Value {
+    json!({
+        "shard": s.shard,
+        "died": s.died,
+        "busy_ns": s.busy_ns,
+        "runs": s.runs,
+        "backlog": s.backlog,
+        "lessors": s.lessors,
+        "lessees": s.lessees,
+        "parks": s.parks,
+        "task_panics": s.task_panics,
+    })
+}
+
+/// The node's figures.
+pub(crate) fn node_json(n: &NodeStats) -> Value {
+    json!({
+        "shards": n.shards.iter().map(shard_json).collect::<Vec<_>>(),
+        "apps": n.apps.values().map(app_json).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,94 @@
+//! The binary protocol end to end over loopback: deploy a catalog app,
+//! subscribe, ingest (pipelined), close a window, read exactly the outputs
+//! a sequential oracle gives, undeploy.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use dirigo_net::apps::{Row, WindowRow};
+use dirigo_net::{Client, ClientError, DeployOptions, ErrorCode, Lag, ServerConfig};
+use serde_json::json;
+
+fn slo() -> DeployOptions {
+    DeployOptions {
+        slo: Some(Duration::from_millis(50)),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn wordcount_over_the_wire_gives_the_oracle_counts() {
+    let server = common::serve(2, ServerConfig::default());
+    let mut c = Client::connect(server.local_addr(), "").expect("connects");
+    c.deploy("wordcount", "wc", &json!({}), &slo())
+        .expect("deploys");
+    assert_eq!(c.apps().unwrap(), ["wc"]);
+    let sub = c
+        .subscribe("wc", "out", Lag::Disconnect)
+        .expect("subscribes");
+    let lines: Vec<String> = (0..2000)
+        .map(|i| format!("w{} w{} common", i % 37, i % 11))
+        .collect();
+    let batches: Vec<Vec<String>> = lines.chunks(100).map(|c| c.to_vec()).collect();
+    let n = c
+        .ingest_pipelined("wc", "lines", batches, 8)
+        .expect("ingests");
+    assert_eq!(n, lines.len() as u64);
+    c.barrier("wc", 1).expect("barrier");
+    let got: BTreeMap<String, f64> = common::read_window::<WindowRow>(&mut c, sub, 1)
+        .into_iter()
+        .map(|(_, (w, word, n))| {
+            assert_eq!(w, 1);
+            (word, n)
+        })
+        .collect();
+    assert_eq!(got, common::word_counts(&lines));
+    c.undeploy("wc").expect("undeploys");
+    let e = c.ingest("wc", "lines", &["late".to_string()]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ClientError::Node {
+                code: ErrorCode::NotFound,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(c.apps().unwrap().is_empty());
+}
+
+#[test]
+fn the_keyed_aggregate_sums_per_key_and_window() {
+    let server = common::serve(2, ServerConfig::default());
+    let mut c = Client::connect(server.local_addr(), "").expect("connects");
+    c.deploy("aggregate", "sums", &json!({"fn": "sum"}), &slo())
+        .expect("deploys");
+    let sub = c
+        .subscribe("sums", "out", Lag::Disconnect)
+        .expect("subscribes");
+    for window in 1..=3u64 {
+        let rows: Vec<Row> = (0..500)
+            .map(|i| Row {
+                key: format!("k{}", i % 7),
+                value: (i as u64 * window) as f64,
+            })
+            .collect();
+        let mut oracle = BTreeMap::new();
+        for r in &rows {
+            *oracle.entry(r.key.clone()).or_insert(0.0) += r.value;
+        }
+        c.ingest("sums", "events", &rows).expect("ingests");
+        c.barrier("sums", window).expect("barrier");
+        let got: BTreeMap<String, f64> = common::read_window::<WindowRow>(&mut c, sub, window)
+            .into_iter()
+            .map(|(_, (w, k, v))| {
+                assert_eq!(w, window);
+                (k, v)
+            })
+            .collect();
+        assert_eq!(got, oracle, "window {window}");
+    }
+}
