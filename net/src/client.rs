@@ -183,6 +183,15 @@ pub struct DeployOptions {
     pub read_token: String,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("peer", &self.stream.peer_addr().ok())
+            .field("accepted", &self.accepted)
+            .finish()
+    }
+}
+
 impl Client {
     /// Connect and shake hands with `token` (empty for none).
     pub fn connect(addr: SocketAddr, token: &str) -> Result<Client, ClientError> {

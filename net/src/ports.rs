@@ -8,13 +8,15 @@
 //! whatever the types of its events. They are made by the catalog's
 //! factories (`catalog::Ports`) and bound to a deployed app by the server.
 //!
-//! A hub has no thread: the subscriber that finds its buffer empty drains
-//! the sink into every subscriber's buffer and wakes the others; a sink
-//! with nothing waits with every empty subscriber's waker
-//! (`SinkReceiver::poll_drain_into`). A subscriber that falls `capacity`
+//! A hub's pump is a task (on the shard of the subscription that started
+//! it, while the sink has subscribers) that drains the sink into every
+//! subscriber's buffer as outputs come (`SinkReceiver::poll_drain_into`),
+//! whatever each subscriber's pace: a subscriber that falls `capacity`
 //! outputs behind is cut off (`Lag::Disconnect`) or loses its oldest
-//! outputs, counted and reported (`Lag::DropOldest`); the others do not
-//! wait for it.
+//! outputs, counted and reported (`Lag::DropOldest`); neither the app nor
+//! the other subscribers wait for it. With no subscriber, the sink's own
+//! policy holds (the built-in apps' `Block`: outputs wait, bounded, and
+//! then the app pushes back).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -226,48 +228,41 @@ impl Subscriber {
 
 /// A sink of a deployed app, erased: subscribe to it.
 pub(crate) trait SubscribePort: Send + Sync {
-    /// A new subscription, or `Limit` at `max` subscribers.
+    /// A new subscription, or `Limit` at `max` subscribers. With it, the
+    /// hub's pump when none runs: the caller spawns it on its shard.
     fn subscribe(
         &self,
         lag: Lag,
         capacity: usize,
         format: Format,
         max: usize,
-    ) -> Result<Subscription, PortError>;
+    ) -> Result<(Subscription, Option<LocalFuture<'static, ()>>), PortError>;
     /// End every subscription (the app is going away).
     fn close(&self, reason: &str);
 }
 
 /// A subscription's reading end; dropping it unsubscribes.
 pub(crate) struct Subscription {
-    hub: Arc<dyn Pump>,
+    hub: Arc<dyn Leave>,
     me: Arc<Subscriber>,
 }
 
-/// What a subscription needs of its hub, erased.
-trait Pump: Send + Sync {
-    fn pump(&self, cx: &mut Context<'_>);
+/// Unsubscribing, erased.
+trait Leave: Send + Sync {
     fn leave(&self, me: &Arc<Subscriber>);
 }
 
 impl Subscription {
     /// The next delivery: `None` once `Closed` was delivered.
     pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
-        for attempt in 0..2 {
-            let mut st = lock(&self.me.state);
-            if st.done {
-                return Poll::Ready(None);
-            }
-            if let Some(d) = self.me.next(&mut st) {
-                return Poll::Ready(Some(d));
-            }
-            if attempt == 1 {
-                st.waker = Some(cx.waker().clone());
-                return Poll::Pending;
-            }
-            drop(st);
-            self.hub.pump(cx);
+        let mut st = lock(&self.me.state);
+        if st.done {
+            return Poll::Ready(None);
         }
+        if let Some(d) = self.me.next(&mut st) {
+            return Poll::Ready(Some(d));
+        }
+        st.waker = Some(cx.waker().clone());
         Poll::Pending
     }
 
@@ -283,20 +278,30 @@ impl Drop for Subscription {
     }
 }
 
-/// A typed sink's hub.
+/// A typed sink's hub: its subscribers, and whether its pump runs.
 pub(crate) struct Hub<T> {
     rx: Mutex<SinkReceiver<T>>,
-    subs: Mutex<Vec<Arc<Subscriber>>>,
-    /// Reused drain buffer (under `rx`'s lock).
-    buf: Mutex<Vec<SinkEvent<T>>>,
+    subs: Mutex<Subs>,
+}
+
+struct Subs {
+    list: Vec<Arc<Subscriber>>,
+    /// A pump task runs (changed under this lock only).
+    pumping: bool,
+    /// The pump, waiting for the sink: woken when the last subscriber
+    /// leaves, so it ends.
+    pump_waker: Option<Waker>,
 }
 
 impl<T: WireValue> Hub<T> {
     pub(crate) fn new(rx: SinkReceiver<T>) -> Arc<Hub<T>> {
         Arc::new(Hub {
             rx: Mutex::new(rx),
-            subs: Mutex::new(Vec::new()),
-            buf: Mutex::new(Vec::new()),
+            subs: Mutex::new(Subs {
+                list: Vec::new(),
+                pumping: false,
+                pump_waker: None,
+            }),
         })
     }
 
@@ -320,18 +325,48 @@ impl<T: WireValue> Hub<T> {
             SinkEvent::Barrier(_) => None,
         }
     }
-}
 
-impl<T: WireValue> Pump for Hub<T> {
-    fn pump(&self, cx: &mut Context<'_>) {
-        let rx = lock(&self.rx);
-        let mut buf = lock(&self.buf);
-        if rx.poll_drain_into(cx, &mut buf).is_pending() {
-            return;
+    /// The pump: move the sink's outputs into every subscriber's buffer
+    /// as they come, whatever each subscriber's pace, until none is left.
+    async fn pump(self: Arc<Self>) {
+        let mut buf = Vec::new();
+        loop {
+            let got = std::future::poll_fn(|cx| {
+                let rx = lock(&self.rx);
+                // At most the smallest buffer's worth at a time.
+                let chunk = {
+                    let s = lock(&self.subs);
+                    if s.list.is_empty() {
+                        return Poll::Ready(false);
+                    }
+                    s.list.iter().map(|x| x.capacity).min().unwrap_or(1)
+                };
+                if rx.poll_drain_into(cx, &mut buf, chunk).is_ready() {
+                    return Poll::Ready(true);
+                }
+                lock(&self.subs).pump_waker = Some(cx.waker().clone());
+                Poll::Pending
+            })
+            .await;
+            // The subscribers as of now: one that joined while the pump
+            // waited gets what came after it joined.
+            let subs = {
+                let mut s = lock(&self.subs);
+                if !got && s.list.is_empty() {
+                    s.pumping = false;
+                    return;
+                }
+                s.list.clone()
+            };
+            self.distribute(&subs, &mut buf);
+            // Let the subscribers (and the shard) run between chunks.
+            futures_lite::future::yield_now().await;
         }
-        let subs = lock(&self.subs).clone();
+    }
+
+    fn distribute(&self, subs: &[Arc<Subscriber>], buf: &mut Vec<SinkEvent<T>>) {
         let mut wake = Vec::with_capacity(subs.len());
-        for s in &subs {
+        for s in subs {
             let mut st = lock(&s.state);
             for ev in buf.iter() {
                 if let Some(d) = Self::encode(ev, s.format) {
@@ -341,12 +376,19 @@ impl<T: WireValue> Pump for Hub<T> {
             wake.extend(st.waker.take());
         }
         buf.clear();
-        drop((buf, rx));
         wake.into_iter().for_each(Waker::wake);
     }
+}
 
+impl<T: WireValue> Leave for Hub<T> {
     fn leave(&self, me: &Arc<Subscriber>) {
-        lock(&self.subs).retain(|s| !Arc::ptr_eq(s, me));
+        let mut s = lock(&self.subs);
+        s.list.retain(|x| !Arc::ptr_eq(x, me));
+        if s.list.is_empty() {
+            if let Some(w) = s.pump_waker.take() {
+                w.wake();
+            }
+        }
     }
 }
 
@@ -360,9 +402,9 @@ impl<T: WireValue> SubscribePort for SinkPort<T> {
         capacity: usize,
         format: Format,
         max: usize,
-    ) -> Result<Subscription, PortError> {
+    ) -> Result<(Subscription, Option<LocalFuture<'static, ()>>), PortError> {
         let mut subs = lock(&self.0.subs);
-        if subs.len() >= max {
+        if subs.list.len() >= max {
             return Err(PortError::Subscribers { max });
         }
         let me = Arc::new(Subscriber {
@@ -377,15 +419,26 @@ impl<T: WireValue> SubscribePort for SinkPort<T> {
             lag,
             format,
         });
-        subs.push(me.clone());
-        Ok(Subscription {
+        subs.list.push(me.clone());
+        let pump = (!subs.pumping).then(|| {
+            subs.pumping = true;
+            Box::pin(self.0.clone().pump()) as LocalFuture<'static, ()>
+        });
+        let sub = Subscription {
             hub: self.0.clone(),
             me,
-        })
+        };
+        Ok((sub, pump))
     }
 
     fn close(&self, reason: &str) {
-        let subs = std::mem::take(&mut *lock(&self.0.subs));
+        let (subs, pump) = {
+            let mut s = lock(&self.0.subs);
+            (std::mem::take(&mut s.list), s.pump_waker.take())
+        };
+        if let Some(w) = pump {
+            w.wake();
+        }
         for s in subs {
             let mut st = lock(&s.state);
             st.closed.get_or_insert_with(|| reason.to_owned());

@@ -225,22 +225,20 @@ impl<T> SinkReceiver<T> {
         n
     }
 
-    /// `drain_into` for a task: `Ready(n)` with `n > 0` events moved onto
-    /// `out`, or `Pending` with the task's waker kept for the next push.
+    /// `drain_into` for a task, at most `max` events: `Ready(n)` with
+    /// `0 < n <= max` events moved onto `out`, or `Pending` with the task's
+    /// waker kept for the next push.
     pub fn poll_drain_into(
         &self,
         cx: &mut TaskContext<'_>,
         out: &mut Vec<SinkEvent<T>>,
+        max: usize,
     ) -> Poll<usize> {
-        let n = self.drain_into(out);
-        if n > 0 {
-            return Poll::Ready(n);
-        }
         let mut q = self.queue.lock();
-        if !q.is_empty() {
-            let n = q.len();
-            out.extend(q.drain(..));
-            self.queue.len.store(0, Ordering::Release);
+        if !q.is_empty() && max > 0 {
+            let n = q.len().min(max);
+            out.extend(q.drain(..n));
+            self.queue.len.store(q.len(), Ordering::Release);
             return Poll::Ready(n);
         }
         let mut w = self.queue.wakers.lock().unwrap_or_else(|e| e.into_inner());

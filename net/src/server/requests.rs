@@ -204,7 +204,10 @@ async fn subscribe(
                     cfg.max_subscribers,
                 ) {
                     Err(e) => refusal(codes::port(&e), e.to_string()),
-                    Ok(sub) => {
+                    Ok((sub, hub_pump)) => {
+                        if let Some(p) = hub_pump {
+                            glommio::spawn_local(p).detach();
+                        }
                         conn.send(frame(&Response::Ok, req)).await?;
                         let ended = Rc::new(Cell::new(false));
                         let task =
