@@ -14,6 +14,9 @@ pub struct ServerConfig {
     /// any free port, see `Server::local_addr`). Every shard listens on it
     /// (`SO_REUSEPORT`).
     pub listen: SocketAddr,
+    /// The HTTP front's address (default `127.0.0.1:8080`; `None`: no
+    /// HTTP front).
+    pub http: Option<SocketAddr>,
     /// The token of deploy, undeploy, checkpoint and node stats; `None`:
     /// the node is open (every request allowed), for a loopback node.
     pub admin_token: Option<String>,
@@ -41,6 +44,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
             admin_token: None,
             max_frame: DEFAULT_MAX_FRAME_BYTES,
             max_batch: DEFAULT_MAX_BATCH,

@@ -11,7 +11,7 @@ use glommio::sync::Semaphore;
 use glommio::Task;
 
 use super::control::Control;
-use super::state::{Deployed, Right, State};
+use super::state::State;
 use crate::limits::{MAX_FRAME_BYTES, MAX_SUBSCRIPTIONS_PER_CONNECTION};
 use crate::wire::{ErrorCode, Message, Response};
 
@@ -65,11 +65,6 @@ pub(super) fn error(req: u64, code: ErrorCode, message: impl Into<String>) -> Ve
 }
 
 impl Conn {
-    /// Whether this connection's token allows `right` (on `app`).
-    pub(super) fn allows(&self, right: Right, app: Option<&Deployed>) -> bool {
-        self.ctx.state.allows(&self.token, right, app)
-    }
-
     /// Queue a frame for the writer; `Err` once the writer is gone.
     pub(super) async fn send(&self, f: Vec<u8>) -> Result<(), String> {
         self.out

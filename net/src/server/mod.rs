@@ -11,13 +11,17 @@
 //! - `control`: the thread that runs blocking control requests;
 //! - `conn`, `requests`: one connection, its requests; `link`: the
 //!   connection's state and answer frames, which both use;
+//! - `ops`: the operations both fronts serve, with their token checks;
+//! - `http`: the HTTP/1.1 front (hyper on the shards' executors);
 //! - `codes`, `stats`: error codes and stats as JSON.
 
 mod codes;
 pub mod config;
 mod conn;
 mod control;
+mod http;
 mod link;
+mod ops;
 mod requests;
 mod state;
 mod stats;
@@ -45,6 +49,7 @@ const LISTEN_WAIT: Duration = Duration::from_secs(10);
 pub struct Server {
     ctx: Arc<Ctx>,
     addr: SocketAddr,
+    http: Option<SocketAddr>,
     stopping: Arc<AtomicBool>,
 }
 
@@ -73,35 +78,45 @@ impl ServerBuilder {
         self.cfg.validate()?;
         let control = Control::start()
             .map_err(|e| NetError::Config(format!("cannot start the control thread: {e}")))?;
-        let listen = self.cfg.listen;
+        let mut fronts = vec![Front::bind(Proto::Binary, self.cfg.listen)?];
+        if let Some(http) = self.cfg.http {
+            fronts.push(Front::bind(Proto::Http, http)?);
+        }
+        let addrs: Vec<SocketAddr> = fronts.iter().map(|f| f.addr).collect();
         let state = Arc::new(State::new(self.node, self.catalog, self.cfg));
         let ctx = Arc::new(Ctx {
             state,
             control: Arc::new(control),
         });
-        // The first listener picks the port (when it is 0); the others
-        // join it, which SO_REUSEPORT allows.
-        let (addr, first) = bind(listen)?;
         let stopping = Arc::new(AtomicBool::new(false));
         let (tx, rx) = flume::unbounded();
-        let first = std::sync::Mutex::new(Some(first));
-        let spawn_ctx = ctx.clone();
-        let stop = stopping.clone();
+        let fronts = Arc::new(fronts);
+        let (spawn_ctx, stop) = (ctx.clone(), stopping.clone());
         ctx.state.node.spawn_on_shards(move |shard| {
-            let listener = match first.lock().ok().and_then(|mut f| f.take()) {
-                Some(l) => l.into_glommio(),
-                None => TcpListener::bind(addr).map_err(|e| NetError::Bind {
-                    addr,
-                    source: e.into(),
-                }),
-            };
-            let ctx = spawn_ctx.clone();
-            let (tx, stop) = (tx.clone(), stop.clone());
+            let listeners: Result<Vec<_>, _> = fronts
+                .iter()
+                .map(|f| f.listener().map(|l| (f.proto, l)))
+                .collect();
+            let (ctx, tx, stop) = (spawn_ctx.clone(), tx.clone(), stop.clone());
             Box::pin(async move {
-                match listener {
-                    Ok(l) => {
+                match listeners {
+                    Ok(ls) => {
                         let _ = tx.send(Ok(()));
-                        accept_loop(l, ctx, shard, stop).await;
+                        let loops = ls
+                            .into_iter()
+                            .map(|(proto, l)| {
+                                glommio::spawn_local(accept_loop(
+                                    l,
+                                    proto,
+                                    ctx.clone(),
+                                    shard,
+                                    stop.clone(),
+                                ))
+                            })
+                            .collect::<Vec<_>>();
+                        for l in loops {
+                            l.await;
+                        }
                     }
                     Err(e) => {
                         let _ = tx.send(Err(e));
@@ -115,17 +130,55 @@ impl ServerBuilder {
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
                     return Err(NetError::Config(
-                        "a shard did not start its listener".into(),
+                        "a shard did not start its listeners".into(),
                     ))
                 }
             }
         }
-        tracing::info!(%addr, shards = ctx.state.node.shards(), "listening");
+        tracing::info!(binary = %addrs[0], http = ?addrs.get(1), shards = ctx.state.node.shards(), "listening");
         Ok(Server {
             ctx,
-            addr,
+            addr: addrs[0],
+            http: addrs.get(1).copied(),
             stopping,
         })
+    }
+}
+
+/// Which protocol a listener speaks.
+#[derive(Clone, Copy, Debug)]
+enum Proto {
+    Binary,
+    Http,
+}
+
+/// One front's address, and its first listener until a shard takes it.
+struct Front {
+    proto: Proto,
+    addr: SocketAddr,
+    first: std::sync::Mutex<Option<FirstListener>>,
+}
+
+impl Front {
+    fn bind(proto: Proto, addr: SocketAddr) -> Result<Front, NetError> {
+        let (addr, first) = bind(addr)?;
+        Ok(Front {
+            proto,
+            addr,
+            first: std::sync::Mutex::new(Some(first)),
+        })
+    }
+
+    /// A shard's listener: the first one, or one more on the same port.
+    fn listener(&self) -> Result<TcpListener, NetError> {
+        let first = self.first.lock().ok().and_then(|mut f| f.take());
+        match first {
+            Some(l) => l.into_glommio(),
+            None => TcpListener::bind(self.addr).map_err(|e| NetError::Bind {
+                addr: self.addr,
+                source: e.into(),
+            }),
+        }
     }
 }
 
@@ -167,7 +220,13 @@ fn bind(addr: SocketAddr) -> Result<(SocketAddr, FirstListener), NetError> {
 
 /// Accept connections on one shard until the server stops; each one is a
 /// task of this shard.
-async fn accept_loop(l: TcpListener, ctx: Arc<Ctx>, shard: usize, stopping: Arc<AtomicBool>) {
+async fn accept_loop(
+    l: TcpListener,
+    proto: Proto,
+    ctx: Arc<Ctx>,
+    shard: usize,
+    stopping: Arc<AtomicBool>,
+) {
     loop {
         let accepted = futures_lite::future::or(async { Some(l.accept().await) }, async {
             while !stopping.load(Ordering::Acquire) {
@@ -179,7 +238,11 @@ async fn accept_loop(l: TcpListener, ctx: Arc<Ctx>, shard: usize, stopping: Arc<
         match accepted {
             None => return,
             Some(Ok(stream)) => {
-                glommio::spawn_local(conn::serve(stream, ctx.clone(), shard)).detach();
+                let ctx = ctx.clone();
+                match proto {
+                    Proto::Binary => glommio::spawn_local(conn::serve(stream, ctx, shard)).detach(),
+                    Proto::Http => glommio::spawn_local(http::serve(stream, ctx, shard)).detach(),
+                };
             }
             Some(Err(e)) => {
                 tracing::warn!(shard, error = %e, "accept failed");
@@ -199,9 +262,14 @@ impl Server {
         }
     }
 
-    /// The address it listens on.
+    /// The binary protocol's address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The HTTP front's address, if it has one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
     }
 
     /// The node it serves.

@@ -77,6 +77,8 @@ pub(crate) struct State {
     pub(crate) cfg: ServerConfig,
     apps: Mutex<HashMap<String, Arc<Deployed>>>,
     pub(crate) connections: AtomicUsize,
+    /// Events refused at ingest, per app (for `/metrics`).
+    refused: Mutex<HashMap<String, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,6 +93,7 @@ impl State {
             cfg,
             apps: Mutex::new(HashMap::new()),
             connections: AtomicUsize::new(0),
+            refused: Mutex::new(HashMap::new()),
         }
     }
 
@@ -185,6 +188,21 @@ impl State {
             s.close("the app was undeployed");
         }
         self.node.undeploy(name, crate::limits::UNDEPLOY_DRAIN)
+    }
+
+    /// Count `n` events of `app` refused at ingest.
+    pub(crate) fn count_refused(&self, app: &str, n: usize) {
+        *lock(&self.refused).entry(app.to_owned()).or_default() += n as u64;
+    }
+
+    /// Events refused at ingest so far, per app.
+    pub(crate) fn refused(&self) -> HashMap<String, u64> {
+        lock(&self.refused).clone()
+    }
+
+    /// Connections open now.
+    pub(crate) fn connections(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
     }
 
     /// A connection opens: counted, or refused past the limit.

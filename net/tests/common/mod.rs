@@ -20,6 +20,7 @@ pub(crate) fn serve(shards: usize, cfg: ServerConfig) -> Server {
     .expect("node starts");
     let cfg = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
+        http: Some("127.0.0.1:0".parse().unwrap()),
         ..cfg
     };
     Server::builder(Arc::new(node))

@@ -1,0 +1,228 @@
+//! The operations both fronts serve (the binary protocol's `requests`
+//! and HTTP's `http`), with their checks of tokens: each answers with the
+//! wire's `Response`, which each front turns into its own form.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dirigo_engine::BarrierKind;
+
+use super::codes;
+use super::link::Ctx;
+use super::state::{DeployReq, Deployed, Right};
+use super::stats;
+use crate::catalog::DeploySpec;
+use crate::ports::{Acked, Batch, Format, Subscription};
+use crate::wire::{ErrorCode, Lag, Request, Response};
+
+pub(super) fn refusal(code: ErrorCode, message: impl Into<String>) -> Response {
+    Response::Error {
+        code,
+        message: message.into(),
+    }
+}
+
+pub(super) fn unauthorized() -> Response {
+    refusal(ErrorCode::Unauthorized, "the token does not allow this")
+}
+
+pub(super) fn no_app(app: &str) -> Response {
+    refusal(ErrorCode::NotFound, format!("no app {app:?} is deployed"))
+}
+
+/// The app, if this connection may do `right` on it.
+pub(super) fn app_for(
+    ctx: &Ctx,
+    token: &str,
+    app: &str,
+    right: Right,
+) -> Result<Arc<Deployed>, Response> {
+    let Some(d) = ctx.state.app(app) else {
+        // An unknown app and a forbidden one look the same to a tenant.
+        return Err(if ctx.state.allows(token, right, None) {
+            no_app(app)
+        } else {
+            unauthorized()
+        });
+    };
+    if !ctx.state.allows(token, right, Some(&d)) {
+        return Err(unauthorized());
+    }
+    Ok(d)
+}
+
+pub(super) fn accepted(r: Result<usize, crate::error::PortError>) -> Response {
+    match r {
+        Ok(n) => Response::Accepted { events: n as u64 },
+        Err(e) => refusal(codes::port(&e), e.to_string()),
+    }
+}
+
+/// Close window `window` of an app, injected from this shard so that it
+/// follows every ingest this connection sent before it.
+pub(super) async fn barrier(ctx: &Ctx, token: &str, app: &str, window: u64) -> Response {
+    let d = match app_for(ctx, token, app, Right::Ingest) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match d
+        .handle
+        .inject_barrier_async(BarrierKind::WindowClose, window)
+        .await
+    {
+        Ok(_) => Response::Ok,
+        Err(e) => refusal(codes::engine(&e), e.to_string()),
+    }
+}
+
+/// Hand an ingest to its source, after the token and the batch limit
+/// are checked: in order, waiting out backpressure (then refused).
+pub(super) async fn submit(
+    ctx: &Ctx,
+    token: &str,
+    app: &str,
+    source: &str,
+    batch: Batch<'_>,
+) -> Result<Acked, Response> {
+    let d = app_for(ctx, token, app, Right::Ingest)?;
+    let max = ctx.state.cfg.max_batch;
+    let n = batch.len();
+    if n > max {
+        ctx.state.count_refused(app, n);
+        return Err(refusal(
+            ErrorCode::Limit,
+            format!("a batch of {n} events is over the limit of {max}"),
+        ));
+    }
+    let Some(port) = d.sources.get(source).cloned() else {
+        return Err(refusal(
+            ErrorCode::NotFound,
+            format!("app {app:?} has no source {source:?}"),
+        ));
+    };
+    let acked = port.submit(batch, ctx.state.cfg.ingest_timeout).await;
+    if let Acked::Now(Err(_)) = &acked {
+        ctx.state.count_refused(app, n);
+    }
+    Ok(acked)
+}
+
+/// Subscribe to a sink, after the token is checked; the hub's pump is
+/// started on this shard when none runs.
+pub(super) fn subscribe(
+    ctx: &Ctx,
+    token: &str,
+    app: &str,
+    sink: &str,
+    lag: Lag,
+    format: Format,
+) -> Result<Subscription, Response> {
+    let d = app_for(ctx, token, app, Right::Read)?;
+    let Some(port) = d.sinks.get(sink) else {
+        return Err(refusal(
+            ErrorCode::NotFound,
+            format!("app {app:?} has no sink {sink:?}"),
+        ));
+    };
+    let cfg = &ctx.state.cfg;
+    let (sub, pump) = port
+        .subscribe(lag, cfg.subscriber_buffer, format, cfg.max_subscribers)
+        .map_err(|e| refusal(codes::port(&e), e.to_string()))?;
+    if let Some(p) = pump {
+        glommio::spawn_local(p).detach();
+    }
+    Ok(sub)
+}
+
+/// Deploy, undeploy, apps, stats, checkpoint: checked here, run on the
+/// control thread.
+pub(super) async fn control(ctx: &Ctx, token: &str, request: Request) -> Response {
+    let state = ctx.state.clone();
+    let ctl = &ctx.control;
+    let admin = state.allows(token, Right::Admin, None);
+    let failed = || refusal(ErrorCode::Failed, "the control thread failed this request");
+    match request {
+        Request::Deploy {
+            kind,
+            name,
+            params_json,
+            slo_us,
+            durable,
+            ingest_token,
+            read_token,
+        } => {
+            if !admin {
+                return unauthorized();
+            }
+            let spec = DeploySpec {
+                name,
+                slo: slo_us.map(Duration::from_micros),
+                durable,
+            };
+            let req = DeployReq {
+                kind,
+                spec,
+                params_json,
+                ingest_token,
+                read_token,
+            };
+            match ctl.run(move || state.deploy(req)).await {
+                Some(Ok(())) => Response::Ok,
+                Some(Err(e)) => refusal(codes::deploy(&e), e.to_string()),
+                None => failed(),
+            }
+        }
+        Request::Undeploy { app } => {
+            if !admin {
+                return unauthorized();
+            }
+            match ctl
+                .run(move || state.undeploy(&app).map(|found| (found, app)))
+                .await
+            {
+                Some(Ok((true, _))) => Response::Ok,
+                Some(Ok((false, app))) => no_app(&app),
+                Some(Err(e)) => refusal(codes::engine(&e), e.to_string()),
+                None => failed(),
+            }
+        }
+        Request::Apps if admin => Response::Apps(state.app_names()),
+        Request::Stats { app: None } if admin => match ctl.run(move || state.node.stats()).await {
+            Some(Ok(s)) => Response::Stats(stats::node_json(&s).to_string()),
+            Some(Err(e)) => refusal(codes::engine(&e), e.to_string()),
+            None => failed(),
+        },
+        Request::Stats { app: Some(app) } => {
+            let d = match app_for(ctx, token, &app, Right::Read) {
+                Ok(d) => d,
+                Err(r) => return r,
+            };
+            let id = d.handle.id();
+            match ctl.run(move || state.node.stats()).await {
+                Some(Ok(s)) => match s.apps.get(&id) {
+                    Some(a) => Response::Stats(stats::app_json(a).to_string()),
+                    None => no_app(&app),
+                },
+                Some(Err(e)) => refusal(codes::engine(&e), e.to_string()),
+                None => failed(),
+            }
+        }
+        Request::Checkpoint { app } => {
+            if !admin {
+                return unauthorized();
+            }
+            let Some(d) = state.app(&app) else {
+                return no_app(&app);
+            };
+            match ctl.run(move || d.handle.checkpoint()).await {
+                Some(Ok(n)) => Response::Checkpointed { checkpoint: n },
+                Some(Err(e)) => refusal(codes::engine(&e), e.to_string()),
+                None => failed(),
+            }
+        }
+        Request::Apps | Request::Stats { app: None } => unauthorized(),
+        Request::Ingest { .. } | Request::Barrier { .. } | Request::Subscribe { .. } => {
+            unreachable!("handled before")
+        }
+    }
+}
