@@ -34,5 +34,5 @@ pub use client::{Client, ClientError, DeployOptions, Session};
 pub use codec::WireValue;
 pub use error::{CatalogError, CodecError, FrameError, NetError, ParamError, PortError, WireError};
 pub use frame::{Decoder, Frame, Kind};
-pub use server::{Server, ServerBuilder, ServerConfig};
+pub use server::{Server, ServerBuilder, ServerConfig, Shutdown};
 pub use wire::{ErrorCode, Event, Hello, Lag, Message, Output, Request, Response, Welcome};

@@ -38,7 +38,8 @@ pub struct Node {
     /// is taken, the lock is not held meanwhile).
     apps: Mutex<HashMap<String, Option<Arc<AppEntry>>>>,
     next_app: AtomicU32,
-    threads: ShardThreads,
+    /// Joined by the first `stop` (or `shutdown`, or drop).
+    threads: Mutex<ShardThreads>,
 }
 
 impl Node {
@@ -49,7 +50,7 @@ impl Node {
             shards,
             apps: Mutex::new(HashMap::new()),
             next_app: AtomicU32::new(1),
-            threads,
+            threads: Mutex::new(threads),
         })
     }
 
@@ -284,11 +285,16 @@ impl Node {
     }
 
     /// Stop every shard and wait for their threads.
-    pub fn shutdown(mut self) {
-        self.stop_threads();
+    pub fn shutdown(self) {
+        self.stop();
     }
 
-    fn stop_threads(&mut self) {
+    /// `shutdown` through a shared handle (a server holds the node in an
+    /// `Arc`): the journals stop, then the shards, and their threads are
+    /// joined; every later call fails with `Stopped`. Called from a task on
+    /// one of the node's shards it only tells the shards to stop (a shard
+    /// cannot join itself).
+    pub fn stop(&self) {
         if self.shards.is_stopped() {
             return;
         }
@@ -302,10 +308,11 @@ impl Node {
         for e in entries {
             e.stop_journal();
         }
-        if !self.shards.stop() {
+        if !self.shards.stop() || self.shards.current_shard().is_some() {
             return;
         }
-        for t in self.threads.drain(..) {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
             let _ = t.join();
         }
     }
@@ -313,7 +320,7 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        self.stop_threads();
+        self.stop();
     }
 }
 

@@ -39,7 +39,7 @@ use control::Control;
 use link::Ctx;
 use state::State;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, DeploySpec};
 use crate::error::NetError;
 
 /// How long `serve` waits for every shard to report its listener.
@@ -282,10 +282,53 @@ impl Server {
         self.ctx.state.connections.load(Ordering::Acquire)
     }
 
-    /// Stop accepting connections and finish the control requests taken.
-    /// Connections already open are served until the node stops.
-    pub fn shutdown(self) {
+    /// Deploy an app of the catalog as a client would (the node's apps
+    /// at start come this way); blocks, so call it off the shards.
+    pub fn deploy(
+        &self,
+        kind: &str,
+        spec: DeploySpec,
+        params: serde_json::Value,
+        ingest_token: &str,
+        read_token: &str,
+    ) -> Result<(), String> {
+        let req = state::DeployReq {
+            kind: kind.to_owned(),
+            spec,
+            params_json: params.to_string(),
+            ingest_token: ingest_token.to_owned(),
+            read_token: read_token.to_owned(),
+        };
+        self.ctx.state.deploy(req).map_err(|e| e.to_string())
+    }
+
+    /// Stop serving, cleanly: stop accepting connections, finish the
+    /// control requests taken, checkpoint every durable app (its state as
+    /// of a cut of its log, so a restart replays little), then stop the
+    /// node (its journals, then its shards, whose connections end with
+    /// them). Returns the durable apps checkpointed, and the ones whose
+    /// checkpoint failed with why (they recover from their log alone).
+    pub fn shutdown(self) -> Shutdown {
         self.stopping.store(true, Ordering::Release);
         self.ctx.control.stop();
+        let mut report = Shutdown::default();
+        for d in self.ctx.state.durable_apps() {
+            let name = d.handle.name().to_owned();
+            match d.handle.checkpoint() {
+                Ok(n) => report.checkpointed.push((name, n)),
+                Err(e) => report.failed.push((name, e.to_string())),
+            }
+        }
+        self.ctx.state.node.stop();
+        report
     }
+}
+
+/// What a clean shutdown did.
+#[derive(Debug, Default)]
+pub struct Shutdown {
+    /// Durable apps checkpointed, with the checkpoint's number.
+    pub checkpointed: Vec<(String, u64)>,
+    /// Durable apps whose checkpoint failed, and why.
+    pub failed: Vec<(String, String)>,
 }

@@ -22,6 +22,7 @@ use crate::ports::{IngestPort, SubscribePort};
 /// An app deployed over the wire.
 pub(crate) struct Deployed {
     pub(crate) handle: AppHandle,
+    pub(crate) durable: bool,
     pub(crate) sources: HashMap<String, Arc<dyn IngestPort>>,
     pub(crate) sinks: HashMap<String, Arc<dyn SubscribePort>>,
     ingest_token: Option<String>,
@@ -101,6 +102,15 @@ impl State {
         lock(&self.apps).get(name).cloned()
     }
 
+    /// The durable apps deployed over the wire.
+    pub(crate) fn durable_apps(&self) -> Vec<Arc<Deployed>> {
+        lock(&self.apps)
+            .values()
+            .filter(|d| d.durable)
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn app_names(&self) -> Vec<String> {
         let mut v: Vec<_> = lock(&self.apps).keys().cloned().collect();
         v.sort();
@@ -167,13 +177,16 @@ impl State {
             }
         };
         let token = |t: String| (!t.is_empty()).then_some(t);
+        let durable = req.spec.durable;
         let d = Deployed {
             handle,
+            durable,
             sources,
             sinks: built.ports.sinks.into_iter().collect(),
             ingest_token: token(req.ingest_token),
             read_token: token(req.read_token),
         };
+        tracing::info!(app = %req.spec.name, kind = %req.kind, durable, "deployed");
         lock(&self.apps).insert(req.spec.name, Arc::new(d));
         Ok(())
     }
@@ -187,6 +200,7 @@ impl State {
         for s in d.sinks.values() {
             s.close("the app was undeployed");
         }
+        tracing::info!(app = %name, "undeployed");
         self.node.undeploy(name, crate::limits::UNDEPLOY_DRAIN)
     }
 
