@@ -447,6 +447,25 @@ impl Client {
         }
     }
 
+    /// Read whatever the node has sent, without waiting, and take every
+    /// answer read so far (a sender that pipelines reads its answers this
+    /// way between sends).
+    pub fn take_answers(&mut self) -> Result<Vec<(u64, Response)>, ClientError> {
+        self.stream.set_nonblocking(true)?;
+        let read = loop {
+            match self.stream.read(&mut self.buf) {
+                Ok(0) => break Err(ClientError::Closed),
+                Ok(n) => self.session.feed(&self.buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) => break Err(e.into()),
+            }
+        };
+        self.stream.set_nonblocking(false)?;
+        read?;
+        self.session.absorb()?;
+        Ok(self.session.answers.drain().collect())
+    }
+
     /// Send raw bytes (for tests of what a node does with bad input).
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
         Ok(self.stream.write_all(bytes)?)

@@ -246,7 +246,13 @@ impl Shard {
             }
             let since = *idle_since.get_or_insert(end);
             if end - since < spin_ns {
-                std::hint::spin_loop();
+                if self.tasks_live.get() > 0 {
+                    // The tasks beside us (a connection writing the
+                    // output just made) run while we wait for more.
+                    glommio::executor().yield_task_queue_now().await;
+                } else {
+                    std::hint::spin_loop();
+                }
                 continue;
             }
             self.park().await;
