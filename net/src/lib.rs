@@ -15,7 +15,7 @@
 //! | `ports` | an app's sources and sinks on the wire: decode and send, fan out to subscribers |
 //! | `catalog` | app kinds: parameter schemas and factories |
 //! | `server` | per-shard listeners, connections, requests, the control thread |
-//! | `client` | the Rust client: a sans-IO session and a blocking client |
+//! | `client` | the Rust client: a sans-IO session, a blocking client and one for glommio |
 
 pub mod apps;
 pub mod catalog;
@@ -30,7 +30,7 @@ pub mod server;
 pub mod wire;
 
 pub use catalog::{AppKind, Built, Catalog, DeploySpec, Ports};
-pub use client::{Client, ClientError, DeployOptions, Session};
+pub use client::{Client, ClientError, DeployOptions, LocalClient, Session};
 pub use codec::WireValue;
 pub use error::{CatalogError, CodecError, FrameError, NetError, ParamError, PortError, WireError};
 pub use frame::{Decoder, Frame, Kind};

@@ -92,3 +92,63 @@ fn the_keyed_aggregate_sums_per_key_and_window() {
         assert_eq!(got, oracle, "window {window}");
     }
 }
+
+#[test]
+fn the_glommio_client_does_the_same_from_an_executor() {
+    let server = common::serve(2, ServerConfig::default());
+    let addr = server.local_addr();
+    let got = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .spawn(move || async move {
+            let mut c = dirigo_net::LocalClient::connect(addr, "")
+                .await
+                .expect("connects");
+            let deploy = dirigo_net::Request::Deploy {
+                kind: "aggregate".into(),
+                name: "max".into(),
+                params_json: r#"{"fn": "max"}"#.into(),
+                slo_us: None,
+                durable: false,
+                ingest_token: String::new(),
+                read_token: String::new(),
+            };
+            c.call(&deploy).await.expect("deploys");
+            let sub = c
+                .subscribe("max", "out", Lag::Disconnect)
+                .await
+                .expect("subscribes");
+            let rows: Vec<Row> = (0..100)
+                .map(|i| Row {
+                    key: format!("k{}", i % 3),
+                    value: i as f64,
+                })
+                .collect();
+            assert_eq!(c.ingest("max", "events", &rows).await.unwrap(), 100);
+            c.barrier("max", 1).await.unwrap();
+            let mut got = BTreeMap::new();
+            loop {
+                let (id, o) = c
+                    .next_output(Duration::from_secs(20))
+                    .await
+                    .unwrap()
+                    .expect("an output");
+                assert_eq!(id, sub);
+                match o {
+                    dirigo_net::Output::Data { value, .. } => {
+                        let (_, k, v) =
+                            <WindowRow as dirigo_net::WireValue>::from_binary(&value).unwrap();
+                        got.insert(k, v);
+                    }
+                    dirigo_net::Output::Barrier { window: 1 } => return got,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        })
+        .expect("an executor")
+        .join()
+        .expect("runs");
+    let want: BTreeMap<String, f64> = [("k0", 99.0), ("k1", 97.0), ("k2", 98.0)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    assert_eq!(got, want);
+}

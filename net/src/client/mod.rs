@@ -6,6 +6,11 @@
 //! one drive the same code. [`Client`] is the blocking one, for a plain
 //! thread: one call per operation, and [`Client::ingest_pipelined`] keeps
 //! up to a window of batches unacknowledged, the way a loader should send.
+//! [`LocalClient`] (`local`) is the same on a glommio executor.
+
+mod local;
+
+pub use local::LocalClient;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
