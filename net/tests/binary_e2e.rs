@@ -152,3 +152,28 @@ fn the_glommio_client_does_the_same_from_an_executor() {
         .collect();
     assert_eq!(got, want);
 }
+
+/// A connection's ingest enters its shard through the shard-local queue,
+/// not the cross-thread inbox (one shard: the source is homed where the
+/// connection is served).
+#[test]
+fn ingest_takes_the_shard_local_path() {
+    let server = common::serve(1, ServerConfig::default());
+    let mut c = Client::connect(server.local_addr(), "").expect("connects");
+    assert_eq!(c.accepted().shard, 0);
+    c.deploy("aggregate", "local", &json!({"fn": "count"}), &slo())
+        .expect("deploys");
+    for _ in 0..20 {
+        let rows: Vec<Row> = (0..10)
+            .map(|i| Row {
+                key: format!("k{i}"),
+                value: 1.0,
+            })
+            .collect();
+        c.ingest("local", "events", &rows).expect("ingests");
+    }
+    let stats = c.stats(None).expect("stats");
+    let shard = &stats["shards"][0];
+    assert_eq!(shard["local_ingests"], 20, "{shard}");
+    assert_eq!(shard["inbox_ingests"], 0, "{shard}");
+}

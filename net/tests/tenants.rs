@@ -150,3 +150,29 @@ fn silent_clients_are_closed_after_their_timeouts() {
     assert_eq!(s.apps().unwrap(), ["x"]);
     assert_eq!(server.connections(), 1);
 }
+
+#[test]
+fn connections_past_the_limit_are_refused_and_the_others_go_on() {
+    let server = common::serve(
+        1,
+        ServerConfig {
+            max_connections: 2,
+            ..Default::default()
+        },
+    );
+    let addr = server.local_addr();
+    let mut a = Client::connect(addr, "").unwrap();
+    let _b = Client::connect(addr, "").unwrap();
+    assert_eq!(code(Client::connect(addr, "")), ErrorCode::Limit);
+    assert!(a.apps().unwrap().is_empty());
+    drop(_b);
+    // A slot frees when a connection closes.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Client::connect(addr, "").is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the closed connection's slot never came back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

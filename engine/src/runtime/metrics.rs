@@ -148,6 +148,12 @@ pub struct ShardStats {
     /// Tasks beside the dispatcher (`Node::spawn_on_shards`) that ended in
     /// a panic: each ended alone, the shard ran on.
     pub task_panics: u64,
+    /// Ingest commands taken from the shard-local queue: sent by a task on
+    /// this shard's own executor (a connection it serves).
+    pub local_ingests: u64,
+    /// Ingest commands taken from the cross-thread inbox (client threads,
+    /// journals, connections served on other shards).
+    pub inbox_ingests: u64,
     /// Messages queued here (at lessors, held behind barriers, at lessees,
     /// behind full rings), all apps, at the snapshot.
     pub backlog: usize,

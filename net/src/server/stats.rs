@@ -37,6 +37,8 @@ fn shard_json(s: &ShardStats) -> Value {
         "lessees": s.lessees,
         "parks": s.parks,
         "task_panics": s.task_panics,
+        "local_ingests": s.local_ingests,
+        "inbox_ingests": s.inbox_ingests,
     })
 }
 

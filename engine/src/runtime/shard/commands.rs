@@ -103,13 +103,13 @@ impl Shard {
                 Inbox::Data => (&mut self.pending_cmd, &self.commands),
             };
             let taken = match (pending.take(), inbox) {
-                (Some(c), _) => Some(c),
-                (None, Inbox::Data) => self.local.pop(),
+                (Some(c), _) => Some((c, false)),
+                (None, Inbox::Data) => self.local.pop().map(|c| (c, true)),
                 (None, Inbox::Control) => None,
             };
-            let cmd = match taken {
+            let (cmd, local) = match taken {
                 Some(c) => c,
-                None => match rx.try_recv() {
+                None => match rx.try_recv().map(|c| (c, false)) {
                     Ok(c) => c,
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
@@ -119,6 +119,12 @@ impl Shard {
                 },
             };
             room = room.saturating_sub(cmd.items());
+            if let Command::Ingest { .. } = cmd {
+                match local {
+                    true => self.stats.local_ingests += 1,
+                    false => self.stats.inbox_ingests += 1,
+                }
+            }
             self.on_command(cmd);
             n += 1;
         }
