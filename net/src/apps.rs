@@ -391,8 +391,9 @@ pub fn clicks_on(
 // the generic keyed aggregate
 // ---------------------------------------------------------------------
 
-/// The keyed aggregate's event: a key and a number (the catalog takes
-/// them from two fields of a JSON object, `key_field` and `value_field`).
+/// The keyed aggregate's event: a key and a number (over HTTP the catalog
+/// takes them from two fields of a JSON object, its `key_field` and
+/// `value_field` parameters).
 #[derive(
     Clone,
     Debug,

@@ -70,16 +70,22 @@ pub(crate) trait IngestPort: Send + Sync {
     fn submit<'a>(&'a self, batch: Batch<'_>, timeout: Duration) -> LocalFuture<'a, Acked>;
 }
 
-/// How a catalog factory describes one source: its type and its key.
+/// An event from its JSON form (a kind's own reading of JSON events).
+pub(crate) type FromJson<T> = Arc<dyn Fn(serde_json::Value) -> Result<T, CodecError> + Send + Sync>;
+
+/// How a catalog factory describes one source: its type, its key, and
+/// its reading of JSON events (`T::from_json` unless the kind gives one).
 pub(crate) struct SourceSpec<T> {
     pub(crate) name: String,
     pub(crate) key_of: Arc<dyn Fn(&T) -> u64 + Send + Sync>,
+    pub(crate) from_json: FromJson<T>,
 }
 
 /// A typed source port bound to a deployed app.
 struct SourcePort<T> {
     handle: SourceHandle<T>,
     key_of: Arc<dyn Fn(&T) -> u64 + Send + Sync>,
+    from_json: FromJson<T>,
 }
 
 /// Binds a source spec to a deployed app (erases `T`).
@@ -97,6 +103,7 @@ impl<T: WireValue> BindSource for SourceSpec<T> {
         Ok(Arc::new(SourcePort {
             handle: app.source::<T>(&self.name)?,
             key_of: self.key_of.clone(),
+            from_json: self.from_json.clone(),
         }))
     }
 }
@@ -113,7 +120,7 @@ impl<T: WireValue> SourcePort<T> {
             Batch::Json(v) => v
                 .into_iter()
                 .enumerate()
-                .map(|(i, j)| T::from_json(j).map_err(bad(i)))
+                .map(|(i, j)| (self.from_json)(j).map_err(bad(i)))
                 .collect::<Result<_, _>>()?,
         };
         Ok(values.into_iter().map(|v| ((self.key_of)(&v), v)).collect())

@@ -309,3 +309,63 @@ fn curl_works_unchanged() {
     );
     assert!(curl(&[&format!("{base}/metrics")]).contains("dirigo_app_delivered_total{app=\"c\"} 1"));
 }
+
+/// The generic aggregate groups JSON events by the field its parameters
+/// name and aggregates another.
+#[test]
+fn the_aggregate_reads_the_fields_its_parameters_name() {
+    let server = common::serve(2, ServerConfig::default());
+    let addr = server.http_addr().unwrap();
+    let d = json!({"kind": "aggregate", "name": "lat", "slo_ms": 50,
+                   "params": {"fn": "max", "key_field": "user", "value_field": "ms"}});
+    assert_eq!(
+        http::request(addr, "POST", "/v1/apps", "", d.to_string().as_bytes()).status,
+        201
+    );
+    let mut sse =
+        http::events(addr, "/v1/apps/lat/sinks/out", "").unwrap_or_else(|r| panic!("{}", r.text()));
+    let ev = "/v1/apps/lat/sources/events/events";
+    let body = br#"[{"user":"ann","ms":3,"page":"/"},{"user":"bob","ms":9},{"user":"ann","ms":7.5},{"user":7,"ms":1}]"#;
+    assert_eq!(
+        http::request(addr, "POST", ev, "", body).json(),
+        json!({"accepted": 4})
+    );
+    let r = http::request(
+        addr,
+        "POST",
+        ev,
+        "",
+        br#"[{"user":"ann","ms":1},{"user":"ann"}]"#,
+    );
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("event 1") && r.text().contains("\\\"ms\\\""),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        http::request(
+            addr,
+            "POST",
+            "/v1/apps/lat/barriers",
+            "",
+            br#"{"window":1}"#
+        )
+        .status,
+        200
+    );
+    let mut got = BTreeMap::new();
+    loop {
+        let (name, data) = sse.next().expect("an event");
+        if name == "barrier" {
+            break;
+        }
+        let v = &data["value"];
+        got.insert(v[1].as_str().unwrap().to_owned(), v[2].as_f64().unwrap());
+    }
+    let want: BTreeMap<String, f64> = [("ann", 7.5), ("bob", 9.0), ("7", 1.0)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    assert_eq!(got, want);
+}

@@ -6,6 +6,8 @@
 use dirigo_engine::key_hash;
 use serde_json::{json, Value};
 
+use crate::error::CodecError;
+
 use super::{AppKind, Built, DeploySpec, Ports};
 use crate::apps::{self, AggFn, Click, Reading, Row, WindowRow};
 
@@ -105,7 +107,11 @@ fn aggregate() -> AppKind {
         "required": ["fn"],
         "properties": {
             "fn": {"type": "string", "enum": ["count", "sum", "min", "max", "mean"],
-                   "description": "what to compute per key and window"}
+                   "description": "what to compute per key and window"},
+            "key_field": {"type": "string", "default": "key",
+                          "description": "the JSON event's field to group by (a string or a number)"},
+            "value_field": {"type": "string", "default": "value",
+                            "description": "the JSON event's field to aggregate (a number)"}
         }
     });
     AppKind::new(
@@ -115,12 +121,37 @@ fn aggregate() -> AppKind {
         |spec, params| {
             let f: AggFn = serde_json::from_value(params["fn"].clone()).map_err(|e| e.to_string())?;
             let (app, rx) = apps::aggregate_on(spec.builder(), f, spec.durable).map_err(engine)?;
+            let key = params["key_field"].as_str().unwrap_or("key").to_owned();
+            let value = params["value_field"].as_str().unwrap_or("value").to_owned();
+            let read = move |v: Value| row_of(&v, &key, &value);
             let ports = Ports::new()
-                .source::<Row>("events", |r| key_hash(r.key.as_bytes()))
+                .source_with::<Row>("events", |r| key_hash(r.key.as_bytes()), read)
                 .sink::<WindowRow>("out", rx);
             Ok(Built::new(app, ports))
         },
     )
+}
+
+/// A JSON object's `key` field (a string, or a number as its text) and
+/// `value` field (a number) as a `Row`.
+fn row_of(v: &Value, key: &str, value: &str) -> Result<Row, CodecError> {
+    let field = |f: &str| {
+        v.get(f)
+            .ok_or_else(|| CodecError::Json(format!("the event has no field {f:?}")))
+    };
+    let k = match field(key)? {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        other => {
+            return Err(CodecError::Json(format!(
+                "field {key:?} is {other}, not a string or number"
+            )))
+        }
+    };
+    let x = field(value)?
+        .as_f64()
+        .ok_or_else(|| CodecError::Json(format!("field {value:?} is not a number")))?;
+    Ok(Row { key: k, value: x })
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use dirigo_engine::{App, AppBuilder, SinkReceiver};
 use serde_json::Value;
 
 use crate::codec::WireValue;
-use crate::error::CatalogError;
+use crate::error::{CatalogError, CodecError};
 use crate::ports::{BindSource, Hub, SinkPort, SourceSpec, SubscribePort};
 
 /// What a deploy asks for, besides the kind and its parameters.
@@ -76,13 +76,25 @@ impl Ports {
 
     /// Source `name` takes `T`s, each keyed by `key_of`.
     pub fn source<T: WireValue>(
+        self,
+        name: &str,
+        key_of: impl Fn(&T) -> u64 + Send + Sync + 'static,
+    ) -> Ports {
+        self.source_with(name, key_of, T::from_json)
+    }
+
+    /// The same, with the kind's own reading of JSON events (fields chosen
+    /// by parameters, say); the binary form stays `T`'s.
+    pub fn source_with<T: WireValue>(
         mut self,
         name: &str,
         key_of: impl Fn(&T) -> u64 + Send + Sync + 'static,
+        from_json: impl Fn(Value) -> Result<T, CodecError> + Send + Sync + 'static,
     ) -> Ports {
         self.sources.push(Box::new(SourceSpec::<T> {
             name: name.to_owned(),
             key_of: Arc::new(key_of),
+            from_json: Arc::new(from_json),
         }));
         self
     }
