@@ -102,7 +102,7 @@ mod exports {
         Ack, AppBuilder, AppHandle, JournalAck, Node, Rejected, SinkEvent, SinkPolicy,
         SinkReceiver, SourceHandle, Stream,
     };
-    pub use crate::durability::Recovery;
+    pub use crate::durability::{DurableStats, Recovery};
     pub use crate::func::{
         Context, DurableState, Function, Keyed, Merge, Merged, OperatorState, Persist,
         PersistError, Sequential,

@@ -403,6 +403,11 @@ fn a_failed_rotation_never_hands_back_what_the_log_may_hold() {
         let later = later.expect_err("refused");
         assert_eq!(later.events.len(), 7, "refused before logging: handed back");
         returned.extend(ids);
+        let stats = node.stats().expect("stats");
+        let d = stats.app("failing").and_then(|a| a.durable.clone());
+        let d = d.expect("a durable app's figures");
+        assert!(d.log_failed, "the stats say the log failed: {d:?}");
+        assert!(d.log_entries >= acked.len() as u64, "{d:?}");
         node.shutdown();
         (blocked, first, later.error)
     };
@@ -598,6 +603,22 @@ fn incremental_checkpoints_save_changes_and_recover_through_the_chain() {
         }
         assert_eq!(h.checkpoint().expect("incremental"), 2);
         small = size(dir.path(), 2);
+        let stats = node.stats().expect("stats");
+        let d = stats
+            .app("incr")
+            .and_then(|a| a.durable.clone())
+            .expect("figures");
+        assert_eq!(
+            (d.checkpoints, d.full_checkpoints, d.last_checkpoint),
+            (2, 1, 2),
+            "{d:?}"
+        );
+        assert!(
+            d.last_checkpoint_bytes > 0 && d.last_checkpoint_bytes < small,
+            "{d:?}"
+        );
+        assert_eq!((d.log_entries, d.log_position), (5_003, 5_003), "{d:?}");
+        assert!(d.log_commits >= 1 && !d.log_failed, "{d:?}");
         assert!(
             small * 3 < size(dir.path(), 1),
             "incremental {small} vs full {}",

@@ -40,8 +40,7 @@ pub(crate) type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 pub(crate) enum Batch<'a> {
     /// Binary values (the binary protocol).
     Binary(Vec<&'a [u8]>),
-    /// JSON values (HTTP, the front to come).
-    #[allow(dead_code)]
+    /// JSON values (HTTP).
     Json(Vec<serde_json::Value>),
 }
 
@@ -151,8 +150,7 @@ impl<T: WireValue> IngestPort for SourcePort<T> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Format {
     Binary,
-    /// HTTP's (the front to come).
-    #[allow(dead_code)]
+    /// JSON text, for HTTP's Server-Sent Events.
     Json,
 }
 

@@ -369,3 +369,58 @@ fn the_aggregate_reads_the_fields_its_parameters_name() {
         .collect();
     assert_eq!(got, want);
 }
+
+/// A durable app's stats and metrics carry its ingress log's and its
+/// checkpoints' figures.
+#[test]
+fn a_durable_apps_log_and_checkpoints_show_in_stats_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = dirigo_engine::NodeConfig {
+        shards: 2,
+        data_dir: Some(dir.path().to_owned()),
+        ..Default::default()
+    };
+    let server = common::serve_on(node, ServerConfig::default());
+    let addr = server.http_addr().unwrap();
+    let d = json!({"kind": "aggregate", "name": "dur", "durable": true, "params": {"fn": "count"}});
+    let r = http::request(addr, "POST", "/v1/apps", "", d.to_string().as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    let ev = "/v1/apps/dur/sources/events/events";
+    for _ in 0..3 {
+        let body = br#"[{"key":"a","value":1},{"key":"b","value":2}]"#;
+        let r = http::request(addr, "POST", ev, "", body);
+        assert_eq!(r.json(), json!({"accepted": 2}));
+    }
+    let r = http::request(addr, "POST", "/v1/apps/dur/checkpoint", "", b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let s = http::request(addr, "GET", "/v1/apps/dur/stats", "", b"").json();
+    let dur = &s["durable"];
+    assert_eq!(dur["log_entries"], 6, "{s}");
+    assert_eq!(dur["log_position"], 6, "{s}");
+    assert!(dur["log_bytes"].as_u64().unwrap() > 0, "{s}");
+    assert!(dur["log_commits"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(dur["checkpoints"], 1, "{s}");
+    assert_eq!(dur["full_checkpoints"], 1, "{s}");
+    assert_eq!(dur["checkpoint_failures"], 0, "{s}");
+    assert!(dur["last_checkpoint_bytes"].as_u64().unwrap() > 0, "{s}");
+    let text = http::request(addr, "GET", "/metrics", "", b"").text();
+    for needle in [
+        "dirigo_durable_log_entries_total{app=\"dur\"} 6",
+        "dirigo_durable_checkpoints_total{app=\"dur\"} 1",
+        "dirigo_durable_log_failed{app=\"dur\"} 0",
+        "dirigo_durable_log_commit_seconds_total{app=\"dur\"}",
+        "dirigo_durable_last_checkpoint_bytes{app=\"dur\"}",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    // A volatile app has no durable figures.
+    let v = json!({"kind": "aggregate", "name": "vol", "params": {"fn": "count"}});
+    assert_eq!(
+        http::request(addr, "POST", "/v1/apps", "", v.to_string().as_bytes()).status,
+        201
+    );
+    let s = http::request(addr, "GET", "/v1/apps/vol/stats", "", b"").json();
+    assert!(s["durable"].is_null(), "{s}");
+    let text = http::request(addr, "GET", "/metrics", "", b"").text();
+    assert!(!text.contains("dirigo_durable_log_entries_total{app=\"vol\"}"));
+}

@@ -363,6 +363,7 @@ fn placeholder_stats() -> AppStats {
         revokes: 0,
         barriers: 0,
         lessee_ns: 0,
+        durable: None,
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
-use crate::durability::{JournalMsg, Recovery};
+use crate::durability::{JournalFigures, JournalMsg, Recovery};
 use crate::runtime::ingress::AppIngress;
 
 /// A deployed app as the registry keeps it.
@@ -20,6 +20,8 @@ pub(crate) struct AppEntry {
 pub(crate) struct JournalLink {
     pub(crate) tx: Sender<JournalMsg>,
     pub(crate) thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Its log and checkpoint figures.
+    pub(crate) figures: Arc<JournalFigures>,
 }
 
 impl AppEntry {

@@ -162,6 +162,7 @@ impl Node {
         }
         let recovery = Some(opened.recovery.clone());
         let journal = Journal::new(opened, ingress.clone(), &plan, cfg.full_checkpoint_every);
+        let figures = journal.figures();
         let thread = std::thread::Builder::new()
             .name(format!("dirigo-journal-{}", plan.name))
             .spawn(move || journal.run(jrx))?;
@@ -170,6 +171,7 @@ impl Node {
             journal: Some(JournalLink {
                 tx: jtx,
                 thread: Mutex::new(Some(thread)),
+                figures,
             }),
             recovery,
         }))
@@ -281,7 +283,16 @@ impl Node {
     /// its cause (`ShardStats::died`), a failed app with its own
     /// (`AppStats::failed`): `NodeStats::healthy` says whether either is.
     pub fn stats(&self) -> Result<NodeStats> {
-        self.shards.stats()
+        let mut stats = self.shards.stats()?;
+        let apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+        for entry in apps.values().flatten() {
+            let (Some(j), Some(a)) = (&entry.journal, stats.apps.get_mut(&entry.ingress.plan().id))
+            else {
+                continue;
+            };
+            a.durable = Some(j.figures.snapshot());
+        }
+        Ok(stats)
     }
 
     /// Stop every shard and wait for their threads.

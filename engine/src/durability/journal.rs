@@ -34,6 +34,7 @@ use std::time::Instant;
 use dirigo_storage::{CheckpointWriter, Checkpoints, IngressLog, StorageError};
 
 use super::codec::{kind_code, LogEntry};
+use super::figures::JournalFigures;
 use super::recovery::{durability_err, durable_ops, storage_err, Opened};
 use super::request::{checkpoint_tag, EventSlot, Forward, IngestOutcome, JournalMsg};
 use crate::limits::{CHECKPOINT_TIMEOUT, DELTA, JOURNAL_IDLE_WAIT, MAX_EVENT_BYTES, MAX_GROUP};
@@ -54,7 +55,11 @@ struct Pending {
     /// `missing`, against the app's durable operators).
     saved: BTreeSet<u16>,
     reply: Sender<Result<u64>>,
+    /// When its barrier was injected.
+    started: Instant,
     deadline: Instant,
+    /// State bytes put so far.
+    bytes: u64,
 }
 
 /// The journal thread's state.
@@ -82,6 +87,7 @@ pub(crate) struct Journal {
     /// The log position of the last request forwarded (forward order is
     /// log order).
     forwarded: u64,
+    figures: Arc<JournalFigures>,
 }
 
 /// One request of a group commit, after its entries were appended: `pos`
@@ -131,12 +137,18 @@ impl Journal {
             chain: None,
             newest_base: opened.base,
             forwarded: opened.log.next_seq(),
+            figures: Arc::new(JournalFigures::new(opened.log.next_seq())),
             log: opened.log,
             ckpts: opened.ckpts,
             app,
             pending: None,
             failed: None,
         }
+    }
+
+    /// The figures this journal keeps, for stats.
+    pub(crate) fn figures(&self) -> Arc<JournalFigures> {
+        self.figures.clone()
     }
 
     /// Serve requests until `Stop` (or every sender is gone).
@@ -234,7 +246,10 @@ impl Journal {
             .iter()
             .any(|l| !matches!(l, Logged::Checkpoint { .. }));
         if appended {
-            if let Err(e) = self.log.commit() {
+            let t = Instant::now();
+            let commit = self.log.commit();
+            self.figures.committed(t.elapsed());
+            if let Err(e) = commit {
                 // Some of the group may have reached the disk.
                 self.fail(e);
                 logged.into_iter().for_each(|l| self.unknown(l));
@@ -367,6 +382,14 @@ impl Journal {
             seqs.start == before && seqs.end == before + n && self.log.next_seq() == before + n,
             "log positions grow one entry at a time"
         );
+        let bytes = entries
+            .iter()
+            .map(|e| match e {
+                LogEntry::Event { payload, .. } => payload.len() as u64,
+                LogEntry::Barrier { .. } => 0,
+            })
+            .sum();
+        self.figures.appended(seqs.end, n, bytes);
         Ok(())
     }
 
@@ -432,6 +455,7 @@ impl Journal {
             Ok(w) => w,
             Err(e) => {
                 let what = format!("beginning checkpoint {id}");
+                self.figures.checkpoint_failed();
                 let _ = reply.send(Err(storage_err(&self.name, what, e)));
                 return;
             }
@@ -443,6 +467,7 @@ impl Journal {
         {
             // Some operators may have run it and forgotten their changes.
             self.chain = None;
+            self.figures.checkpoint_failed();
             let _ = reply.send(Err(e));
             return;
         }
@@ -454,7 +479,9 @@ impl Journal {
             missing: self.durable_ops.iter().map(|o| o.0).collect(),
             saved: BTreeSet::new(),
             reply,
+            started: Instant::now(),
             deadline: Instant::now() + CHECKPOINT_TIMEOUT,
+            bytes: 0,
         });
         // An app without durable operators has nothing to wait for.
         self.try_finish_checkpoint();
@@ -473,14 +500,17 @@ impl Journal {
         let what = || format!("checkpoint {}: state of operator {}", p.id, s.op.0);
         let put = match s.bytes {
             Err(reason) => Err(durability_err(&self.name, format!("{}: {reason}", what()))),
-            Ok(b) => p
-                .writer
-                .put(key, &b)
-                .map_err(|e| storage_err(&self.name, what(), e)),
+            Ok(b) => {
+                p.bytes += b.len() as u64;
+                p.writer
+                    .put(key, &b)
+                    .map_err(|e| storage_err(&self.name, what(), e))
+            }
         };
         if let Err(e) = put {
             let p = self.pending.take().expect("checked above");
             self.chain = None;
+            self.figures.checkpoint_failed();
             let _ = p.reply.send(Err(e));
             return;
         }
@@ -529,6 +559,10 @@ impl Journal {
         };
         if committed.is_ok() {
             self.newest_base = Some(base);
+            let took = p.started.elapsed();
+            self.figures.checkpointed(p.id, p.full, p.bytes, took);
+        } else {
+            self.figures.checkpoint_failed();
         }
         let r = committed
             .map_err(|e| storage_err(&self.name, format!("committing checkpoint {}", p.id), e))
@@ -552,6 +586,7 @@ impl Journal {
         {
             let p = self.pending.take().expect("checked above");
             self.chain = None;
+            self.figures.checkpoint_failed();
             let reason = format!(
                 "checkpoint {} timed out after {CHECKPOINT_TIMEOUT:?} waiting for the state of \
                  operators {:?}",
@@ -566,6 +601,7 @@ impl Journal {
     fn fail(&mut self, e: StorageError) {
         if self.failed.is_none() {
             self.failed = Some(Arc::new(e));
+            self.figures.log_failed();
         }
     }
 

@@ -8,7 +8,8 @@
 //! - `codec`: the ingress log's records;
 //! - `journal`: the group-commit loop and checkpoints;
 //! - `recovery`: open an app's folder, restore, replay;
-//! - `spill`: dormant state in segment files.
+//! - `spill`: dormant state in segment files;
+//! - `figures`: the journal's log and checkpoint figures, for stats.
 //!
 //! Imports `plan`, `func` and the vocabulary, never the runtime or the
 //! client API: what the journal logged reaches the shards through
@@ -16,11 +17,14 @@
 //! `StateSink`.
 
 mod codec;
+mod figures;
 mod journal;
 mod recovery;
 mod request;
 pub(crate) mod spill;
 
+pub use figures::DurableStats;
+pub(crate) use figures::JournalFigures;
 pub(crate) use journal::Journal;
 pub use recovery::Recovery;
 pub(crate) use recovery::{open, replay};

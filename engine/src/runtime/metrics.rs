@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
+use crate::durability::DurableStats;
 use crate::limits::{LATENCY_MAX_NS, LATENCY_MIN_NS};
 use crate::model::{AppClass, AppId};
 
@@ -61,6 +62,9 @@ pub struct AppStats {
     /// Lessee-time: the integral over time of the lessees hosted, ns (over
     /// a wall-clock span, divided by it: the mean lessee count).
     pub lessee_ns: u64,
+    /// A durable app's log and checkpoint figures (from its journal, in
+    /// the node's merged figures only).
+    pub durable: Option<DurableStats>,
 }
 
 impl AppStats {
@@ -82,6 +86,7 @@ impl AppStats {
             queued: 0,
             failed: None,
             lessee_ns: 0,
+            durable: None,
         }
     }
 

@@ -3,7 +3,6 @@
 //! wire's `Response`, which each front turns into its own form.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use dirigo_engine::BarrierKind;
 
@@ -11,9 +10,8 @@ use super::codes;
 use super::link::Ctx;
 use super::state::{DeployReq, Deployed, Right};
 use super::stats;
-use crate::catalog::DeploySpec;
 use crate::ports::{Acked, Batch, Format, Subscription};
-use crate::wire::{ErrorCode, Lag, Request, Response};
+use crate::wire::{ErrorCode, Lag, Response};
 
 pub(super) fn refusal(code: ErrorCode, message: impl Into<String>) -> Response {
     Response::Error {
@@ -134,83 +132,45 @@ pub(super) fn subscribe(
     Ok(sub)
 }
 
-/// Deploy, undeploy, apps, stats, checkpoint: checked here, run on the
-/// control thread.
-pub(super) async fn control(ctx: &Ctx, token: &str, request: Request) -> Response {
+/// The control requests: checked here, run on the control thread.
+pub(super) enum Control {
+    Deploy(DeployReq),
+    Undeploy(String),
+    Apps,
+    /// One app's stats, or the node's.
+    Stats(Option<String>),
+    Checkpoint(String),
+}
+
+/// Run a control request, after its token is checked.
+pub(super) async fn control(ctx: &Ctx, token: &str, request: Control) -> Response {
     let state = ctx.state.clone();
     let ctl = &ctx.control;
     let admin = state.allows(token, Right::Admin, None);
-    let failed = || refusal(ErrorCode::Failed, "the control thread failed this request");
     match request {
-        Request::Deploy {
-            kind,
-            name,
-            params_json,
-            slo_us,
-            durable,
-            ingest_token,
-            read_token,
-        } => {
-            if !admin {
-                return unauthorized();
-            }
-            let spec = DeploySpec {
-                name,
-                slo: slo_us.map(Duration::from_micros),
-                durable,
-            };
-            let req = DeployReq {
-                kind,
-                spec,
-                params_json,
-                ingest_token,
-                read_token,
-            };
-            match ctl.run(move || state.deploy(req)).await {
-                Some(Ok(())) => Response::Ok,
-                Some(Err(e)) => refusal(codes::deploy(&e), e.to_string()),
-                None => failed(),
-            }
-        }
-        Request::Undeploy { app } => {
-            if !admin {
-                return unauthorized();
-            }
-            match ctl
-                .run(move || state.undeploy(&app).map(|found| (found, app)))
-                .await
-            {
-                Some(Ok((true, _))) => Response::Ok,
-                Some(Ok((false, app))) => no_app(&app),
-                Some(Err(e)) => refusal(codes::engine(&e), e.to_string()),
-                None => failed(),
-            }
-        }
-        Request::Apps if admin => Response::Apps(state.app_names()),
-        Request::Stats { app: None } if admin => match ctl.run(move || state.node.stats()).await {
+        Control::Stats(Some(app)) => app_stats(ctx, token, app).await,
+        _ if !admin => unauthorized(),
+        Control::Deploy(req) => match ctl.run(move || state.deploy(req)).await {
+            Some(Ok(())) => Response::Ok,
+            Some(Err(e)) => refusal(codes::deploy(&e), e.to_string()),
+            None => failed(),
+        },
+        Control::Undeploy(app) => match ctl
+            .run(move || state.undeploy(&app).map(|found| (found, app)))
+            .await
+        {
+            Some(Ok((true, _))) => Response::Ok,
+            Some(Ok((false, app))) => no_app(&app),
+            Some(Err(e)) => refusal(codes::engine(&e), e.to_string()),
+            None => failed(),
+        },
+        Control::Apps => Response::Apps(state.app_names()),
+        Control::Stats(None) => match ctl.run(move || state.node.stats()).await {
             Some(Ok(s)) => Response::Stats(stats::node_json(&s).to_string()),
             Some(Err(e)) => refusal(codes::engine(&e), e.to_string()),
             None => failed(),
         },
-        Request::Stats { app: Some(app) } => {
-            let d = match app_for(ctx, token, &app, Right::Read) {
-                Ok(d) => d,
-                Err(r) => return r,
-            };
-            let id = d.handle.id();
-            match ctl.run(move || state.node.stats()).await {
-                Some(Ok(s)) => match s.apps.get(&id) {
-                    Some(a) => Response::Stats(stats::app_json(a).to_string()),
-                    None => no_app(&app),
-                },
-                Some(Err(e)) => refusal(codes::engine(&e), e.to_string()),
-                None => failed(),
-            }
-        }
-        Request::Checkpoint { app } => {
-            if !admin {
-                return unauthorized();
-            }
+        Control::Checkpoint(app) => {
             let Some(d) = state.app(&app) else {
                 return no_app(&app);
             };
@@ -220,9 +180,27 @@ pub(super) async fn control(ctx: &Ctx, token: &str, request: Request) -> Respons
                 None => failed(),
             }
         }
-        Request::Apps | Request::Stats { app: None } => unauthorized(),
-        Request::Ingest { .. } | Request::Barrier { .. } | Request::Subscribe { .. } => {
-            unreachable!("handled before")
-        }
+    }
+}
+
+fn failed() -> Response {
+    refusal(ErrorCode::Failed, "the control thread failed this request")
+}
+
+/// One app's stats, for a token that may read it.
+async fn app_stats(ctx: &Ctx, token: &str, app: String) -> Response {
+    let d = match app_for(ctx, token, &app, Right::Read) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let id = d.handle.id();
+    let state = ctx.state.clone();
+    match ctx.control.run(move || state.node.stats()).await {
+        Some(Ok(s)) => match s.apps.get(&id) {
+            Some(a) => Response::Stats(stats::app_json(a).to_string()),
+            None => no_app(&app),
+        },
+        Some(Err(e)) => refusal(codes::engine(&e), e.to_string()),
+        None => failed(),
     }
 }

@@ -7,11 +7,14 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use rkyv::rancor;
 
 use super::link::{error, frame, Conn};
-use super::ops;
+use super::ops::{self, Control};
+use super::state::DeployReq;
+use crate::catalog::DeploySpec;
 use crate::frame::Frame;
 use crate::ports::{Acked, Batch, Delivery, Format, Subscription};
 use crate::wire::{ArchivedRequest, ErrorCode, Lag, Message, Output, Request, Response};
@@ -58,9 +61,48 @@ pub(super) async fn handle(conn: &mut Conn, f: Frame) -> Result<(), String> {
         Request::Barrier { app, window } => {
             ops::barrier(&conn.ctx, &conn.token, &app, window).await
         }
-        other => ops::control(&conn.ctx, &conn.token, other).await,
+        // Read in place above; the owned form is the same ingest.
+        Request::Ingest {
+            app,
+            source,
+            events,
+        } => {
+            let values = events.iter().map(|e| e.value.as_slice()).collect();
+            return ingest(conn, req, &app, &source, Batch::Binary(values)).await;
+        }
+        Request::Deploy {
+            kind,
+            name,
+            params_json,
+            slo_us,
+            durable,
+            ingest_token,
+            read_token,
+        } => {
+            let spec = DeploySpec {
+                name,
+                slo: slo_us.map(Duration::from_micros),
+                durable,
+            };
+            let d = DeployReq {
+                kind,
+                spec,
+                params_json,
+                ingest_token,
+                read_token,
+            };
+            control(conn, Control::Deploy(d)).await
+        }
+        Request::Undeploy { app } => control(conn, Control::Undeploy(app)).await,
+        Request::Apps => control(conn, Control::Apps).await,
+        Request::Stats { app } => control(conn, Control::Stats(app)).await,
+        Request::Checkpoint { app } => control(conn, Control::Checkpoint(app)).await,
     };
     conn.send(frame(&answer, req)).await
+}
+
+async fn control(conn: &Conn, c: Control) -> Response {
+    ops::control(&conn.ctx, &conn.token, c).await
 }
 
 /// An ingest: decoded and handed over now, in order; acknowledged now

@@ -1,7 +1,7 @@
 //! Stats as JSON: a node's (per shard, per app) and one app's, the same
 //! figures the Prometheus endpoint exports.
 
-use dirigo_engine::{AppClass, AppStats, NodeStats, ShardStats};
+use dirigo_engine::{AppClass, AppStats, DurableStats, NodeStats, ShardStats};
 use serde_json::{json, Value};
 
 /// One app's figures.
@@ -23,6 +23,25 @@ pub(crate) fn app_json(a: &AppStats) -> Value {
         "barriers": a.barriers,
         "queued": a.queued,
         "failed": a.failed,
+        "durable": a.durable.as_ref().map(durable_json),
+    })
+}
+
+/// A durable app's log and checkpoint figures.
+fn durable_json(d: &DurableStats) -> Value {
+    json!({
+        "log_position": d.log_position,
+        "log_entries": d.log_entries,
+        "log_bytes": d.log_bytes,
+        "log_commits": d.log_commits,
+        "log_commit_ns": d.log_commit_ns,
+        "log_failed": d.log_failed,
+        "checkpoints": d.checkpoints,
+        "full_checkpoints": d.full_checkpoints,
+        "checkpoint_failures": d.checkpoint_failures,
+        "last_checkpoint": d.last_checkpoint,
+        "last_checkpoint_bytes": d.last_checkpoint_bytes,
+        "last_checkpoint_ns": d.last_checkpoint_ns,
     })
 }
 

@@ -12,10 +12,20 @@ use dirigo_net::{Client, Output, Server, ServerConfig, WireValue};
 
 /// A node of `shards` unpinned shards serving `cfg` on a free port.
 pub(crate) fn serve(shards: usize, cfg: ServerConfig) -> Server {
+    serve_on(
+        NodeConfig {
+            shards,
+            ..Default::default()
+        },
+        cfg,
+    )
+}
+
+/// A node of `node` (its shards unpinned) serving `cfg` on a free port.
+pub(crate) fn serve_on(node: NodeConfig, cfg: ServerConfig) -> Server {
     let node = Node::start(NodeConfig {
-        shards,
         placement: Placement::Unpinned,
-        ..Default::default()
+        ..node
     })
     .expect("node starts");
     let cfg = ServerConfig {

@@ -3,13 +3,15 @@
 //! over `NodeStats`, so nothing is counted twice and no figure is kept
 //! here): per app throughput, latency histogram and quantiles, SLO
 //! satisfaction, queueing delay, lessees, leases and revokes, refused
-//! events; per shard busy time, backlog, runs, parks; the server's
-//! connections.
+//! events; durable apps' ingress log (position, entries, bytes, group
+//! commits and their time, failure) and checkpoints (taken, full, given
+//! up, the newest's epoch, size and duration); per shard busy time,
+//! backlog, runs, parks; the server's connections.
 
 use std::collections::HashMap;
 use std::fmt::Error;
 
-use dirigo_engine::{AppStats, NodeStats};
+use dirigo_engine::{AppStats, DurableStats, NodeStats};
 use hdrhistogram::Histogram;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
@@ -318,9 +320,135 @@ fn shards(enc: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), Error> {
     Ok(())
 }
 
+/// A durable app's metric: name, help, type, unit, and how to read it.
+type DurableFigure = (
+    &'static str,
+    &'static str,
+    MetricType,
+    Option<Unit>,
+    fn(&DurableStats) -> f64,
+);
+
+const DURABLE: [DurableFigure; 12] = {
+    use MetricType::{Counter, Gauge};
+    [
+        (
+            "dirigo_durable_log_position",
+            "Ingress log position after the newest entry",
+            Gauge,
+            None,
+            |d| d.log_position as f64,
+        ),
+        (
+            "dirigo_durable_log_entries",
+            "Ingress log entries appended since deploy",
+            Counter,
+            None,
+            |d| d.log_entries as f64,
+        ),
+        (
+            "dirigo_durable_log",
+            "Event payload bytes logged since deploy",
+            Counter,
+            Some(Unit::Bytes),
+            |d| d.log_bytes as f64,
+        ),
+        (
+            "dirigo_durable_log_commits",
+            "Group commits of the ingress log (one fdatasync each)",
+            Counter,
+            None,
+            |d| d.log_commits as f64,
+        ),
+        (
+            "dirigo_durable_log_commit",
+            "Time in ingress log commits",
+            Counter,
+            Some(Unit::Seconds),
+            |d| d.log_commit_ns as f64 / 1e9,
+        ),
+        (
+            "dirigo_durable_log_failed",
+            "1 if the ingress log failed (the app takes no input)",
+            Gauge,
+            None,
+            |d| f64::from(u8::from(d.log_failed)),
+        ),
+        (
+            "dirigo_durable_checkpoints",
+            "Checkpoints committed since deploy",
+            Counter,
+            None,
+            |d| d.checkpoints as f64,
+        ),
+        (
+            "dirigo_durable_full_checkpoints",
+            "Full checkpoints committed since deploy",
+            Counter,
+            None,
+            |d| d.full_checkpoints as f64,
+        ),
+        (
+            "dirigo_durable_checkpoint_failures",
+            "Checkpoints given up",
+            Counter,
+            None,
+            |d| d.checkpoint_failures as f64,
+        ),
+        (
+            "dirigo_durable_last_checkpoint_epoch",
+            "Epoch of the newest committed checkpoint",
+            Gauge,
+            None,
+            |d| d.last_checkpoint as f64,
+        ),
+        (
+            "dirigo_durable_last_checkpoint",
+            "State size of the newest committed checkpoint",
+            Gauge,
+            Some(Unit::Bytes),
+            |d| d.last_checkpoint_bytes as f64,
+        ),
+        (
+            "dirigo_durable_last_checkpoint_duration",
+            "Barrier-to-commit time of the newest checkpoint",
+            Gauge,
+            Some(Unit::Seconds),
+            |d| d.last_checkpoint_ns as f64 / 1e9,
+        ),
+    ]
+};
+
+fn durable(enc: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), Error> {
+    let apps: Vec<(&str, &DurableStats)> = s
+        .stats
+        .apps
+        .values()
+        .filter_map(|a| a.durable.as_ref().map(|d| (a.name.as_str(), d)))
+        .collect();
+    if apps.is_empty() {
+        return Ok(());
+    }
+    for (name, help, kind, unit, value) in DURABLE {
+        let mut m = enc.encode_descriptor(name, help, unit.as_ref(), kind)?;
+        for (app, d) in &apps {
+            let labels = [("app", *app)];
+            let mut fam = m.encode_family(&labels)?;
+            match kind {
+                MetricType::Counter => {
+                    fam.encode_counter::<NoLabelSet, f64, f64>(&value(d), None)?
+                }
+                _ => fam.encode_gauge(&value(d))?,
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Collector for Snapshot {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), Error> {
         apps(&mut enc, self)?;
+        durable(&mut enc, self)?;
         shards(&mut enc, self)
     }
 }

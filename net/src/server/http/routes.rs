@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -16,8 +17,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::super::link::Ctx;
-use super::super::ops;
+use super::super::ops::{self, Control};
+use super::super::state::DeployReq;
 use super::metrics;
+use crate::catalog::DeploySpec;
 use crate::ports::{Acked, Batch, Delivery, Format, Subscription};
 use crate::wire::{self, ErrorCode, Lag};
 
@@ -135,39 +138,23 @@ pub(super) async fn route(
         (&Method::GET, ["healthz"]) => json_response(StatusCode::OK, &json!({"ok": true})),
         (&Method::GET, ["readyz"]) => ready(c).await,
         (&Method::GET, ["metrics"]) => scrape(c, &token).await,
-        (&Method::GET, ["v1", "apps"]) => {
-            answer(ops::control(c, &token, wire::Request::Apps).await)
-        }
+        (&Method::GET, ["v1", "apps"]) => answer(ops::control(c, &token, Control::Apps).await),
         (&Method::POST, ["v1", "apps"]) => match body(req, c.state.cfg.max_frame).await {
             Ok(b) => deploy(c, &token, &b).await,
             Err(r) => r,
         },
         (&Method::GET, ["v1", "apps", app] | ["v1", "apps", app, "stats"]) => {
-            let r = wire::Request::Stats {
-                app: Some((*app).to_owned()),
-            };
+            let r = Control::Stats(Some((*app).to_owned()));
             answer(ops::control(c, &token, r).await)
         }
-        (&Method::DELETE, ["v1", "apps", app]) => answer(
-            ops::control(
-                c,
-                &token,
-                wire::Request::Undeploy {
-                    app: (*app).to_owned(),
-                },
-            )
-            .await,
-        ),
-        (&Method::POST, ["v1", "apps", app, "checkpoint"]) => answer(
-            ops::control(
-                c,
-                &token,
-                wire::Request::Checkpoint {
-                    app: (*app).to_owned(),
-                },
-            )
-            .await,
-        ),
+        (&Method::DELETE, ["v1", "apps", app]) => {
+            let r = Control::Undeploy((*app).to_owned());
+            answer(ops::control(c, &token, r).await)
+        }
+        (&Method::POST, ["v1", "apps", app, "checkpoint"]) => {
+            let r = Control::Checkpoint((*app).to_owned());
+            answer(ops::control(c, &token, r).await)
+        }
         (&Method::POST, ["v1", "apps", app, "barriers"]) => {
             let app = (*app).to_owned();
             match body(req, c.state.cfg.max_frame).await {
@@ -269,16 +256,19 @@ async fn deploy(c: &Ctx, token: &str, body: &[u8]) -> Response<Body> {
     } else {
         d.params
     };
-    let r = wire::Request::Deploy {
-        kind: d.kind,
+    let spec = DeploySpec {
         name: d.name.clone(),
-        params_json: params.to_string(),
-        slo_us,
+        slo: slo_us.map(Duration::from_micros),
         durable: d.durable,
+    };
+    let r = DeployReq {
+        kind: d.kind,
+        spec,
+        params_json: params.to_string(),
         ingest_token: d.ingest_token,
         read_token: d.read_token,
     };
-    match ops::control(c, token, r).await {
+    match ops::control(c, token, Control::Deploy(r)).await {
         wire::Response::Ok => json_response(StatusCode::CREATED, &json!({"name": d.name})),
         other => answer(other),
     }
