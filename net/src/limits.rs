@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
-/// The protocol version a client and a node agree on in the handshake.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version a client and a node agree on in the handshake
+/// (2: `ErrorCode::ShuttingDown`).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The first two bytes of every frame: a connection that sends anything
 /// else (an HTTP request on the binary port, garbage) is refused at once.
@@ -63,6 +64,9 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long an ingest waits out backpressure before it is refused.
 pub const DEFAULT_INGEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a shutdown waits for connections to answer what they took
+/// and close, by default.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an undeploy over the wire lets an app drain.
 pub const UNDEPLOY_DRAIN: Duration = Duration::from_secs(5);
 /// Frames queued to a connection's writer (responses, outputs); a full

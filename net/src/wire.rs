@@ -157,6 +157,8 @@ pub enum ErrorCode {
     Backpressure,
     /// The operation failed in the engine.
     Failed,
+    /// The node is shutting down: the request was not taken.
+    ShuttingDown,
 }
 
 /// The answer to one request.

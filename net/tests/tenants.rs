@@ -1,7 +1,8 @@
 //! Two tenants isolated by tokens: each app's ingest token writes to it
 //! alone, its read token reads it alone, neither deploys; the admin token
 //! does everything; an unknown token is refused at the handshake. Silent
-//! clients are closed after their timeouts.
+//! clients are closed after their timeouts; connections and subscribers
+//! past their limits are refused.
 
 mod common;
 
@@ -173,6 +174,48 @@ fn connections_past_the_limit_are_refused_and_the_others_go_on() {
             Instant::now() < deadline,
             "the closed connection's slot never came back"
         );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn subscribers_past_a_sinks_limit_are_refused_until_one_leaves() {
+    let server = common::serve(
+        1,
+        ServerConfig {
+            max_subscribers: 2,
+            ..Default::default()
+        },
+    );
+    let addr = server.local_addr();
+    let mut admin = Client::connect(addr, "").unwrap();
+    admin
+        .deploy("wordcount", "wc", &json!({}), &DeployOptions::default())
+        .unwrap();
+    let mut first = Client::connect(addr, "").unwrap();
+    first.subscribe("wc", "out", Lag::Disconnect).unwrap();
+    let mut second = Client::connect(addr, "").unwrap();
+    let s2 = second.subscribe("wc", "out", Lag::DropOldest).unwrap();
+    let mut third = Client::connect(addr, "").unwrap();
+    assert_eq!(
+        code(third.subscribe("wc", "out", Lag::Disconnect)),
+        ErrorCode::Limit
+    );
+    // The refusal cost the third connection nothing else; the others
+    // still get outputs.
+    let lines = vec!["x".to_owned()];
+    assert_eq!(third.ingest("wc", "lines", &lines).unwrap(), 1);
+    third.barrier("wc", 1).unwrap();
+    assert_eq!(
+        common::read_window::<(u64, String, f64)>(&mut second, s2, 1).len(),
+        1
+    );
+    // A subscriber that leaves frees its place.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(e) = third.subscribe("wc", "out", Lag::Disconnect) {
+        assert_eq!(code::<u64>(Err(e)), ErrorCode::Limit);
+        assert!(Instant::now() < deadline, "the place never came back");
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -144,7 +144,7 @@ proptest! {
 fn a_payload_of_another_type_or_kind_is_refused() {
     let mut bytes = Vec::new();
     Hello {
-        version: 1,
+        version: 2,
         token: "t".into(),
     }
     .encode(0, MAX, &mut bytes)
@@ -159,7 +159,7 @@ fn a_payload_of_another_type_or_kind_is_refused() {
     assert_eq!(
         Hello::decode(&f).expect("a hello"),
         Hello {
-            version: 1,
+            version: 2,
             token: "t".into()
         }
     );

@@ -3,13 +3,16 @@
 //! and a restart on the same data folder recovers the durable app: a
 //! window closed after the restart counts exactly the acknowledged events,
 //! plus the one batch in flight at the signal if its commit made it (a
-//! batch is logged whole or not at all), never anything twice.
+//! batch is logged whole or not at all), never anything twice. A second
+//! signal during a shutdown that cannot finish exits at once.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dirigo_net::apps::{Row, WindowRow};
@@ -19,9 +22,15 @@ const KEYS: usize = 10;
 const BATCH: usize = 50;
 
 fn config(dir: &Path) -> std::path::PathBuf {
+    config_with(dir, "", "")
+}
+
+/// The node's config, with `server` added to its `[server]` section and
+/// `more` after its app.
+fn config_with(dir: &Path, server: &str, more: &str) -> std::path::PathBuf {
     let text = format!(
-        "[node]\nshards = 2\nplacement = \"unpinned\"\ndata_dir = {:?}\n\n[server]\nlisten = \"127.0.0.1:0\"\nhttp = false\n\n\
-         [[app]]\nkind = \"aggregate\"\nname = \"totals\"\nslo_ms = 50\ndurable = true\nparams = {{ fn = \"count\" }}\n",
+        "[node]\nshards = 2\nplacement = \"unpinned\"\ndata_dir = {:?}\n\n[server]\nlisten = \"127.0.0.1:0\"\nhttp = false\n{server}\n\
+         [[app]]\nkind = \"aggregate\"\nname = \"totals\"\nslo_ms = 50\ndurable = true\nparams = {{ fn = \"count\" }}\n{more}",
         dir.join("data")
     );
     let p = dir.join("node.toml");
@@ -34,7 +43,10 @@ fn start(cfg: &Path) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dirigo"))
         .args(["node", "--config"])
         .arg(cfg)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_RUST_LOG").unwrap_or("warn".into()),
+        )
         .stdout(Stdio::piped())
         .spawn()
         .expect("dirigo starts");
@@ -158,4 +170,60 @@ fn sigterm_under_load_loses_nothing_acknowledged() {
 #[test]
 fn sigkill_under_load_loses_nothing_acknowledged() {
     check(libc::SIGKILL);
+}
+
+/// A client that sends without ever reading holds its connection open
+/// (the node's answers fill its socket, then the node stops reading it),
+/// so the clean shutdown waits out its drain timeout; a second signal then
+/// exits at once, with 130.
+#[test]
+fn a_second_signal_during_a_stuck_shutdown_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fast = "[[app]]\nkind = \"aggregate\"\nname = \"fast\"\nparams = { fn = \"count\" }\n";
+    let cfg = config_with(dir.path(), "drain_timeout_ms = 120000", fast);
+    let (mut child, addr) = start(&cfg);
+    let mut c = Client::connect(addr, "").expect("connects");
+    let one = vec![Row {
+        key: "k".into(),
+        value: 1.0,
+    }];
+    let req = Client::ingest_request("fast", "events", &one).unwrap();
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    std::thread::spawn(move || {
+        while c.send(&req).is_ok() {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    // Until the node stops reading the client: no send goes through for
+    // half a second.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = (0, Instant::now());
+    while last.1.elapsed() < Duration::from_millis(500) {
+        assert!(Instant::now() < deadline, "the client's socket never fills");
+        std::thread::sleep(Duration::from_millis(50));
+        let n = sent.load(Ordering::Relaxed);
+        if n != last.0 {
+            last = (n, Instant::now());
+        }
+    }
+    let pid = child.id() as i32;
+    // SAFETY: `kill` with a child's pid and a valid signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first shutdown waits for the stuck connection"
+    );
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the second signal ends the node");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130), "{status:?}");
 }

@@ -38,6 +38,10 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Time an ingest waits out backpressure before it is refused.
     pub ingest_timeout: Duration,
+    /// Time a shutdown waits for connections to answer the requests they
+    /// took (and send the acknowledgments they owe) and close; past it the
+    /// node stops anyway.
+    pub drain_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +59,7 @@ impl Default for ServerConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             ingest_timeout: DEFAULT_INGEST_TIMEOUT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
     }
 }
@@ -87,10 +92,13 @@ impl ServerConfig {
             self.handshake_timeout,
             self.idle_timeout,
             self.ingest_timeout,
+            self.drain_timeout,
         ];
         if timeouts.iter().any(Duration::is_zero) {
             return bad(
-                "handshake_timeout, idle_timeout and ingest_timeout must be positive".into(),
+                "handshake_timeout, idle_timeout, ingest_timeout and drain_timeout must be \
+                 positive"
+                    .into(),
             );
         }
         if self

@@ -14,6 +14,12 @@
 //! the subscriptions `MAX_SUBSCRIPTIONS_PER_CONNECTION`, each with its
 //! hub buffer. A bad frame answers with an error and closes this
 //! connection only.
+//!
+//! At a shutdown (the shard's `Stop`), a connection reads no more: the
+//! request it is handling is answered, frames already decoded are
+//! refused with `ShuttingDown`, then a last `ShuttingDown` error (request
+//! 0); its subscriptions send what they hold and a `ShuttingDown` close;
+//! the acknowledgments it owes (durable commits) are sent; then it closes.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -23,14 +29,14 @@ use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 
-use super::link::{error, frame, Conn, Ctx};
+use super::link::{error, frame, Conn, Ctx, Stop, SHUTTING_DOWN};
 use super::state::State;
 use crate::frame::{Decoder, Frame};
 use crate::limits::{OUT_COALESCE_BYTES, OUT_QUEUE_FRAMES, PROTOCOL_VERSION, READ_CHUNK};
 use crate::wire::{ErrorCode, Hello, Message, Welcome};
 
 /// Serve one accepted connection until it closes.
-pub(crate) async fn serve(mut stream: TcpStream, ctx: Arc<Ctx>, shard: usize) {
+pub(crate) async fn serve(mut stream: TcpStream, ctx: Arc<Ctx>, shard: usize, stop: Stop) {
     let state = ctx.state.clone();
     if !state.open_connection() {
         let w = Welcome::Refused {
@@ -63,14 +69,22 @@ pub(crate) async fn serve(mut stream: TcpStream, ctx: Arc<Ctx>, shard: usize) {
         ctx,
         token,
         out: Rc::new(tx),
+        stop,
         subs: Vec::new(),
     };
     if let Err(why) = read_loop(&mut conn, rd, dec).await {
         tracing::debug!(shard, %why, "connection closed");
     }
-    // Subscriptions end with the connection; the writer sends what was
-    // answered, then closes.
-    conn.subs.clear();
+    // Subscriptions end with the connection (at a shutdown, once they sent
+    // their close); the writer sends what was answered, then closes.
+    let subs = std::mem::take(&mut conn.subs);
+    if conn.stop.is_set() {
+        for (_, task) in subs {
+            task.await;
+        }
+    } else {
+        drop(subs); // cancelled: they hold the writer's queue open
+    }
     let _ = conn.window.acquire(state.cfg.window as u64).await;
     drop(conn);
     writer.await;
@@ -174,7 +188,22 @@ async fn read_loop(
 ) -> Result<(), String> {
     let mut buf = vec![0; READ_CHUNK];
     loop {
-        let f = match read_frame(&mut rd, &mut dec, &mut buf).await {
+        if conn.stop.is_set() {
+            return refuse_the_rest(conn, &mut dec).await;
+        }
+        let stop = conn.stop.clone();
+        let got = futures_lite::future::or(
+            async { Some(read_frame(&mut rd, &mut dec, &mut buf).await) },
+            async {
+                stop.wait().await;
+                None
+            },
+        )
+        .await;
+        let Some(got) = got else {
+            return refuse_the_rest(conn, &mut dec).await;
+        };
+        let f = match got {
             Ok(Some(f)) => f,
             Ok(None) => return Ok(()),
             Err(ReadError::Io(e))
@@ -193,6 +222,18 @@ async fn read_loop(
         };
         super::requests::handle(conn, f).await?;
     }
+}
+
+/// At a shutdown: refuse the frames already decoded, then say why the
+/// connection closes.
+async fn refuse_the_rest(conn: &Conn, dec: &mut Decoder) -> Result<(), String> {
+    while let Ok(Some(f)) = dec.next_frame() {
+        conn.send(error(f.request, ErrorCode::ShuttingDown, SHUTTING_DOWN))
+            .await?;
+    }
+    conn.send(error(0, ErrorCode::ShuttingDown, SHUTTING_DOWN))
+        .await?;
+    Err(SHUTTING_DOWN.into())
 }
 
 /// Frames out, as many as are queued in one write.

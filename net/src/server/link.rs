@@ -4,7 +4,8 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use glommio::channels::local_channel::LocalSender;
 use glommio::sync::Semaphore;
@@ -24,12 +25,58 @@ pub(crate) struct Ctx {
 /// Frames to the writer.
 pub(super) type Out = Rc<LocalSender<Vec<u8>>>;
 
+/// A shard's signal that its server is stopping: set once, by the shard's
+/// accept loops when they see the server stop; its connections stop
+/// reading requests, answer what they took, end their subscriptions with
+/// a `ShuttingDown` notice, and close.
+#[derive(Clone)]
+pub(crate) struct Stop(Arc<StopInner>);
+
+struct StopInner {
+    set: AtomicBool,
+    /// Dropped to set it: every receiver's wait then ends.
+    tx: Mutex<Option<flume::Sender<()>>>,
+    rx: flume::Receiver<()>,
+}
+
+impl Stop {
+    pub(crate) fn new() -> Stop {
+        let (tx, rx) = flume::bounded(1);
+        Stop(Arc::new(StopInner {
+            set: AtomicBool::new(false),
+            tx: Mutex::new(Some(tx)),
+            rx,
+        }))
+    }
+
+    /// Set it, waking every waiter (idempotent).
+    pub(crate) fn set(&self) {
+        self.0.set.store(true, Ordering::Release);
+        drop(self.0.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.set.load(Ordering::Acquire)
+    }
+
+    /// Wait until it is set (nothing is ever sent: the receive ends when
+    /// the sender is dropped; a dropped wait leaves no waiter behind).
+    pub(crate) async fn wait(&self) {
+        let _ = self.0.rx.recv_async().await;
+    }
+}
+
+/// What a request or subscription cut short by a shutdown is told.
+pub(crate) const SHUTTING_DOWN: &str = "the node is shutting down";
+
 /// A connection after its handshake.
 pub(crate) struct Conn {
     pub(super) ctx: Arc<Ctx>,
     pub(super) token: String,
     pub(super) out: Out,
     pub(super) window: Rc<Semaphore>,
+    /// Its shard's stop signal.
+    pub(super) stop: Stop,
     /// The subscriptions' tasks (dropped: cancelled), each with its flag
     /// of having ended.
     pub(super) subs: Vec<(Rc<Cell<bool>>, Task<()>)>,

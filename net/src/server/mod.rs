@@ -102,6 +102,7 @@ impl ServerBuilder {
                 match listeners {
                     Ok(ls) => {
                         let _ = tx.send(Ok(()));
+                        let shard_stop = link::Stop::new();
                         let loops = ls
                             .into_iter()
                             .map(|(proto, l)| {
@@ -111,6 +112,7 @@ impl ServerBuilder {
                                     ctx.clone(),
                                     shard,
                                     stop.clone(),
+                                    shard_stop.clone(),
                                 ))
                             })
                             .collect::<Vec<_>>();
@@ -226,6 +228,7 @@ async fn accept_loop(
     ctx: Arc<Ctx>,
     shard: usize,
     stopping: Arc<AtomicBool>,
+    stop: link::Stop,
 ) {
     loop {
         let accepted = futures_lite::future::or(async { Some(l.accept().await) }, async {
@@ -236,12 +239,19 @@ async fn accept_loop(
         })
         .await;
         match accepted {
-            None => return,
+            None => {
+                stop.set();
+                return;
+            }
             Some(Ok(stream)) => {
-                let ctx = ctx.clone();
+                let (ctx, stop) = (ctx.clone(), stop.clone());
                 match proto {
-                    Proto::Binary => glommio::spawn_local(conn::serve(stream, ctx, shard)).detach(),
-                    Proto::Http => glommio::spawn_local(http::serve(stream, ctx, shard)).detach(),
+                    Proto::Binary => {
+                        glommio::spawn_local(conn::serve(stream, ctx, shard, stop)).detach()
+                    }
+                    Proto::Http => {
+                        glommio::spawn_local(http::serve(stream, ctx, shard, stop)).detach()
+                    }
                 };
             }
             Some(Err(e)) => {
@@ -302,16 +312,23 @@ impl Server {
         self.ctx.state.deploy(req).map_err(|e| e.to_string())
     }
 
-    /// Stop serving, cleanly: stop accepting connections, finish the
-    /// control requests taken, checkpoint every durable app (its state as
-    /// of a cut of its log, so a restart replays little), then stop the
-    /// node (its journals, then its shards, whose connections end with
-    /// them). Returns the durable apps checkpointed, and the ones whose
+    /// Stop serving, cleanly: stop accepting connections; let every
+    /// connection answer the request it is handling, refuse the ones it
+    /// read but did not start (`ShuttingDown`), send the acknowledgments
+    /// it owes, end its subscriptions with a `ShuttingDown` close, and
+    /// close (up to the drain timeout); finish the control requests
+    /// taken; checkpoint every durable app (its state as of a cut of its
+    /// log, so a restart replays little); then stop the node (its
+    /// journals, then its shards). Returns the connections the drain
+    /// timeout cut off, the durable apps checkpointed, and the ones whose
     /// checkpoint failed with why (they recover from their log alone).
     pub fn shutdown(self) -> Shutdown {
         self.stopping.store(true, Ordering::Release);
+        let mut report = Shutdown {
+            unclosed: self.drain(),
+            ..Shutdown::default()
+        };
         self.ctx.control.stop();
-        let mut report = Shutdown::default();
         for d in self.ctx.state.durable_apps() {
             let name = d.handle.name().to_owned();
             match d.handle.checkpoint() {
@@ -324,9 +341,29 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Wait until every connection closed (each answers what it took,
+    /// then closes: `conn`, `http`), up to the drain timeout; returns how
+    /// many were still open.
+    fn drain(&self) -> usize {
+        let deadline = std::time::Instant::now() + self.ctx.state.cfg.drain_timeout;
+        while self.connections() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let open = self.connections();
+        if open > 0 {
+            tracing::warn!(open, "connections still open after the drain timeout");
+        }
+        open
+    }
+}
+
 /// What a clean shutdown did.
 #[derive(Debug, Default)]
 pub struct Shutdown {
+    /// Connections still open when the drain timeout passed (cut off by
+    /// the node's stop).
+    pub unclosed: usize,
     /// Durable apps checkpointed, with the checkpoint's number.
     pub checkpointed: Vec<(String, u64)>,
     /// Durable apps whose checkpoint failed, and why.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rkyv::rancor;
 
-use super::link::{error, frame, Conn};
+use super::link::{error, frame, Conn, Out, Stop, SHUTTING_DOWN};
 use super::ops::{self, Control};
 use super::state::DeployReq;
 use crate::catalog::DeploySpec;
@@ -156,7 +156,8 @@ async fn subscribe(
         Ok(sub) => {
             conn.send(frame(&Response::Ok, req)).await?;
             let ended = Rc::new(Cell::new(false));
-            let task = glommio::spawn_local(pump(sub, req, conn.out.clone(), ended.clone()));
+            let (out, stop) = (conn.out.clone(), conn.stop.clone());
+            let task = glommio::spawn_local(pump(sub, req, out, ended.clone(), stop));
             conn.subs.push((ended, task));
             Ok(())
         }
@@ -164,29 +165,50 @@ async fn subscribe(
 }
 
 /// A subscription's outputs to the writer, until it closes or the
-/// connection does.
-async fn pump(
-    sub: Subscription,
-    req: u64,
-    out: Rc<glommio::channels::local_channel::LocalSender<Vec<u8>>>,
-    ended: Rc<Cell<bool>>,
-) {
-    while let Some(d) = sub.next().await {
-        let (o, last) = match d {
-            Delivery::Data { key, value } => (Output::Data { key, value }, false),
-            Delivery::Barrier { window } => (Output::Barrier { window }, false),
-            Delivery::Lagged { dropped } => (Output::Lagged { dropped }, false),
-            Delivery::Closed { reason } => (
-                Output::Closed {
-                    code: ErrorCode::Limit,
-                    message: reason,
-                },
-                true,
-            ),
+/// connection does. At a shutdown, what its buffer holds is sent, then a
+/// `Closed` notice of `ShuttingDown`.
+async fn pump(sub: Subscription, req: u64, out: Out, ended: Rc<Cell<bool>>, stop: Stop) {
+    loop {
+        let next = if stop.is_set() {
+            futures_lite::future::poll_once(sub.next()).await
+        } else {
+            futures_lite::future::or(async { Some(sub.next().await) }, async {
+                stop.wait().await;
+                None
+            })
+            .await
+        };
+        let (o, last) = match next {
+            Some(Some(d)) => output(d),
+            Some(None) => break,
+            None => {
+                let message = SHUTTING_DOWN.to_owned();
+                let code = ErrorCode::ShuttingDown;
+                (Output::Closed { code, message }, true)
+            }
         };
         if out.send(frame(&o, req)).await.is_err() || last {
             break;
         }
     }
     ended.set(true);
+}
+
+/// A delivery as an output frame's body, and whether it is the last.
+fn output(d: Delivery) -> (Output, bool) {
+    match d {
+        Delivery::Data { key, value } => (Output::Data { key, value }, false),
+        Delivery::Barrier { window } => (Output::Barrier { window }, false),
+        Delivery::Lagged { dropped } => (Output::Lagged { dropped }, false),
+        Delivery::Closed { reason } => {
+            let code = ErrorCode::Limit;
+            (
+                Output::Closed {
+                    code,
+                    message: reason,
+                },
+                true,
+            )
+        }
+    }
 }

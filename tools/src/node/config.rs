@@ -62,6 +62,7 @@ pub(crate) struct ServerSection {
     handshake_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
     ingest_timeout_ms: Option<u64>,
+    drain_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,6 +214,7 @@ impl File {
             handshake_timeout: ms(s.handshake_timeout_ms, d.handshake_timeout),
             idle_timeout: ms(s.idle_timeout_ms, d.idle_timeout),
             ingest_timeout: ms(s.ingest_timeout_ms, d.ingest_timeout),
+            drain_timeout: ms(s.drain_timeout_ms, d.drain_timeout),
         })
     }
 }

@@ -16,7 +16,7 @@ use hyper::{header, Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::super::link::Ctx;
+use super::super::link::{Ctx, Stop, SHUTTING_DOWN};
 use super::super::ops::{self, Control};
 use super::super::state::DeployReq;
 use super::metrics;
@@ -53,6 +53,7 @@ pub(crate) fn code_name(c: ErrorCode) -> &'static str {
         ErrorCode::Limit => "limit",
         ErrorCode::Backpressure => "backpressure",
         ErrorCode::Failed => "failed",
+        ErrorCode::ShuttingDown => "shutting_down",
     }
 }
 
@@ -67,6 +68,7 @@ fn status_of(c: ErrorCode) -> StatusCode {
         ErrorCode::Limit => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::Backpressure => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -126,6 +128,7 @@ async fn body(req: Request<Incoming>, max: usize) -> Result<Bytes, Response<Body
 /// Serve one request.
 pub(super) async fn route(
     ctx: Arc<Ctx>,
+    stop: Stop,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let token = bearer(&req);
@@ -169,7 +172,9 @@ pub(super) async fn route(
                 Err(r) => r,
             }
         }
-        (&Method::GET, ["v1", "apps", app, "sinks", sink]) => sse(c, &token, app, sink, &query),
+        (&Method::GET, ["v1", "apps", app, "sinks", sink]) => {
+            sse(c, stop, &token, app, sink, &query)
+        }
         (_, ["healthz" | "readyz" | "metrics"] | ["v1", "apps", ..]) => {
             let mut r = error(
                 ErrorCode::InvalidInput,
@@ -314,6 +319,28 @@ async fn ingest(c: &Ctx, token: &str, app: &str, source: &str, body: &[u8]) -> R
     }
 }
 
+/// The next delivery (`Some(None)`: the subscription ended), or `None`
+/// once the server stops and the buffer holds nothing more.
+async fn next_or_stop(s: &Subscription, stop: &Stop) -> Option<Option<Delivery>> {
+    if stop.is_set() {
+        return futures_lite::future::poll_once(s.next()).await;
+    }
+    futures_lite::future::or(async { Some(s.next().await) }, async {
+        stop.wait().await;
+        None
+    })
+    .await
+}
+
+/// The last SSE event of a stream cut short by a shutdown.
+fn shutdown_event() -> (Bytes, bool) {
+    let data = json!({"code": code_name(ErrorCode::ShuttingDown), "message": SHUTTING_DOWN});
+    (
+        Bytes::from(format!("event: closed\ndata: {data}\n\n")),
+        true,
+    )
+}
+
 /// One SSE event.
 fn sse_event(d: Delivery) -> (Bytes, bool) {
     let (name, data, last) = match d {
@@ -335,7 +362,7 @@ fn sse_event(d: Delivery) -> (Bytes, bool) {
     )
 }
 
-fn sse(c: &Ctx, token: &str, app: &str, sink: &str, query: &str) -> Response<Body> {
+fn sse(c: &Ctx, stop: Stop, token: &str, app: &str, sink: &str, query: &str) -> Response<Body> {
     let lag = match query.split('&').find_map(|kv| kv.strip_prefix("lag=")) {
         None | Some("disconnect") => Lag::Disconnect,
         Some("drop") => Lag::DropOldest,
@@ -350,11 +377,16 @@ fn sse(c: &Ctx, token: &str, app: &str, sink: &str, query: &str) -> Response<Bod
         Ok(s) => s,
         Err(r) => return answer(r),
     };
-    let stream = futures_lite::stream::unfold(Some(sub), |sub: Option<Subscription>| async move {
-        let s = sub?;
-        let d = s.next().await?;
-        let (bytes, last) = sse_event(d);
-        Some((Ok(Frame::data(bytes)), (!last).then_some(s)))
+    let stream = futures_lite::stream::unfold(Some(sub), move |sub: Option<Subscription>| {
+        let stop = stop.clone();
+        async move {
+            let s = sub?;
+            let (bytes, last) = match next_or_stop(&s, &stop).await {
+                Some(d) => sse_event(d?),
+                None => shutdown_event(),
+            };
+            Some((Ok(Frame::data(bytes)), (!last).then_some(s)))
+        }
     });
     let mut r = Response::new(StreamBody::new(stream).boxed_unsync());
     let h = r.headers_mut();
