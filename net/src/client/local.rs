@@ -12,7 +12,7 @@ use glommio::net::TcpStream;
 use super::{ok, unexpected, Accepted, ClientError, Session};
 use crate::codec::WireValue;
 use crate::limits::READ_CHUNK;
-use crate::wire::{Lag, Output, Request, Response, Welcome};
+use crate::wire::{Lag, Output, Request, Response};
 
 /// A client for a task on a glommio executor.
 pub struct LocalClient {
@@ -41,23 +41,9 @@ impl LocalClient {
         };
         c.stream.write_all(&Session::hello(token)?).await?;
         loop {
-            if let Some(w) = c.session.absorb()? {
-                return match w {
-                    Welcome::Accepted {
-                        max_frame,
-                        max_batch,
-                        shard,
-                        ..
-                    } => {
-                        c.accepted = Accepted {
-                            max_frame,
-                            max_batch,
-                            shard,
-                        };
-                        Ok(c)
-                    }
-                    Welcome::Refused { code, message } => Err(ClientError::Node { code, message }),
-                };
+            if let Some(a) = c.session.welcomed()? {
+                c.accepted = a;
+                return Ok(c);
             }
             c.read_some().await?;
         }

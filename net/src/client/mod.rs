@@ -144,6 +144,25 @@ impl Session {
         Ok(None)
     }
 
+    /// The handshake's outcome once its `Welcome` is read: what the node
+    /// accepted, or its refusal as `ClientError::Node`.
+    pub fn welcomed(&mut self) -> Result<Option<Accepted>, ClientError> {
+        match self.absorb()? {
+            None => Ok(None),
+            Some(Welcome::Accepted {
+                max_frame,
+                max_batch,
+                shard,
+                ..
+            }) => Ok(Some(Accepted {
+                max_frame,
+                max_batch,
+                shard,
+            })),
+            Some(Welcome::Refused { code, message }) => Err(ClientError::Node { code, message }),
+        }
+    }
+
     /// The answer to request `id`, once read.
     pub fn take_answer(&mut self, id: u64) -> Option<Response> {
         self.answers.remove(&id)
@@ -215,25 +234,9 @@ impl Client {
         c.stream.write_all(&Session::hello(token)?)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(w) = c.session.absorb()? {
-                match w {
-                    Welcome::Accepted {
-                        max_frame,
-                        max_batch,
-                        shard,
-                        ..
-                    } => {
-                        c.accepted = Accepted {
-                            max_frame,
-                            max_batch,
-                            shard,
-                        };
-                        return Ok(c);
-                    }
-                    Welcome::Refused { code, message } => {
-                        return Err(ClientError::Node { code, message })
-                    }
-                }
+            if let Some(a) = c.session.welcomed()? {
+                c.accepted = a;
+                return Ok(c);
             }
             c.read_some(deadline)?;
         }
