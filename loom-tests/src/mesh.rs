@@ -292,6 +292,7 @@ impl Packet {
                     Wire::LeaseRequest { .. } => ("LeaseRequest", None),
                     Wire::Assign { .. } => ("Assign", None),
                     Wire::Deliver { msg, .. } => ("Deliver", Some(msg.id)),
+                    Wire::Tick { tick, .. } => ("Tick", Some(tick.seq)),
                     Wire::Block { .. } => ("Block", None),
                     Wire::Revoke { .. } => ("Revoke", None),
                     Wire::Granted { .. } => ("Granted", None),

@@ -105,7 +105,7 @@ pub enum Home {
     /// Never activated (or not the home shard).
     Absent,
     /// The actor is active: its lessor.
-    Active(Lessor<Msg, State>),
+    Active(Box<Lessor<Msg, State>>),
     /// The actor was deactivated: what its lessor kept (state, epoch, lease
     /// counter), to reactivate from.
     Dormant(Dormant<State>),
@@ -242,7 +242,7 @@ impl Shard {
                 }
                 _ => Lessor::new(self.id, self.strategy, self.inputs, fresh),
             };
-            self.home = Home::Active(lessor);
+            self.home = Home::Active(Box::new(lessor));
             self.note("activated", LeaseId(0));
         }
         match &mut self.home {

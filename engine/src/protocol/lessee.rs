@@ -10,10 +10,13 @@
 
 use std::collections::VecDeque;
 
+use super::time::{Instance, Tick};
 use super::{Effects, Epoch, LeaseId, PartialState, Routable, ShardId, Wire};
 
 enum Entry<M> {
     Run(M),
+    /// A tick of the actor's input watermark, in order among deliveries.
+    Tick(Tick),
     Block(Epoch),
     Revoke,
 }
@@ -103,6 +106,7 @@ impl<M: Routable, S: PartialState> Lessee<M, S> {
         let e = self.mailbox.pop_front()?;
         self.weight -= match &e {
             Entry::Run(m) => m.weight() as usize,
+            Entry::Tick(_) => 0,
             Entry::Block(_) | Entry::Revoke => 1,
         };
         Some(e)
@@ -131,6 +135,7 @@ impl<M: Routable, S: PartialState> Lessee<M, S> {
                 self.weight += msg.weight() as usize;
                 self.mailbox.push_back(Entry::Run(msg));
             }
+            Wire::Tick { tick, .. } => self.mailbox.push_back(Entry::Tick(tick)),
             Wire::Block { barrier, .. } => {
                 self.weight += 1;
                 self.mailbox.push_back(Entry::Block(barrier));
@@ -143,13 +148,19 @@ impl<M: Routable, S: PartialState> Lessee<M, S> {
         }
     }
 
-    /// Run at most one data message; answer any `Block`/`Revoke` that reaches
-    /// the head of the mailbox on the way. Returns true if a message ran.
+    /// Run at most one data message or tick; answer any `Block`/`Revoke`
+    /// that reaches the head of the mailbox on the way. Returns true if a
+    /// message or tick ran.
     pub fn step(&mut self, fx: &mut impl Effects<M, S>) -> bool {
         while let Some(entry) = self.pop() {
             match entry {
                 Entry::Run(msg) => {
                     fx.run(&mut self.state, msg);
+                    self.answer_markers(fx);
+                    return true;
+                }
+                Entry::Tick(tick) => {
+                    fx.tick(&mut self.state, tick, Instance::Lease(self.lease), &[]);
                     self.answer_markers(fx);
                     return true;
                 }

@@ -26,6 +26,19 @@
 //!   state (synchronously, inside the call that completed the wait), then
 //!   hand partitions back (`Keyed`) and resume: Runnable.
 //!
+//! # Watermarks
+//! Marks from upstream instances feed the actor's [`InputClock`]; each
+//! advance of its input watermark is a [`Tick`] placed where its last mark
+//! arrived: into the mailbox, and to every active lessee on the link of
+//! their deliveries (a lease granted later gets the ticks still queued
+//! with the messages it takes). Behind held messages it is held too, and
+//! it fences them: a later message of its epoch or after stays behind it
+//! (an earlier epoch's straggler may pass: it belongs before the barrier
+//! the held tick follows). So each instance runs a tick after exactly the
+//! messages routed to it before the tick, and the roster of a tick (the
+//! leases that got it) goes with the lessor's run of it, for the marks
+//! the instances send downstream.
+//!
 //! # Keyed partitions
 //! Each of the 64 partitions is owned by the lessor (`own`) or by exactly one
 //! lessee (`slot.parts`). A partition whose state is not where its next
@@ -36,10 +49,35 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use super::time::{InputClock, Instance, Tick, WatermarkMark};
 use super::{
     EdgeId, Effects, Epoch, LeaseId, PartialState, PartitionSet, Routable, ShardId, Strategy, Wire,
     PARTITIONS,
 };
+
+/// A mailbox or held entry: a message, or a tick of the input watermark
+/// with the latest epoch of what it follows.
+enum Entry<M> {
+    Msg(M),
+    Tick(Tick, Epoch),
+}
+
+impl<M: Routable> Entry<M> {
+    /// Data messages it stands for (a tick: none).
+    fn weight(&self) -> u64 {
+        match self {
+            Entry::Msg(m) => m.weight(),
+            Entry::Tick(..) => 0,
+        }
+    }
+
+    fn epoch(&self) -> Epoch {
+        match self {
+            Entry::Msg(m) => m.epoch(),
+            Entry::Tick(_, e) => *e,
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -95,6 +133,8 @@ pub struct LessorStats {
     pub run_local: u64,
     /// Data messages delivered to lessees (at grant included).
     pub forwarded: u64,
+    /// Advances of the input watermark (ticks made).
+    pub ticks: u64,
 }
 
 /// The part of a lessor that outlives deactivation.
@@ -103,6 +143,7 @@ pub struct Dormant<S> {
     pub state: S,
     epoch: Epoch,
     arrived: BTreeMap<(Epoch, EdgeId), u64>,
+    clock: InputClock,
     next_lease: u32,
     stats: LessorStats,
 }
@@ -126,14 +167,21 @@ pub struct Lessor<M, S: PartialState> {
     state: S,
     epoch: Epoch,
     blocked: Option<Blocked>,
-    mailbox: VecDeque<M>,
+    mailbox: VecDeque<Entry<M>>,
     /// Data messages in `mailbox`, batches counted by their weight.
     mailbox_weight: usize,
-    held: VecDeque<M>,
+    held: VecDeque<Entry<M>>,
     /// Data messages in `held`, by weight.
     held_weight: usize,
     /// Partitions of held messages of the current epoch (`Keyed`).
     held_parts: PartitionSet,
+    /// The lowest epoch of a held tick: messages of it or later are held
+    /// behind the tick.
+    held_fence: Option<Epoch>,
+    /// The input watermark over the edges.
+    clock: InputClock,
+    /// Per tick in the mailbox, in order: the leases that got it.
+    rosters: VecDeque<(u64, Vec<LeaseId>)>,
     /// Data messages received per (epoch, edge), for barrier alignment.
     arrived: BTreeMap<(Epoch, EdgeId), u64>,
     /// Critical messages received per barrier, indexed by edge.
@@ -158,6 +206,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 state,
                 epoch: 0,
                 arrived: BTreeMap::new(),
+                clock: InputClock::new(inputs),
                 next_lease: 0,
                 stats: LessorStats::default(),
             },
@@ -179,6 +228,9 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
             held: VecDeque::new(),
             held_weight: 0,
             held_parts: PartitionSet::EMPTY,
+            held_fence: None,
+            clock: d.clock,
+            rosters: VecDeque::new(),
             arrived: d.arrived,
             criticals: BTreeMap::new(),
             slots: Vec::new(),
@@ -203,6 +255,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
             state: self.state,
             epoch: self.epoch,
             arrived: self.arrived,
+            clock: self.clock,
             next_lease: self.next_lease,
             stats: self.stats,
         })
@@ -272,13 +325,20 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
     }
 
     /// Whether the lessor may deactivate: no lessee and no lease in flight,
-    /// nothing queued or held, no barrier aligning or blocked.
+    /// nothing queued or held, no barrier aligning or blocked, no mark
+    /// waiting for an upstream lessee's.
     pub fn is_idle(&self) -> bool {
         self.blocked.is_none()
             && self.mailbox.is_empty()
             && self.held.is_empty()
             && self.slots.is_empty()
             && self.criticals.is_empty()
+            && self.clock.is_settled()
+    }
+
+    /// The input watermark: every edge's upstream marks combined.
+    pub fn watermark(&self) -> super::time::Time {
+        self.clock.time()
     }
 
     // ------------------------------------------------------------------
@@ -325,13 +385,70 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 self.held_parts = self.held_parts.union(self.part_of(&msg));
             }
             self.held_weight += msg.weight() as usize;
-            self.held.push_back(msg);
+            self.held.push_back(Entry::Msg(msg));
         } else {
             self.route(msg, fx);
         }
         if epoch == self.epoch && !self.criticals.is_empty() {
             self.try_block(fx);
         }
+    }
+
+    /// A watermark mark arrived on `edge` (in its link's order among the
+    /// data). When the input watermark advances, its tick goes in order
+    /// to every instance: now, or behind the messages held before it.
+    pub fn on_watermark(&mut self, edge: EdgeId, mark: WatermarkMark, fx: &mut impl Effects<M, S>) {
+        assert!(edge < self.inputs, "edge {edge} of {} inputs", self.inputs);
+        let Some(tick) = self.clock.on_mark(edge, mark) else {
+            return;
+        };
+        self.stats.ticks += 1;
+        if self.held.is_empty() {
+            self.broadcast(tick, fx);
+            return;
+        }
+        let epoch = self
+            .held
+            .iter()
+            .map(Entry::epoch)
+            .fold(self.epoch, Epoch::max);
+        self.held_fence = Some(self.held_fence.map_or(epoch, |f| f.min(epoch)));
+        self.held.push_back(Entry::Tick(tick, epoch));
+    }
+
+    /// A tick into the mailbox and to every active lessee.
+    fn broadcast(&mut self, tick: Tick, fx: &mut impl Effects<M, S>) {
+        let mut roster = Vec::new();
+        for s in self.slots.iter().filter(|s| s.phase == Phase::Active) {
+            fx.send(
+                s.shard,
+                Wire::Tick {
+                    lease: s.lease,
+                    tick,
+                },
+            );
+            roster.push(s.lease);
+        }
+        self.rosters.push_back((tick.seq, roster));
+        self.mailbox.push_back(Entry::Tick(tick, self.epoch));
+    }
+
+    /// A queued tick to a lease granted after it was made (its roster
+    /// then names the lease).
+    fn copy_tick(
+        &mut self,
+        tick: Tick,
+        lease: LeaseId,
+        shard: ShardId,
+        fx: &mut impl Effects<M, S>,
+    ) {
+        let r = self
+            .rosters
+            .iter_mut()
+            .find(|(seq, _)| *seq == tick.seq)
+            .expect("a queued tick has its roster");
+        r.1.push(lease);
+        fx.send(shard, Wire::Tick { lease, tick });
     }
 
     /// A protocol message from a lessee's shard arrived.
@@ -355,6 +472,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 };
                 assert_eq!(self.blocked.as_ref().map(|b| b.barrier), Some(barrier));
                 self.state.absorb(state);
+                fx.absorbed(&mut self.state);
                 let parts = std::mem::take(&mut self.slots[i].parts);
                 self.come_home(parts);
                 self.stop_awaiting(lease);
@@ -367,6 +485,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 };
                 assert_eq!(self.slots[i].phase, Phase::Revoking);
                 self.state.absorb(state);
+                fx.absorbed(&mut self.state);
                 let slot = self.slots.remove(i);
                 self.come_home(slot.parts);
                 self.stats.revokes += 1;
@@ -431,19 +550,29 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         true
     }
 
-    /// The message the next [`Lessor::step`] runs, if it runs one.
+    /// The message the next [`Lessor::step`] runs, if it runs one (not
+    /// a tick).
     pub fn next(&self) -> Option<&M> {
-        self.mailbox.front()
+        match self.mailbox.front() {
+            Some(Entry::Msg(m)) => Some(m),
+            _ => None,
+        }
     }
 
-    /// Run at most one local message (or hand-off). Returns true if a data
-    /// message ran. Critical messages run inside this call when the local
-    /// mailbox drains during a barrier.
+    /// Run at most one local message or tick. Returns true if one ran.
+    /// Critical messages run inside this call when the local mailbox
+    /// drains during a barrier.
     pub fn step(&mut self, fx: &mut impl Effects<M, S>) -> bool {
         let ran = match self.mailbox.pop_front() {
-            Some(msg) => {
+            Some(Entry::Msg(msg)) => {
                 self.mailbox_weight -= msg.weight() as usize;
                 fx.run(&mut self.state, msg);
+                true
+            }
+            Some(Entry::Tick(tick, _)) => {
+                let (seq, roster) = self.rosters.pop_front().expect("a tick has its roster");
+                assert_eq!(seq, tick.seq, "ticks run in the order they were made");
+                fx.tick(&mut self.state, tick, Instance::Home, &roster);
                 true
             }
             None => false,
@@ -470,11 +599,11 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         let w = msg.weight();
         self.stats.run_local += w;
         self.mailbox_weight += w as usize;
-        self.mailbox.push_back(msg);
+        self.mailbox.push_back(Entry::Msg(msg));
     }
 
     /// Take the whole mailbox (its weight goes with it).
-    fn take_mailbox(&mut self) -> VecDeque<M> {
+    fn take_mailbox(&mut self) -> VecDeque<Entry<M>> {
         self.mailbox_weight = 0;
         std::mem::take(&mut self.mailbox)
     }
@@ -502,7 +631,9 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
             "pre-barrier message after the barrier aligned"
         );
         let p = self.part_of(msg);
-        p.intersects(self.transit) || p.intersects(self.held_parts)
+        p.intersects(self.transit)
+            || p.intersects(self.held_parts)
+            || self.held_fence.is_some_and(|f| f <= msg.epoch())
     }
 
     fn route(&mut self, msg: M, fx: &mut impl Effects<M, S>) {
@@ -608,8 +739,9 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
     }
 
     /// Route held messages that may run now, in arrival order; a message stays
-    /// held if its epoch is later, its partition is in transit, or an earlier
-    /// held message of the current epoch has its partition.
+    /// held if its epoch is later, its partition is in transit, an earlier
+    /// held message of the current epoch has its partition, or an earlier
+    /// held tick fences its epoch. A tick stays held behind anything held.
     fn rescan_held(&mut self, fx: &mut impl Effects<M, S>) {
         if self.held.is_empty() {
             return;
@@ -618,18 +750,36 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         let mut still = PartitionSet::EMPTY;
         let held = std::mem::take(&mut self.held);
         self.held_weight = 0;
-        for msg in held {
-            let later = msg.epoch() > self.epoch;
-            let p = self.part_of(&msg);
-            if later || p.intersects(self.transit) || p.intersects(still) {
-                if !later {
-                    still = still.union(p);
+        self.held_fence = None;
+        for entry in held {
+            let stays = match &entry {
+                Entry::Tick(..) => !keep.is_empty(),
+                Entry::Msg(msg) => {
+                    let p = self.part_of(msg);
+                    msg.epoch() > self.epoch
+                        || self.held_fence.is_some_and(|f| f <= msg.epoch())
+                        || p.intersects(self.transit)
+                        || p.intersects(still)
                 }
-                self.held_weight += msg.weight() as usize;
-                keep.push_back(msg);
-            } else {
-                self.route(msg, fx);
+            };
+            if !stays {
+                match entry {
+                    Entry::Msg(msg) => self.route(msg, fx),
+                    Entry::Tick(tick, _) => self.broadcast(tick, fx),
+                }
+                continue;
             }
+            match &entry {
+                Entry::Msg(msg) if msg.epoch() <= self.epoch => {
+                    still = still.union(self.part_of(msg));
+                }
+                Entry::Tick(_, e) => {
+                    self.held_fence = Some(self.held_fence.map_or(*e, |f| f.min(*e)));
+                }
+                Entry::Msg(_) => {}
+            }
+            self.held_weight += entry.weight() as usize;
+            keep.push_back(entry);
         }
         self.held = keep;
         self.held_parts = still;
@@ -682,9 +832,11 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         let mut queued = [0u32; PARTITIONS as usize];
         // Each queued message is of one partition now (a batch of several
         // keys of it counts as its weight).
-        for m in &self.mailbox {
-            for p in m.partitions().iter() {
-                queued[p as usize] += m.weight() as u32;
+        for e in &self.mailbox {
+            if let Entry::Msg(m) = e {
+                for p in m.partitions().iter() {
+                    queued[p as usize] += m.weight() as u32;
+                }
             }
         }
         let mut owned: Vec<u32> = self.own.iter().collect();
@@ -717,12 +869,19 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 epoch: self.epoch,
             },
         );
-        for msg in self.take_mailbox() {
-            if msg.partitions().intersects(give) {
-                self.forward_queued(shard, lease, msg, fx);
-            } else {
-                self.mailbox_weight += msg.weight() as usize;
-                self.mailbox.push_back(msg);
+        for entry in self.take_mailbox() {
+            match entry {
+                Entry::Msg(msg) if msg.partitions().intersects(give) => {
+                    self.forward_queued(shard, lease, msg, fx);
+                }
+                Entry::Tick(tick, e) => {
+                    self.copy_tick(tick, lease, shard, fx);
+                    self.mailbox.push_back(Entry::Tick(tick, e));
+                }
+                Entry::Msg(msg) => {
+                    self.mailbox_weight += msg.weight() as usize;
+                    self.mailbox.push_back(Entry::Msg(msg));
+                }
             }
         }
     }
@@ -731,27 +890,45 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
     /// partitions become messages of one key each, in place, so each can
     /// follow its partition.
     fn split_queued_batches(&mut self) {
-        if self.mailbox.iter().all(|m| m.partitions().len() <= 1) {
+        let single = |e: &Entry<M>| match e {
+            Entry::Msg(m) => m.partitions().len() <= 1,
+            Entry::Tick(..) => true,
+        };
+        if self.mailbox.iter().all(single) {
             return;
         }
         let mut one_by_one = VecDeque::with_capacity(self.mailbox.len());
-        for msg in self.take_mailbox() {
-            one_by_one.extend(msg.split());
+        for entry in self.take_mailbox() {
+            match entry {
+                Entry::Msg(msg) => one_by_one.extend(msg.split().into_iter().map(Entry::Msg)),
+                tick => one_by_one.push_back(tick),
+            }
         }
-        assert!(one_by_one.iter().all(|m| m.weight() == 1));
-        self.mailbox_weight = one_by_one.len();
+        assert!(one_by_one
+            .iter()
+            .all(|e| matches!(e, Entry::Tick(..)) || e.weight() == 1));
+        self.mailbox_weight = one_by_one.iter().map(|e| e.weight() as usize).sum();
         self.mailbox = one_by_one;
     }
 
     /// `Mergeable`, at grant: the new lessee takes the newer half of the
     /// lessor's queue (any message may run anywhere; the barrier protocol
     /// already waits for lessees to drain before a critical).
+    /// Ticks in that half go to the lessee and stay here too.
     fn share_queue(&mut self, i: usize, fx: &mut impl Effects<M, S>) {
         let (lease, shard) = (self.slots[i].lease, self.slots[i].shard);
         let keep = self.mailbox.len().div_ceil(2);
-        for msg in self.mailbox.split_off(keep) {
-            self.mailbox_weight -= msg.weight() as usize;
-            self.forward_queued(shard, lease, msg, fx);
+        for entry in self.mailbox.split_off(keep) {
+            match entry {
+                Entry::Msg(msg) => {
+                    self.mailbox_weight -= msg.weight() as usize;
+                    self.forward_queued(shard, lease, msg, fx);
+                }
+                Entry::Tick(tick, e) => {
+                    self.copy_tick(tick, lease, shard, fx);
+                    self.mailbox.push_back(Entry::Tick(tick, e));
+                }
+            }
         }
     }
 
@@ -839,7 +1016,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         if !b.awaiting.is_empty() || !self.mailbox.is_empty() {
             return;
         }
-        if self.held.iter().any(|m| m.epoch() <= self.epoch) {
+        if self.held.iter().any(|e| e.epoch() <= self.epoch) {
             return;
         }
         let barrier = b.barrier;

@@ -25,11 +25,13 @@
 mod lessee;
 mod lessor;
 mod partition;
+pub mod time;
 mod wire;
 
 pub use lessee::Lessee;
 pub use lessor::{Dormant, Lessor, LessorMode, LessorStats};
 pub use partition::{PartitionSet, PARTITIONS};
+pub use time::{Instance, Tick, Time, WatermarkMark};
 pub use wire::Wire;
 
 /// Index of a shard (one per core by default).
@@ -143,6 +145,21 @@ pub trait Effects<M, S: PartialState> {
     fn run_critical(&mut self, state: &mut S, barrier: Epoch, msgs: Vec<M>);
     /// Send a control or delivery message to a shard (FIFO per shard pair).
     fn send(&mut self, to: ShardId, wire: Wire<M, S::Part>);
+    /// Run a tick of the actor's input watermark on an instance (after
+    /// every message routed to it before the tick): fire the timers it
+    /// makes due on this instance's state, then send mark `tick.seq` on
+    /// every out-edge, after the outputs sent before it, from `from`, with
+    /// `roster` (the leases that got the tick; empty from a lease). A
+    /// driver whose actors get no watermarks never sees one.
+    fn tick(&mut self, state: &mut S, tick: Tick, from: Instance, roster: &[LeaseId]) {
+        let _ = (state, tick, from, roster);
+    }
+    /// The lessor absorbed a lessee's state (`Consolidate`, `Released`):
+    /// timers it brought that the lessor's watermark already passed are
+    /// due now (the lessee had not run that tick yet).
+    fn absorbed(&mut self, state: &mut S) {
+        let _ = state;
+    }
     /// A `Mergeable` actor with lessees chooses where `msg` runs: an index
     /// into `shards` (the home shard first, then the shard of each lessee
     /// taking work). `None` (the default), or an index out of range, leaves

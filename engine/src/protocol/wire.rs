@@ -4,6 +4,7 @@
 //! demultiplex it to the right instance. Variants are plain owned data: they
 //! cross shards, so they carry no reference to anything shard-local.
 
+use super::time::Tick;
 use super::{Epoch, LeaseId, PartitionSet, ShardId, Strategy};
 
 /// A protocol message between an actor's lessor and one of its lessees:
@@ -50,6 +51,17 @@ pub enum Wire<M, P> {
         lease: LeaseId,
         /// The data message, as the lessor received it.
         msg: M,
+    },
+    /// A tick of the actor's input watermark: run it after everything
+    /// delivered before it (fire the timers it makes due, send its mark
+    /// downstream). Sent to every active lessee when the lessor makes or
+    /// releases a tick, and at grant for the ticks queued among the
+    /// messages that move with it.
+    Tick {
+        /// The lease the message is about.
+        lease: LeaseId,
+        /// The tick.
+        tick: Tick,
     },
     /// Barrier `barrier` is complete at the lessor: after running everything
     /// delivered before this, send all state home and wait.
@@ -127,6 +139,7 @@ impl<M, P> Wire<M, P> {
             Wire::LeaseRequest { lease, .. }
             | Wire::Assign { lease, .. }
             | Wire::Deliver { lease, .. }
+            | Wire::Tick { lease, .. }
             | Wire::Block { lease, .. }
             | Wire::Revoke { lease }
             | Wire::Granted { lease }
@@ -144,6 +157,7 @@ impl<M, P> Wire<M, P> {
             Wire::LeaseRequest { .. }
                 | Wire::Assign { .. }
                 | Wire::Deliver { .. }
+                | Wire::Tick { .. }
                 | Wire::Block { .. }
                 | Wire::Revoke { .. }
         )

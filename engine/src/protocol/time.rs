@@ -1,0 +1,258 @@
+//! Event time in the protocol: watermark marks on an actor's input edges,
+//! combined into the actor's input watermark, and the ticks that carry
+//! each advance of it through the actor's instances in band.
+//!
+//! # How a watermark travels
+//! Every instance of an upstream operator (its lessor, `Instance::Home`,
+//! and each lessee, `Instance::Lease`) sends, on each out-edge, a
+//! [`WatermarkMark`] after the data it sent before it, on the same FIFO
+//! link as that data. The `k`-th mark of every instance carries the same
+//! `seq` and `time` (they are copies of one tick of the upstream actor);
+//! the home instance's mark also names the leases that got that tick (its
+//! `roster`). So the downstream lessor knows that everything the upstream
+//! actor sent before its `k`-th watermark has arrived once it holds the
+//! home's mark `k` and mark `k` (or later) of every lease in its roster:
+//! the edge's watermark is then `time` ([`EdgeClock`]).
+//!
+//! An actor's input watermark is the minimum over its edges, never moving
+//! back ([`InputClock`]); each advance becomes a [`Tick`] that the lessor
+//! puts in order among the messages it routes: into its own mailbox and,
+//! on the same links as their deliveries, to every active lessee, so every
+//! instance runs a tick after exactly the messages that arrived before it
+//! (see `Lessor::on_watermark`).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::LeaseId;
+
+/// Event time, in the app's unit (the engine only orders it). `0` is "no
+/// watermark yet"; `Time::MAX` is "this input is idle or done".
+pub type Time = u64;
+
+/// Which instance of an actor sent a mark or runs a tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Instance {
+    /// The lessor, on the actor's home shard.
+    Home,
+    /// A lessee.
+    Lease(LeaseId),
+}
+
+/// One advance of an actor's input watermark: the `seq`-th (from 1), to
+/// `time`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tick {
+    /// Counts the actor's ticks, from 1.
+    pub seq: u64,
+    /// The input watermark from now on.
+    pub time: Time,
+}
+
+/// A watermark as it arrives on an edge from one upstream instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatermarkMark {
+    /// The sending instance.
+    pub from: Instance,
+    /// The upstream actor's tick this mark copies (sources count their
+    /// own, from 1).
+    pub seq: u64,
+    /// The watermark: the sender's later data on this edge is of later
+    /// event time (or late).
+    pub time: Time,
+    /// From `Home` only: the leases that got tick `seq` and send mark
+    /// `seq` too. Empty from a lease and from an actor without lessees.
+    pub roster: Vec<LeaseId>,
+}
+
+/// One input edge's watermark, from the marks of its upstream instances.
+#[derive(Debug, Default)]
+pub struct EdgeClock {
+    /// The home's marks whose roster has not caught up yet, in order.
+    waiting: VecDeque<(u64, Time, Vec<LeaseId>)>,
+    /// The latest mark's seq of each lease heard from.
+    leases: BTreeMap<LeaseId, u64>,
+    /// The home's latest mark's seq (marks come in order).
+    home_seq: u64,
+    /// The edge's watermark.
+    time: Time,
+}
+
+impl EdgeClock {
+    /// The edge's watermark now.
+    pub fn time(&self) -> Time {
+        self.time
+    }
+
+    /// Whether marks wait for lessees' marks (then the actor is not idle).
+    pub fn is_settled(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Take a mark; returns whether the edge's watermark moved.
+    pub fn on_mark(&mut self, mark: WatermarkMark) -> bool {
+        match mark.from {
+            Instance::Home => {
+                assert!(
+                    mark.seq > self.home_seq,
+                    "home marks in order: {} after {}",
+                    mark.seq,
+                    self.home_seq
+                );
+                self.home_seq = mark.seq;
+                self.waiting.push_back((mark.seq, mark.time, mark.roster));
+            }
+            Instance::Lease(l) => {
+                assert!(mark.roster.is_empty(), "a lease's mark has no roster");
+                let seen = self.leases.entry(l).or_default();
+                assert!(mark.seq > *seen, "a lease's marks in order");
+                *seen = mark.seq;
+            }
+        }
+        self.advance()
+    }
+
+    /// Complete every waiting home mark whose roster caught up.
+    fn advance(&mut self) -> bool {
+        let before = self.time;
+        while let Some((seq, time, roster)) = self.waiting.front() {
+            let caught_up = roster
+                .iter()
+                .all(|l| self.leases.get(l).is_some_and(|s| s >= seq));
+            if !caught_up {
+                break;
+            }
+            let (seq, time) = (*seq, *time);
+            let (_, _, roster) = self.waiting.pop_front().expect("checked above");
+            self.time = self.time.max(time);
+            // A lease left out of a completed roster sent its last mark
+            // (a lease gets contiguous ticks): forget it, unless it is a
+            // new one ahead of the home or named by a waiting mark.
+            let waiting = &self.waiting;
+            self.leases.retain(|l, s| {
+                roster.contains(l) || *s > seq || waiting.iter().any(|(_, _, r)| r.contains(l))
+            });
+        }
+        self.time > before
+    }
+}
+
+/// An actor's input watermark over its edges, and the ticks of its
+/// advances.
+#[derive(Debug)]
+pub struct InputClock {
+    edges: Vec<EdgeClock>,
+    time: Time,
+    ticks: u64,
+}
+
+impl InputClock {
+    /// A clock of `inputs` edges, none heard from.
+    pub fn new(inputs: u16) -> Self {
+        InputClock {
+            edges: (0..inputs).map(|_| EdgeClock::default()).collect(),
+            time: 0,
+            ticks: 0,
+        }
+    }
+
+    /// The input watermark: the minimum over the edges, never moving back.
+    pub fn time(&self) -> Time {
+        self.time
+    }
+
+    /// Ticks made so far (the last one's seq).
+    pub fn ticks(&self) -> u64 {
+        self.ticks
+    }
+
+    /// Whether no edge waits for lessees' marks.
+    pub fn is_settled(&self) -> bool {
+        self.edges.iter().all(EdgeClock::is_settled)
+    }
+
+    /// Take a mark on `edge`; the tick of the advance, if it advanced.
+    pub fn on_mark(&mut self, edge: u16, mark: WatermarkMark) -> Option<Tick> {
+        let e = &mut self.edges[edge as usize];
+        if !e.on_mark(mark) {
+            return None;
+        }
+        let min = self.edges.iter().map(EdgeClock::time).min().unwrap_or(0);
+        if min <= self.time {
+            return None;
+        }
+        self.time = min;
+        self.ticks += 1;
+        Some(Tick {
+            seq: self.ticks,
+            time: min,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn home(seq: u64, time: Time, roster: &[u32]) -> WatermarkMark {
+        WatermarkMark {
+            from: Instance::Home,
+            seq,
+            time,
+            roster: roster.iter().map(|&l| LeaseId(l)).collect(),
+        }
+    }
+
+    fn lease(l: u32, seq: u64, time: Time) -> WatermarkMark {
+        WatermarkMark {
+            from: Instance::Lease(LeaseId(l)),
+            seq,
+            time,
+            roster: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_edge_waits_for_every_lease_of_the_roster() {
+        let mut e = EdgeClock::default();
+        assert!(!e.on_mark(home(1, 10, &[1, 2])));
+        assert!(!e.on_mark(lease(2, 1, 10)));
+        assert_eq!(e.time(), 0);
+        assert!(e.on_mark(lease(1, 1, 10)));
+        assert_eq!(e.time(), 10);
+        assert!(e.is_settled());
+    }
+
+    #[test]
+    fn a_lease_mark_may_come_first_and_a_gone_lease_is_forgotten() {
+        let mut e = EdgeClock::default();
+        // Lease 3 is new at tick 2; its mark overtakes the home's.
+        assert!(!e.on_mark(lease(3, 2, 20)));
+        assert!(e.on_mark(home(1, 10, &[])));
+        assert_eq!(e.time(), 10);
+        assert!(e.on_mark(home(2, 20, &[3])));
+        assert_eq!(e.time(), 20);
+        // Lease 3 revoked: tick 3 without it.
+        assert!(e.on_mark(home(3, 30, &[])));
+        assert!(e.leases.is_empty(), "{:?}", e.leases);
+    }
+
+    #[test]
+    fn the_input_watermark_is_the_minimum_and_never_moves_back() {
+        let mut c = InputClock::new(2);
+        assert_eq!(c.on_mark(0, home(1, 50, &[])), None);
+        assert_eq!(
+            c.on_mark(1, home(1, 30, &[])),
+            Some(Tick { seq: 1, time: 30 })
+        );
+        assert_eq!(
+            c.on_mark(1, home(2, 70, &[])),
+            Some(Tick { seq: 2, time: 50 })
+        );
+        // An edge that goes idle (MAX) leaves the other one in charge.
+        assert_eq!(
+            c.on_mark(0, home(2, Time::MAX, &[])),
+            Some(Tick { seq: 3, time: 70 })
+        );
+        assert_eq!(c.time(), 70);
+    }
+}
