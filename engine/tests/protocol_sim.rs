@@ -12,14 +12,29 @@
 //! 4. every barrier completes and every lessee goes away when revoked;
 //! 5. the final state equals a sequential run of the same input.
 //!
+//! Most schedules are on event time too: each edge's senders are the
+//! instances of an upstream actor (its home, and leases that come and go
+//! with their rosters and retire), sending watermark marks among their
+//! data, and the simulation checks the watermark properties:
+//!
+//! 6. no overtaking: an instance runs a data message only while its
+//!    watermark is below the next mark its sender sent after it;
+//! 7. none lost: the lessor runs every tick, in order, and ends at the
+//!    minimum over the edges of their last marks; every instance runs its
+//!    ticks in order;
+//! 8. rosters cover: a message a lessee ran before a tick was made, that
+//!    lessee is in the tick's roster and marks it (or retires) after the
+//!    message, so downstream never passes the message's outputs.
+//!
 //! `DIRIGO_SIM_SCHEDULES=N` runs N schedules (default 10,000);
 //! `DIRIGO_SIM_SEED=S` runs the one schedule of seed S (printed on failure).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
+use dirigo_engine::protocol::time::RETIRED;
 use dirigo_engine::protocol::{
-    CriticalMark, EdgeId, Effects, Epoch, LeaseId, Lessee, Lessor, LessorMode, PartialState,
-    PartitionSet, Routable, ShardId, Strategy, Wire,
+    CriticalMark, EdgeId, Effects, Epoch, Instance, LeaseId, Lessee, Lessor, LessorMode,
+    PartialState, PartitionSet, Routable, ShardId, Strategy, Tick, Time, WatermarkMark, Wire,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -146,7 +161,16 @@ const UPSTREAM: ShardId = 100;
 
 enum Packet {
     Input(Msg),
+    Mark(EdgeId, WatermarkMark),
     Wire(Wire<Msg, Part>),
+}
+
+/// What one lessee did, in order (for property 8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ev {
+    Run(u64),
+    Tick(u64),
+    Retire,
 }
 
 /// What a schedule observed.
@@ -155,6 +179,23 @@ struct Log {
     runs: HashMap<u64, u32>,
     /// barrier -> ids the critical observed
     criticals: BTreeMap<Epoch, BTreeSet<u64>>,
+    /// Per data id, the time of the next mark its sender sent after it.
+    bounds: HashMap<u64, Time>,
+    /// The watermark of the instance on each shard (a new lessee: 0).
+    wm: HashMap<ShardId, Time>,
+    /// The lessee on each shard.
+    lease_on: HashMap<ShardId, LeaseId>,
+    /// The last tick each instance ran.
+    last_tick: HashMap<Instance, u64>,
+    /// What each lessee did.
+    lease_log: HashMap<LeaseId, Vec<Ev>>,
+    /// The roster of each tick the lessor ran.
+    rosters: BTreeMap<u64, Vec<LeaseId>>,
+    /// A clock of deliveries: when each data id reached the lessor, when
+    /// each tick was made (index: seq - 1).
+    now: u64,
+    arrived_at: HashMap<u64, u64>,
+    tick_made_at: Vec<u64>,
 }
 
 struct Fx<'a> {
@@ -166,10 +207,51 @@ struct Fx<'a> {
 impl Effects<Msg, SimState> for Fx<'_> {
     fn run(&mut self, state: &mut SimState, msg: Msg) {
         assert!(msg.critical.is_none());
+        let wm = self.log.wm.get(&self.from).copied().unwrap_or(0);
+        let lease = self.log.lease_on.get(&self.from).copied();
         for (id, key) in msg.items() {
             *self.log.runs.entry(id).or_default() += 1;
             state.keys.entry(key).or_default().push(id);
+            let bound = self.log.bounds.get(&id).copied().unwrap_or(Time::MAX);
+            assert!(
+                bound == Time::MAX || wm < bound,
+                "6: message {id} ran at watermark {wm}, its sender's next mark is {bound}"
+            );
+            if let (Some(l), true) = (lease, self.from != 0) {
+                self.log.lease_log.entry(l).or_default().push(Ev::Run(id));
+            }
         }
+    }
+    fn tick(&mut self, _: &mut SimState, tick: Tick, from: Instance, roster: &[LeaseId]) {
+        let last = self.log.last_tick.entry(from).or_default();
+        assert!(
+            tick.seq > *last,
+            "7: {from:?} ran tick {} after {last}",
+            tick.seq
+        );
+        *last = tick.seq;
+        let wm = self.log.wm.entry(self.from).or_default();
+        *wm = (*wm).max(tick.time);
+        match from {
+            Instance::Home => {
+                self.log.rosters.insert(tick.seq, roster.to_vec());
+            }
+            Instance::Lease(l) => {
+                assert!(roster.is_empty());
+                self.log
+                    .lease_log
+                    .entry(l)
+                    .or_default()
+                    .push(Ev::Tick(tick.seq));
+            }
+        }
+    }
+    fn retired(&mut self, lease: LeaseId) {
+        self.log
+            .lease_log
+            .entry(lease)
+            .or_default()
+            .push(Ev::Retire);
     }
     fn run_critical(&mut self, state: &mut SimState, barrier: Epoch, msgs: Vec<Msg>) {
         assert!(msgs
@@ -189,15 +271,28 @@ impl Effects<Msg, SimState> for Fx<'_> {
     }
 }
 
+/// What an upstream sender sends, in order.
+enum Item {
+    Msg(Msg),
+    Mark(WatermarkMark),
+}
+
 /// One upstream sender: a FIFO channel into the lessor.
 struct Sender {
-    script: VecDeque<Msg>,
+    edge: EdgeId,
+    script: VecDeque<Item>,
 }
 
 struct Schedule {
     strategy: Strategy,
     inputs: u16,
     senders: Vec<Sender>,
+    /// On event time: the senders send marks.
+    timed: bool,
+    /// Per data id, the time of its sender's next mark after it.
+    bounds: HashMap<u64, Time>,
+    /// The minimum over the edges of their last marks.
+    final_wm: Time,
     /// Every data message: (id, key, epoch, sender)
     data: Vec<(u64, u64, Epoch, usize)>,
     barriers: Epoch,
@@ -216,11 +311,7 @@ fn make_schedule(seed: u64) -> Schedule {
     let n_msgs: usize = rng.gen_range(5..=80);
     let keys_per_sender: u64 = rng.gen_range(1..=5);
     let n_senders = inputs as usize * per_edge;
-    let mut senders: Vec<Sender> = (0..n_senders)
-        .map(|_| Sender {
-            script: VecDeque::new(),
-        })
-        .collect();
+    let mut scripts: Vec<VecDeque<Msg>> = (0..n_senders).map(|_| VecDeque::new()).collect();
     let mut data = Vec::new();
     let mut id = 0u64;
     // Spread messages over epochs; in each epoch each sender sends some.
@@ -232,7 +323,7 @@ fn make_schedule(seed: u64) -> Schedule {
             let edge = (s / per_edge) as EdgeId;
             // Keys belong to one sender, so per-key send order is defined.
             let key = s as u64 * 1000 + rng.gen_range(0..keys_per_sender);
-            senders[s].script.push_back(Msg {
+            scripts[s].push_back(Msg {
                 id,
                 key,
                 edge,
@@ -253,7 +344,7 @@ fn make_schedule(seed: u64) -> Schedule {
                     barrier: epoch + 1,
                     sent: sent_on_edge[edge as usize],
                 });
-                senders[s].script.push_back(Msg {
+                scripts[s].push_back(Msg {
                     id: u64::MAX,
                     key: 0,
                     edge,
@@ -268,17 +359,152 @@ fn make_schedule(seed: u64) -> Schedule {
     }
     // Some schedules send runs of a sender's data messages as batches.
     if rng.gen_bool(0.5) {
-        for sender in &mut senders {
-            sender.script = batched(std::mem::take(&mut sender.script), &mut rng);
+        for script in &mut scripts {
+            *script = batched(std::mem::take(script), &mut rng);
         }
     }
+    let timed = rng.gen_bool(0.7);
+    let mut bounds = HashMap::new();
+    let mut final_wm = 0;
+    let senders = if timed {
+        final_wm = Time::MAX;
+        let mut senders = Vec::new();
+        for (edge, chunk) in chunks(scripts, per_edge).into_iter().enumerate() {
+            let (ss, last) = with_marks(edge as EdgeId, chunk, &mut bounds, &mut rng);
+            senders.extend(ss);
+            final_wm = final_wm.min(last);
+        }
+        senders
+    } else {
+        scripts
+            .into_iter()
+            .enumerate()
+            .map(|(s, script)| Sender {
+                edge: (s / per_edge) as EdgeId,
+                script: script.into_iter().map(Item::Msg).collect(),
+            })
+            .collect()
+    };
     Schedule {
         strategy,
         inputs,
         senders,
+        timed,
+        bounds,
+        final_wm,
         data,
         barriers,
     }
+}
+
+fn chunks<T>(v: Vec<T>, n: usize) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = Vec::new();
+    for (i, x) in v.into_iter().enumerate() {
+        if i % n == 0 {
+            out.push(Vec::new());
+        }
+        out.last_mut().expect("pushed").push(x);
+    }
+    out
+}
+
+/// One edge's senders as the instances of an upstream actor: the first
+/// its home, the others leases, each named by the rosters of a run of its
+/// ticks, marking the ticks it got and retiring if named past them; the
+/// marks go among each sender's data at random. Fills each data id's
+/// bound (the time of the next mark after it); returns the senders and
+/// the edge's last mark.
+fn with_marks(
+    edge: EdgeId,
+    scripts: Vec<VecDeque<Msg>>,
+    bounds: &mut HashMap<u64, Time>,
+    rng: &mut ChaCha8Rng,
+) -> (Vec<Sender>, Time) {
+    let n: u64 = rng.gen_range(1..=5);
+    let mut t = 0;
+    let mut times: Vec<Time> = (0..n)
+        .map(|_| {
+            t += rng.gen_range(1..=10);
+            t
+        })
+        .collect();
+    if rng.gen_bool(0.2) {
+        times[n as usize - 1] = Time::MAX; // the upstream goes idle
+    }
+    let time = |k: u64| times[k as usize - 1];
+    // Lease j (1..): named by ticks a..=c, got ticks a..=b.
+    let runs: Vec<(u64, u64, u64)> = (1..scripts.len())
+        .map(|_| {
+            let a = rng.gen_range(1..=n);
+            let b = rng.gen_range(a - 1..=n);
+            (a, b, if b == n { n } else { b + 1 })
+        })
+        .collect();
+    let roster = |k: u64| -> Vec<LeaseId> {
+        (0..runs.len())
+            .filter(|&j| runs[j].0 <= k && k <= runs[j].2)
+            .map(|j| LeaseId(j as u32 + 1))
+            .collect()
+    };
+    let mut senders = Vec::new();
+    for (j, data) in scripts.into_iter().enumerate() {
+        let (from, seqs, retire) = match j {
+            0 => (Instance::Home, 1..=n, None),
+            j => {
+                let (a, b, c) = runs[j - 1];
+                let retire = (c > b).then_some(c);
+                (Instance::Lease(LeaseId(j as u32)), a..=b, retire)
+            }
+        };
+        let marks: VecDeque<WatermarkMark> = seqs
+            .map(|k| WatermarkMark {
+                from,
+                seq: k,
+                time: time(k),
+                roster: if j == 0 { roster(k) } else { Vec::new() },
+            })
+            .collect();
+        let mut script = interleave(data, marks, rng);
+        if retire.is_some() {
+            script.push_back(Item::Mark(WatermarkMark {
+                from,
+                seq: RETIRED,
+                time: 0,
+                roster: Vec::new(),
+            }));
+        }
+        let mut next = Time::MAX;
+        for item in script.iter().rev() {
+            match item {
+                Item::Mark(m) if m.seq == RETIRED => next = time(retire.expect("retires")),
+                Item::Mark(m) => next = m.time,
+                Item::Msg(m) if m.critical.is_none() => {
+                    bounds.extend(m.items().into_iter().map(|(id, _)| (id, next)));
+                }
+                Item::Msg(_) => {}
+            }
+        }
+        senders.push(Sender { edge, script });
+    }
+    (senders, time(n))
+}
+
+/// `a` and `b` merged at random, each in its order.
+fn interleave(
+    mut a: VecDeque<Msg>,
+    mut b: VecDeque<WatermarkMark>,
+    rng: &mut ChaCha8Rng,
+) -> VecDeque<Item> {
+    let mut out = VecDeque::with_capacity(a.len() + b.len());
+    while !a.is_empty() || !b.is_empty() {
+        let take_a =
+            b.is_empty() || (!a.is_empty() && rng.gen_range(0..a.len() + b.len()) < a.len());
+        match take_a {
+            true => out.push_back(Item::Msg(a.pop_front().expect("non-empty"))),
+            false => out.push_back(Item::Mark(b.pop_front().expect("non-empty"))),
+        }
+    }
+    out
 }
 
 /// `script` with runs of consecutive data messages (one sender: one edge,
@@ -341,8 +567,24 @@ impl World {
             .expect("non-empty");
         match pkt {
             Packet::Input(m) => {
+                self.log.now += 1;
+                if m.critical.is_none() {
+                    let now = self.log.now;
+                    self.log
+                        .arrived_at
+                        .extend(m.items().into_iter().map(|(id, _)| (id, now)));
+                }
                 let (mut fx, lessor) = self.fx(0);
                 lessor.on_input(m, &mut fx);
+            }
+            Packet::Mark(edge, mark) => {
+                self.log.now += 1;
+                let (mut fx, lessor) = self.fx(0);
+                let before = lessor.stats().ticks;
+                lessor.on_watermark(edge, mark, &mut fx);
+                let made = lessor.stats().ticks - before;
+                let now = self.log.now;
+                self.log.tick_made_at.extend((0..made).map(|_| now));
             }
             Packet::Wire(w) if to == 0 => {
                 let (mut fx, lessor) = self.fx(0);
@@ -355,6 +597,8 @@ impl World {
                     log: &mut self.log,
                 };
                 if accept_lease {
+                    fx.log.wm.insert(to, 0);
+                    fx.log.lease_on.insert(to, lease);
                     let l = Lessee::accept(
                         lease,
                         lessor,
@@ -385,24 +629,28 @@ impl World {
 }
 
 fn run_schedule(seed: u64) -> dirigo_engine::protocol::LessorStats {
-    let sched = make_schedule(seed);
+    let mut sched = make_schedule(seed);
     let keyed = sched.strategy == Strategy::Keyed;
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
     let mut world = World {
         net: BTreeMap::new(),
         log: Log::default(),
-        lessor: Lessor::new(
-            0,
-            sched.strategy,
-            sched.inputs,
-            SimState {
+        lessor: {
+            let state = SimState {
                 keyed,
                 keys: Part::new(),
-            },
-        ),
+            };
+            let l = Lessor::new(0, sched.strategy, sched.inputs, state);
+            if sched.timed {
+                l.timed()
+            } else {
+                l
+            }
+        },
         lessees: BTreeMap::new(),
     };
-    let mut senders = sched.senders;
+    world.log.bounds = std::mem::take(&mut sched.bounds);
+    let mut senders = std::mem::take(&mut sched.senders);
     let churn: f64 = rng.gen_range(0.0..1.0);
     let mut draining = false;
     let mut steps = 0u64;
@@ -497,12 +745,15 @@ fn run_schedule(seed: u64) -> dirigo_engine::protocol::LessorStats {
         let mut k = rng.gen_range(0..total);
         if k < sending.len() {
             let s = sending[k];
-            let m = senders[s].script.pop_front().unwrap();
+            let pkt = match senders[s].script.pop_front().unwrap() {
+                Item::Msg(m) => Packet::Input(m),
+                Item::Mark(m) => Packet::Mark(senders[s].edge, m),
+            };
             world
                 .net
                 .entry((UPSTREAM + s as ShardId, 0))
                 .or_default()
-                .push_back(Packet::Input(m));
+                .push_back(pkt);
             continue;
         }
         k -= sending.len();
@@ -594,7 +845,67 @@ fn run_schedule(seed: u64) -> dirigo_engine::protocol::LessorStats {
         got, oracle,
         "{ctx}: final state differs from the sequential run"
     );
+    if sched.timed {
+        check_watermarks(&world, &sched, &ctx);
+    }
     world.lessor.stats()
+}
+
+/// Properties 7 and 8 (6 is checked at each run).
+fn check_watermarks(world: &World, sched: &Schedule, ctx: &str) {
+    let log = &world.log;
+    let ticks = world.lessor.stats().ticks;
+    assert_eq!(
+        world.lessor.watermark(),
+        sched.final_wm,
+        "{ctx}: 7: the watermark ends at the edges' minimum"
+    );
+    assert_eq!(
+        log.last_tick.get(&Instance::Home).copied().unwrap_or(0),
+        ticks,
+        "{ctx}: 7: the lessor ran every tick"
+    );
+    assert_eq!(
+        log.rosters.len() as u64,
+        ticks,
+        "{ctx}: 7: one run per tick"
+    );
+    for (lease, evs) in &log.lease_log {
+        for (p, ev) in evs.iter().enumerate() {
+            let Ev::Run(id) = ev else { continue };
+            // The first tick made after the message reached the lessor:
+            // downstream must not complete it without the message's
+            // outputs. It completes ticks in order, each once every
+            // lease of its roster marked it (or later) or retired.
+            let arrived = log.arrived_at[id];
+            let Some(k0) = (1..=ticks).find(|k| log.tick_made_at[*k as usize - 1] > arrived) else {
+                continue;
+            };
+            let before = evs[..p]
+                .iter()
+                .filter_map(|e| match e {
+                    Ev::Tick(j) => Some(*j),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0);
+            let after = evs[p..].iter().find_map(|e| match e {
+                Ev::Tick(j) => Some(*j),
+                Ev::Retire => Some(u64::MAX),
+                Ev::Run(_) => None,
+            });
+            let after = after.unwrap_or_else(|| {
+                panic!("{ctx}: 8: {lease:?} ran {id}, then neither marked a tick nor retired")
+            });
+            let held_back = (before + 1..=k0.min(after)).any(|k| log.rosters[&k].contains(lease));
+            assert!(
+                held_back,
+                "{ctx}: 8: {lease:?} ran {id} (first tick made after it: {k0}; its marks around \
+                 it: {before} and {after}); no roster between names it: {:?}",
+                log.rosters
+            );
+        }
+    }
 }
 
 fn schedules() -> u64 {
@@ -605,7 +916,7 @@ fn schedules() -> u64 {
 }
 
 #[test]
-fn protocol_simulation_holds_the_five_properties() {
+fn protocol_simulation_holds_the_eight_properties() {
     if let Some(seed) = std::env::var("DIRIGO_SIM_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -624,6 +935,7 @@ fn protocol_simulation_holds_the_five_properties() {
                 total.barriers += s.barriers;
                 total.forwarded += s.forwarded;
                 total.run_local += s.run_local;
+                total.ticks += s.ticks;
             }
             Err(_) => panic!("schedule failed: rerun with DIRIGO_SIM_SEED={seed}"),
         }
@@ -632,4 +944,5 @@ fn protocol_simulation_holds_the_five_properties() {
     // The schedules must actually exercise the protocol.
     assert!(total.leases_granted > n && total.revokes > n / 2 && total.forwarded > n * 3);
     assert!(total.barriers > n);
+    assert!(total.ticks > n, "the schedules make ticks");
 }

@@ -219,6 +219,7 @@ impl<M: Routable, S: PartialState> Lessee<M, S> {
                 state,
             },
         );
+        fx.retired(self.lease);
         self.finished = true;
     }
 

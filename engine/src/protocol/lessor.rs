@@ -144,6 +144,8 @@ pub struct Dormant<S> {
     epoch: Epoch,
     arrived: BTreeMap<(Epoch, EdgeId), u64>,
     clock: InputClock,
+    timed: bool,
+    departed: Vec<LeaseId>,
     next_lease: u32,
     stats: LessorStats,
 }
@@ -182,6 +184,11 @@ pub struct Lessor<M, S: PartialState> {
     clock: InputClock,
     /// Per tick in the mailbox, in order: the leases that got it.
     rosters: VecDeque<(u64, Vec<LeaseId>)>,
+    /// The actor is on event time: it keeps `departed`.
+    timed: bool,
+    /// Leases gone since the last tick was broadcast: its roster names
+    /// them once more.
+    departed: Vec<LeaseId>,
     /// Data messages received per (epoch, edge), for barrier alignment.
     arrived: BTreeMap<(Epoch, EdgeId), u64>,
     /// Critical messages received per barrier, indexed by edge.
@@ -207,6 +214,8 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 epoch: 0,
                 arrived: BTreeMap::new(),
                 clock: InputClock::new(inputs),
+                timed: false,
+                departed: Vec::new(),
                 next_lease: 0,
                 stats: LessorStats::default(),
             },
@@ -231,6 +240,8 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
             held_fence: None,
             clock: d.clock,
             rosters: VecDeque::new(),
+            timed: d.timed,
+            departed: d.departed,
             arrived: d.arrived,
             criticals: BTreeMap::new(),
             slots: Vec::new(),
@@ -256,9 +267,19 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
             epoch: self.epoch,
             arrived: self.arrived,
             clock: self.clock,
+            timed: self.timed,
+            departed: self.departed,
             next_lease: self.next_lease,
             stats: self.stats,
         })
+    }
+
+    /// The actor is on event time (its app's sources make watermarks):
+    /// it keeps the leases gone since its last tick, for that tick's
+    /// roster. (Untimed, it never ticks and keeps nothing.)
+    pub fn timed(mut self) -> Self {
+        self.timed = true;
+        self
     }
 
     /// The actor's home shard, where this lessor lives.
@@ -416,17 +437,24 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         self.held.push_back(Entry::Tick(tick, epoch));
     }
 
-    /// A tick into the mailbox and to every active lessee.
+    /// A tick into the mailbox and to every active lessee. Its roster
+    /// names those, the leases being revoked (they may still send what
+    /// they ran before the revoke) and those gone since the last tick
+    /// (their last outputs may still be on their way); both kinds retire.
     fn broadcast(&mut self, tick: Tick, fx: &mut impl Effects<M, S>) {
-        let mut roster = Vec::new();
-        for s in self.slots.iter().filter(|s| s.phase == Phase::Active) {
-            fx.send(
-                s.shard,
-                Wire::Tick {
-                    lease: s.lease,
-                    tick,
-                },
-            );
+        let mut roster = std::mem::take(&mut self.departed);
+        for s in &self.slots {
+            match s.phase {
+                Phase::Pending => continue,
+                Phase::Revoking => {}
+                Phase::Active => fx.send(
+                    s.shard,
+                    Wire::Tick {
+                        lease: s.lease,
+                        tick,
+                    },
+                ),
+            }
             roster.push(s.lease);
         }
         self.rosters.push_back((tick.seq, roster));
@@ -488,6 +516,9 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 fx.absorbed(&mut self.state);
                 let slot = self.slots.remove(i);
                 self.come_home(slot.parts);
+                if self.timed {
+                    self.departed.push(lease);
+                }
                 self.stats.revokes += 1;
                 self.stop_awaiting(lease);
                 self.rescan_held(fx);

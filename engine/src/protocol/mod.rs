@@ -154,6 +154,12 @@ pub trait Effects<M, S: PartialState> {
     fn tick(&mut self, state: &mut S, tick: Tick, from: Instance, roster: &[LeaseId]) {
         let _ = (state, tick, from, roster);
     }
+    /// A lessee is gone (it answered a `Revoke`): send, after its outputs,
+    /// its last mark (`time::RETIRED`) from `Instance::Lease(lease)` on
+    /// every out-edge, so downstream stops waiting for its marks.
+    fn retired(&mut self, lease: LeaseId) {
+        let _ = lease;
+    }
     /// The lessor absorbed a lessee's state (`Consolidate`, `Released`):
     /// timers it brought that the lessor's watermark already passed are
     /// due now (the lessee had not run that tick yet).

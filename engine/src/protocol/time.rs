@@ -12,7 +12,12 @@
 //! `roster`). So the downstream lessor knows that everything the upstream
 //! actor sent before its `k`-th watermark has arrived once it holds the
 //! home's mark `k` and mark `k` (or later) of every lease in its roster:
-//! the edge's watermark is then `time` ([`EdgeClock`]).
+//! the edge's watermark is then `time` ([`EdgeClock`]). A lease being
+//! revoked when the tick was made is in the roster without the tick (it
+//! may still send what it ran before its revoke), and so is, once more, a
+//! lease that went away since the last tick (its last outputs may still
+//! be on their way, on a link the home's marks do not share); a lease
+//! sends its last mark, of seq [`RETIRED`], after its last outputs.
 //!
 //! An actor's input watermark is the minimum over its edges, never moving
 //! back ([`InputClock`]); each advance becomes a [`Tick`] that the lessor
@@ -28,6 +33,9 @@ use super::LeaseId;
 /// Event time, in the app's unit (the engine only orders it). `0` is "no
 /// watermark yet"; `Time::MAX` is "this input is idle or done".
 pub type Time = u64;
+
+/// The seq of a lease's last mark: it sends nothing more on this edge.
+pub const RETIRED: u64 = u64::MAX;
 
 /// Which instance of an actor sent a mark or runs a tick.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,8 +77,9 @@ pub struct WatermarkMark {
 pub struct EdgeClock {
     /// The home's marks whose roster has not caught up yet, in order.
     waiting: VecDeque<(u64, Time, Vec<LeaseId>)>,
-    /// The latest mark's seq of each lease heard from.
-    leases: BTreeMap<LeaseId, u64>,
+    /// Each lease heard from or named: its latest mark's seq, and whether
+    /// a completed roster named it.
+    leases: BTreeMap<LeaseId, (u64, bool)>,
     /// The home's latest mark's seq (marks come in order).
     home_seq: u64,
     /// The edge's watermark.
@@ -103,7 +112,7 @@ impl EdgeClock {
             }
             Instance::Lease(l) => {
                 assert!(mark.roster.is_empty(), "a lease's mark has no roster");
-                let seen = self.leases.entry(l).or_default();
+                let (seen, _) = self.leases.entry(l).or_default();
                 assert!(mark.seq > *seen, "a lease's marks in order");
                 *seen = mark.seq;
             }
@@ -117,19 +126,24 @@ impl EdgeClock {
         while let Some((seq, time, roster)) = self.waiting.front() {
             let caught_up = roster
                 .iter()
-                .all(|l| self.leases.get(l).is_some_and(|s| s >= seq));
+                .all(|l| self.leases.get(l).is_some_and(|(s, _)| s >= seq));
             if !caught_up {
                 break;
             }
-            let (seq, time) = (*seq, *time);
+            let time = *time;
             let (_, _, roster) = self.waiting.pop_front().expect("checked above");
             self.time = self.time.max(time);
-            // A lease left out of a completed roster sent its last mark
-            // (a lease gets contiguous ticks): forget it, unless it is a
-            // new one ahead of the home or named by a waiting mark.
+            // Rosters name a lease over one run of ticks: one that a
+            // completed roster named and this one leaves out is done with
+            // (unless a waiting mark names it still). One never named yet
+            // is new: its marks (even its retirement) may come ahead of
+            // the home's first mark that names it.
             let waiting = &self.waiting;
-            self.leases.retain(|l, s| {
-                roster.contains(l) || *s > seq || waiting.iter().any(|(_, _, r)| r.contains(l))
+            self.leases.retain(|l, (_, named)| {
+                if roster.contains(l) {
+                    *named = true;
+                }
+                roster.contains(l) || !*named || waiting.iter().any(|(_, _, r)| r.contains(l))
             });
         }
         self.time > before
@@ -233,6 +247,30 @@ mod tests {
         assert_eq!(e.time(), 20);
         // Lease 3 revoked: tick 3 without it.
         assert!(e.on_mark(home(3, 30, &[])));
+        assert!(e.leases.is_empty(), "{:?}", e.leases);
+    }
+
+    #[test]
+    fn a_retirement_ahead_of_the_first_roster_naming_the_lease_is_kept() {
+        let mut e = EdgeClock::default();
+        // Lease 5 came and went between ticks 1 and 2; its retirement
+        // arrives before the home's marks 1 (which omits it) and 2.
+        assert!(!e.on_mark(lease(5, RETIRED, 0)));
+        assert!(e.on_mark(home(1, 10, &[])));
+        assert!(e.on_mark(home(2, 20, &[5])));
+        assert_eq!(e.time(), 20);
+    }
+
+    #[test]
+    fn a_retired_lease_satisfies_the_rosters_that_name_it_then_is_forgotten() {
+        let mut e = EdgeClock::default();
+        assert!(!e.on_mark(home(1, 10, &[4])));
+        assert!(e.on_mark(lease(4, RETIRED, 0)));
+        assert_eq!(e.time(), 10);
+        // Still named by a mark on its way: it counts as caught up.
+        assert!(e.on_mark(home(2, 20, &[4])));
+        assert!(e.on_mark(home(3, 30, &[])));
+        assert_eq!(e.time(), 30);
         assert!(e.leases.is_empty(), "{:?}", e.leases);
     }
 
