@@ -90,7 +90,7 @@ pub use model::{
     OperatorId, Result,
 };
 pub use policy::{Dirigo, Edf, Fifo, Llf, Policy, PolicyFactory, Priority, Rank};
-pub use protocol::{LeaseId, Strategy};
+pub use protocol::{LeaseId, Strategy, Time};
 
 #[cfg(feature = "runtime")]
 pub use exports::*;
@@ -99,7 +99,7 @@ pub use exports::*;
 #[cfg(feature = "runtime")]
 mod exports {
     pub use crate::api::{
-        Ack, AppBuilder, AppHandle, JournalAck, Node, Rejected, SinkEvent, SinkPolicy,
+        Ack, AppBuilder, AppHandle, EventTime, JournalAck, Node, Rejected, SinkEvent, SinkPolicy,
         SinkReceiver, SourceHandle, Stream,
     };
     pub use crate::durability::{DurableStats, Recovery};

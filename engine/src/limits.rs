@@ -118,6 +118,10 @@ pub const MAX_EVENT_BYTES: usize = dirigo_storage::MAX_RECORD_LEN - 1024;
 /// Largest record of a spill file, bytes.
 pub const SPILL_CHUNK: usize = 8 << 20;
 
+/// Most event-time timers one actor instance holds (a key's timer at one
+/// time counts once); `Context::set_timer` refuses more.
+pub const MAX_TIMERS_PER_INSTANCE: usize = 1 << 22;
+
 // Ids fit their types.
 const _: () = assert!(MAX_SHARDS <= ShardId::MAX as usize + 1);
 const _: () = assert!(MAX_NODES <= u16::MAX as usize + 1);

@@ -364,6 +364,7 @@ fn placeholder_stats() -> AppStats {
         barriers: 0,
         lessee_ns: 0,
         durable: None,
+        timers: 0,
     }
 }
 

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::sink::{sink, SinkPolicy, SinkReceiver};
+use super::time::EventTime;
 use crate::func::{DurableState, ErasedFunction, EventCodec, Function, Persist, Typed};
 use crate::limits::{MAX_INPUTS, MAX_NODES, MAX_SINK_CAPACITY};
 use crate::model::{AnyBox, AppClass, EngineError, Result};
@@ -149,11 +150,32 @@ impl AppBuilder {
             clone,
             rebatch: crate::func::rebatch::<T>,
             codec,
+            time: None,
         };
         Stream {
             node: self.add(name, kind, Vec::new()),
             builder: self.id,
             _t: PhantomData,
+        }
+    }
+
+    /// Put source `source` on event time: `time` says how to read an
+    /// event's time and how the source makes watermarks. The app's
+    /// operators then get watermarks, their timers fire
+    /// (`Context::set_timer`), and clients may send watermarks to the
+    /// source (`SourceHandle::watermark`).
+    pub fn event_time<T: Clone + Send + 'static>(&mut self, source: Stream<T>, time: EventTime<T>) {
+        if source.builder != self.id {
+            self.problems
+                .push("event_time: a stream of another app builder".into());
+            return;
+        }
+        let name = self.nodes[source.node as usize].name.clone();
+        match &mut self.nodes[source.node as usize].kind {
+            NodeKind::Source { time: t, .. } => *t = Some(time.erase()),
+            _ => self
+                .problems
+                .push(format!("event_time: {name:?} is not a source")),
         }
     }
 
@@ -273,6 +295,13 @@ impl AppBuilder {
         }
         if self.durable {
             for n in &self.nodes {
+                if let NodeKind::Source { time: Some(_), .. } = &n.kind {
+                    problems.push(format!(
+                        "durable app: source {:?} is on event time, which durable apps do not \
+                         take yet (timers are not in checkpoints)",
+                        n.name
+                    ));
+                }
                 match &n.kind {
                     NodeKind::Source { codec: None, .. } => problems.push(format!(
                         "durable app: source {:?} is not a durable_source",

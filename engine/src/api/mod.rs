@@ -5,7 +5,8 @@
 //! - `node`: [`Node`] (start shards, deploy, undeploy, stats) and
 //!   [`AppHandle`] (barriers, checkpoints, explicit scaling, quiescence);
 //! - `sink`: bounded sink queues, [`SinkReceiver`] and [`SinkPolicy`];
-//! - `source`: [`SourceHandle`], sending events, and [`Rejected`].
+//! - `source`: [`SourceHandle`], sending events, and [`Rejected`];
+//! - `time`: [`EventTime`], a source's event time and watermarks.
 //!
 //! The top of the engine: it imports every layer below and none imports
 //! it. The node's configuration and metrics types live with the runtime
@@ -16,8 +17,10 @@ mod entry;
 mod node;
 mod sink;
 mod source;
+mod time;
 
 pub use app::{AppBuilder, Stream};
 pub use node::{AppHandle, Node};
 pub use sink::{SinkEvent, SinkPolicy, SinkReceiver};
 pub use source::{Ack, JournalAck, Rejected, SourceHandle};
+pub use time::EventTime;

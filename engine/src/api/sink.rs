@@ -22,9 +22,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::func::{Context, ErasedFunction, ErasedState, Function, Sequential, StateCodec, Typed};
-use crate::model::{AnyBox, Barrier, Batch, Header};
-use crate::protocol::{EdgeId, Strategy};
+use crate::func::{
+    Context, ErasedFunction, ErasedState, Function, RunCtx, Sequential, StateCodec, Typed,
+};
+use crate::model::{AnyBox, Barrier, Batch};
+use crate::protocol::{EdgeId, Strategy, Time};
 
 /// What a sink does when its reader falls behind and its queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -355,20 +357,13 @@ impl<T: Send + 'static> ErasedFunction for SinkNode<T> {
         state: &mut dyn ErasedState,
         key: u64,
         input: AnyBox,
-        header: &Header,
-        now_ns: u64,
+        cx: RunCtx<'_>,
         out: &mut Vec<(u64, AnyBox)>,
     ) {
-        self.f.run(state, key, input, header, now_ns, out)
+        self.f.run(state, key, input, cx, out)
     }
-    fn run_batch(
-        &self,
-        _: &mut dyn ErasedState,
-        input: Batch,
-        header: &Header,
-        now_ns: u64,
-        _: &mut Vec<Batch>,
-    ) {
+    fn run_batch(&self, _: &mut dyn ErasedState, input: Batch, cx: RunCtx<'_>, _: &mut Vec<Batch>) {
+        let (header, now_ns) = (cx.header, cx.now_ns);
         // What `SinkFn::on_message` does for each, under one lock.
         let (values, _) = input.into_parts();
         let values = *values
@@ -387,11 +382,20 @@ impl<T: Send + 'static> ErasedFunction for SinkNode<T> {
         &self,
         state: &mut dyn ErasedState,
         barrier: &Barrier,
-        header: &Header,
-        now_ns: u64,
+        cx: RunCtx<'_>,
         out: &mut Vec<(u64, AnyBox)>,
     ) {
-        self.f.run_critical(state, barrier, header, now_ns, out)
+        self.f.run_critical(state, barrier, cx, out)
+    }
+    fn run_timer(
+        &self,
+        state: &mut dyn ErasedState,
+        key: u64,
+        at: Time,
+        cx: RunCtx<'_>,
+        out: &mut Vec<(u64, AnyBox)>,
+    ) {
+        self.f.run_timer(state, key, at, cx, out)
     }
     fn clone_output(&self, v: &AnyBox) -> AnyBox {
         self.f.clone_output(v)

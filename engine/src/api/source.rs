@@ -86,6 +86,21 @@ impl<T: Clone + Send + 'static> SourceHandle<T> {
         self.send_once(events, Instant::now() + SEND_WAIT)
     }
 
+    /// A watermark: every event this source takes from now on has an
+    /// event time after `time` (later ones are late). It follows the
+    /// events this thread sent before it, and counts beside the source's
+    /// own watermarks (the higher holds). The source must be on event
+    /// time; a durable app's sources take none (`NotOnEventTime`).
+    pub fn watermark(&self, time: crate::protocol::Time) -> Result<()> {
+        if self.entry.journal.is_some() {
+            return Err(EngineError::NotOnEventTime {
+                app: self.entry.ingress.plan().name.clone(),
+                source_op: self.op.0,
+            });
+        }
+        self.entry.ingress.watermark(self.op, time)
+    }
+
     /// One attempt, waiting for a durable app's journal up to `deadline`.
     fn send_once(
         &self,

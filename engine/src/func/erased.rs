@@ -16,9 +16,18 @@ use rkyv::util::AlignedVec;
 use super::function::{Context, Function};
 use super::persist::{DurableState, Persist, PersistError};
 use super::state::OperatorState;
+use super::timers::EventClock;
 use crate::limits::BATCH_EVENTS;
 use crate::model::{AnyBox, Barrier, Batch, Header, Seqs, SeqsBuilder};
-use crate::protocol::{PartitionSet, Strategy};
+use crate::protocol::{PartitionSet, Strategy, Time};
+
+/// What a run is given besides its input: the header, the node clock, and
+/// the instance's event time.
+pub(crate) struct RunCtx<'a> {
+    pub header: &'a Header,
+    pub now_ns: u64,
+    pub clock: &'a mut EventClock,
+}
 
 /// The state of one actor instance, type-erased.
 pub(crate) trait ErasedState: Send {
@@ -60,8 +69,7 @@ pub(crate) trait ErasedFunction: Send + Sync {
         state: &mut dyn ErasedState,
         key: u64,
         input: AnyBox,
-        header: &Header,
-        now_ns: u64,
+        cx: RunCtx<'_>,
         out: &mut Vec<(u64, AnyBox)>,
     );
     /// Run every value of `input` in order on one state, as `run` would
@@ -71,16 +79,23 @@ pub(crate) trait ErasedFunction: Send + Sync {
         &self,
         state: &mut dyn ErasedState,
         input: Batch,
-        header: &Header,
-        now_ns: u64,
+        cx: RunCtx<'_>,
         out: &mut Vec<Batch>,
     );
     fn run_critical(
         &self,
         state: &mut dyn ErasedState,
         barrier: &Barrier,
-        header: &Header,
-        now_ns: u64,
+        cx: RunCtx<'_>,
+        out: &mut Vec<(u64, AnyBox)>,
+    );
+    /// `key`'s event-time timer at `at` fired.
+    fn run_timer(
+        &self,
+        state: &mut dyn ErasedState,
+        key: u64,
+        at: Time,
+        cx: RunCtx<'_>,
         out: &mut Vec<(u64, AnyBox)>,
     );
     /// Copy an output for the second and later downstream edges.
@@ -133,8 +148,7 @@ impl<F: Function> ErasedFunction for Typed<F> {
         state: &mut dyn ErasedState,
         key: u64,
         input: AnyBox,
-        header: &Header,
-        now_ns: u64,
+        cx: RunCtx<'_>,
         out: &mut Vec<(u64, AnyBox)>,
     ) {
         let state = downcast_state::<F::State>(state);
@@ -142,20 +156,29 @@ impl<F: Function> ErasedFunction for Typed<F> {
             .downcast::<F::In>()
             .expect("the app builder checked this edge's type");
         let mut typed = Vec::new();
-        self.f.on_message(
-            state,
-            key,
-            input,
-            &mut Context::new(header, &mut typed, now_ns),
-        );
+        let mut ctx = Context::new(cx.header, &mut typed, cx.now_ns, key, cx.clock);
+        self.f.on_message(state, key, input, &mut ctx);
+        out.extend(typed.into_iter().map(|(k, v)| (k, Box::new(v) as AnyBox)));
+    }
+    fn run_timer(
+        &self,
+        state: &mut dyn ErasedState,
+        key: u64,
+        at: Time,
+        cx: RunCtx<'_>,
+        out: &mut Vec<(u64, AnyBox)>,
+    ) {
+        let state = downcast_state::<F::State>(state);
+        let mut typed = Vec::new();
+        let mut ctx = Context::new(cx.header, &mut typed, cx.now_ns, key, cx.clock);
+        self.f.on_timer(state, key, at, &mut ctx);
         out.extend(typed.into_iter().map(|(k, v)| (k, Box::new(v) as AnyBox)));
     }
     fn run_batch(
         &self,
         state: &mut dyn ErasedState,
         input: Batch,
-        header: &Header,
-        now_ns: u64,
+        cx: RunCtx<'_>,
         out: &mut Vec<Batch>,
     ) {
         let state = downcast_state::<F::State>(state);
@@ -166,11 +189,11 @@ impl<F: Function> ErasedFunction for Typed<F> {
         let mut typed = Vec::with_capacity(values.len());
         let mut out_seqs = SeqsBuilder::default();
         // Each value sees the header it would have had alone: its own seq.
-        let mut h = *header;
+        let mut h = *cx.header;
         for (i, (key, value)) in values.into_iter().enumerate() {
             h.seq = seqs.get(i);
             let before = typed.len();
-            let mut ctx = Context::new(&h, &mut typed, now_ns);
+            let mut ctx = Context::new(&h, &mut typed, cx.now_ns, key, cx.clock);
             self.f.on_message(state, key, value, &mut ctx);
             out_seqs.push(h.seq, typed.len() - before);
         }
@@ -180,18 +203,14 @@ impl<F: Function> ErasedFunction for Typed<F> {
         &self,
         state: &mut dyn ErasedState,
         barrier: &Barrier,
-        header: &Header,
-        now_ns: u64,
+        cx: RunCtx<'_>,
         out: &mut Vec<(u64, AnyBox)>,
     ) {
         let state = downcast_state::<F::State>(state);
         let mut typed = Vec::new();
-        self.f.on_critical(
-            state,
-            barrier,
-            header.edge,
-            &mut Context::new(header, &mut typed, now_ns),
-        );
+        let edge = cx.header.edge;
+        let mut ctx = Context::new(cx.header, &mut typed, cx.now_ns, 0, cx.clock);
+        self.f.on_critical(state, barrier, edge, &mut ctx);
         out.extend(typed.into_iter().map(|(k, v)| (k, Box::new(v) as AnyBox)));
     }
     fn clone_output(&self, v: &AnyBox) -> AnyBox {

@@ -7,23 +7,58 @@
 //! protocol may split it.
 
 use super::state::OperatorState;
+use super::timers::EventClock;
 use crate::model::{Barrier, Header};
-use crate::protocol::EdgeId;
+use crate::protocol::{EdgeId, Time};
 
-/// Where a function's outputs go, and what it may know of the message.
+/// Where a function's outputs go, and what it may know of the message and
+/// of event time.
 pub struct Context<'a, O> {
     header: &'a Header,
     out: &'a mut Vec<(u64, O)>,
     now_ns: u64,
+    /// The key of the message (or timer) being run.
+    key: u64,
+    clock: &'a mut EventClock,
 }
 
 impl<'a, O> Context<'a, O> {
-    pub(crate) fn new(header: &'a Header, out: &'a mut Vec<(u64, O)>, now_ns: u64) -> Self {
+    pub(crate) fn new(
+        header: &'a Header,
+        out: &'a mut Vec<(u64, O)>,
+        now_ns: u64,
+        key: u64,
+        clock: &'a mut EventClock,
+    ) -> Self {
         Context {
             header,
             out,
             now_ns,
+            key,
+            clock,
         }
+    }
+
+    /// The instance's input watermark: event time up to which every input
+    /// has arrived (an event at or before it is late). `0` before the
+    /// first watermark; `Time::MAX` once every input is idle or done.
+    pub fn watermark(&self) -> Time {
+        self.clock.watermark
+    }
+
+    /// Fire [`Function::on_timer`] for this message's key once the
+    /// watermark reaches `at` (at the next advance if it already has), on
+    /// the instance that owns the key then. Setting the same timer twice
+    /// sets it once. `false`: the instance holds its most timers
+    /// (`limits::MAX_TIMERS_PER_INSTANCE`) and this one was not set.
+    #[must_use]
+    pub fn set_timer(&mut self, at: Time) -> bool {
+        self.clock.timers.set(self.key, at)
+    }
+
+    /// Delete this key's timer at `at`, if set.
+    pub fn delete_timer(&mut self, at: Time) {
+        self.clock.timers.delete(self.key, at);
     }
 
     /// Emit an output with the given key hash (see [`crate::key_hash`]) to
@@ -66,6 +101,20 @@ pub trait Function: Send + Sync + 'static {
         input: Self::In,
         ctx: &mut Context<'_, Self::Out>,
     );
+
+    /// The event-time timer of `key` at `at` fired: the watermark reached
+    /// it. Runs on the instance that owns `key`, after every message that
+    /// arrived before the watermark did. (Timers are for `Keyed` and
+    /// `Sequential` states: on a `Merged` state a timer fires on the
+    /// instance that set it, on that instance's part.)
+    fn on_timer(
+        &self,
+        _state: &mut Self::State,
+        _key: u64,
+        _at: Time,
+        _ctx: &mut Context<'_, Self::Out>,
+    ) {
+    }
 
     /// A critical message of barrier `barrier` arrived on input `edge`.
     fn on_critical(

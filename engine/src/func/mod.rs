@@ -6,6 +6,8 @@
 //!   [`Sequential`] (with [`Merge`]);
 //! - `persist`: [`Persist`] and [`DurableState`], the byte forms of events
 //!   and states (rkyv archives);
+//! - `timers`: an instance's event-time timers and watermark, which move
+//!   with its partitions;
 //! - `erased`: `ErasedFunction`, `ErasedState`, `StateCodec`, `EventCodec`,
 //!   the forms an app takes once built, above both halves.
 //!
@@ -16,12 +18,15 @@ mod erased;
 mod function;
 mod persist;
 mod state;
+mod timers;
 
 pub(crate) use erased::{
-    batches_into, rebatch, ErasedFunction, ErasedState, EventCodec, Restore, StateCodec, Typed,
+    batches_into, rebatch, ErasedFunction, ErasedState, EventCodec, Restore, RunCtx, StateCodec,
+    Typed,
 };
 
 pub use function::{Context, Function};
 pub(crate) use persist::aligned_copy;
 pub use persist::{DurableState, Persist, PersistError};
 pub use state::{Keyed, Merge, Merged, OperatorState, Sequential};
+pub(crate) use timers::{ClockPart, EventClock};

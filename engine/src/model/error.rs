@@ -36,6 +36,18 @@ pub enum EngineError {
         /// The source asked for.
         source_name: String,
     },
+    /// A watermark for a source that is not on event time
+    /// (`AppBuilder::event_time`), or of a durable app (its watermarks
+    /// come from its logged events' times; client ones are not logged).
+    #[error(
+        "source #{source_op} of {app:?} takes no client watermarks: not on event time, or durable"
+    )]
+    NotOnEventTime {
+        /// The application's name.
+        app: String,
+        /// The source's operator index.
+        source_op: u16,
+    },
     /// The application has no operator (function or sink) of this name.
     #[error("application {app:?} has no operator named {op:?}")]
     UnknownOperator {

@@ -9,7 +9,7 @@
 use std::any::Any;
 use std::fmt;
 
-use crate::protocol::{CriticalMark, EdgeId, Epoch, PartitionSet, Routable};
+use crate::protocol::{CriticalMark, EdgeId, Epoch, PartitionSet, Routable, WatermarkMark};
 
 /// An application deployed on a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -113,6 +113,10 @@ pub enum Payload {
     Batch(Batch),
     /// The barrier a critical message belongs to.
     Barrier(Barrier),
+    /// A watermark mark from an upstream instance (or a source): travels
+    /// as an input, in order with the data of its link, and goes to the
+    /// lessor's clock (`Lessor::on_watermark`), never to a mailbox.
+    Mark(WatermarkMark),
 }
 
 impl fmt::Debug for Payload {
@@ -121,6 +125,7 @@ impl fmt::Debug for Payload {
             Payload::Data(_) => f.write_str("Data(..)"),
             Payload::Batch(b) => write!(f, "Batch({} values)", b.len()),
             Payload::Barrier(b) => write!(f, "Barrier({b:?})"),
+            Payload::Mark(m) => write!(f, "Mark({m:?})"),
         }
     }
 }
@@ -312,6 +317,13 @@ impl Batch {
     /// The partitions of its keys.
     pub fn partitions(&self) -> PartitionSet {
         self.parts
+    }
+
+    /// Its values, if they are of type `T`.
+    pub fn values<T: 'static>(&self) -> Option<&[(u64, T)]> {
+        self.values
+            .downcast_ref::<Vec<(u64, T)>>()
+            .map(Vec::as_slice)
     }
 
     /// The first value's root sequence number: its message's `Header::seq`.

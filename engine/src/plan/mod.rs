@@ -11,7 +11,7 @@
 mod spec;
 
 pub use spec::App;
-pub(crate) use spec::{Cloner, NodeKind, NodeSpec, Rebatch};
+pub(crate) use spec::{Cloner, NodeKind, NodeSpec, Rebatch, SourceTime};
 
 use std::any::TypeId;
 use std::path::PathBuf;
@@ -66,6 +66,8 @@ pub(crate) struct PlanNode {
     pub source_rebatch: Option<Rebatch>,
     /// Durable sources: how events go into and come out of the log.
     pub event_codec: Option<EventCodec>,
+    /// Sources on event time: how they make watermarks.
+    pub source_time: Option<SourceTime>,
     /// What the shards learn of this node, on its own cache lines: every
     /// shard that runs the operator writes it, and every shard that routes
     /// to it reads the fields above on the message path.
@@ -94,6 +96,9 @@ pub(crate) struct Plan {
     /// Per shard: what it sent, processed and took of this app, for
     /// `quiesce` (each shard writes only its own).
     pub counters: Box<[ShardCounters]>,
+    /// Some source is on event time: the app's lessors keep what their
+    /// watermarks' rosters need (`Lessor::timed`).
+    pub timed: bool,
     /// Durable apps: where checkpoint barriers send operator state (the
     /// app's journal).
     pub state_sink: Option<StateSink>,
@@ -125,7 +130,7 @@ impl PlanNode {
     /// A node as the shards run it: its spec, its output edges, its home.
     fn compile(spec: NodeSpec, outs: Vec<(OperatorId, EdgeId)>, home: ShardId) -> PlanNode {
         let inputs = spec.inputs.len().max(1) as u16;
-        let mut source_rebatch = None;
+        let (mut source_rebatch, mut source_time) = (None, None);
         let (kind, strategy, source_type, source_clone, event_codec) = match spec.kind {
             NodeKind::Source {
                 type_id,
@@ -133,8 +138,10 @@ impl PlanNode {
                 clone,
                 rebatch,
                 codec,
+                time,
             } => {
                 source_rebatch = Some(rebatch);
+                source_time = time;
                 (
                     PlanKind::Source,
                     Strategy::Sequential,
@@ -166,6 +173,7 @@ impl PlanNode {
             source_clone,
             source_rebatch,
             event_codec,
+            source_time,
             learned: Learned::default(),
         }
     }
@@ -193,13 +201,14 @@ impl Plan {
         let app_hash = key_hash(app.name.as_bytes());
         // A colocated app's nodes all live where its first one would.
         let home = |i: usize| home_of(app_hash, if app.colocated { 0 } else { i }, shards);
-        let nodes = app
+        let nodes: Vec<PlanNode> = app
             .nodes
             .into_iter()
             .zip(outs)
             .enumerate()
             .map(|(i, (spec, outs))| PlanNode::compile(spec, outs, home(i)))
             .collect();
+        let timed = nodes.iter().any(|n| n.source_time.is_some());
         Plan {
             id,
             name: app.name,
@@ -207,6 +216,7 @@ impl Plan {
             class: app.class,
             nodes,
             counters: (0..shards).map(|_| ShardCounters::default()).collect(),
+            timed,
             state_sink,
             dir,
             failure: OnceLock::new(),
@@ -342,6 +352,7 @@ mod tests {
                         }),
                         rebatch: crate::func::rebatch::<u64>,
                         codec: None,
+                        time: None,
                     }
                 } else {
                     NodeKind::Operator(Arc::new(Typed::new(Pass)))

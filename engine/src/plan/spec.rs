@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::func::{ErasedFunction, EventCodec};
-use crate::model::{AnyBox, AppClass};
+use crate::model::{AnyBox, AppClass, Payload};
+use crate::protocol::Time;
 
 /// Copies a source's event for its second and later output edges.
 pub(crate) type Cloner = Arc<dyn Fn(&AnyBox) -> AnyBox + Send + Sync>;
@@ -19,6 +20,22 @@ pub(crate) type Cloner = Arc<dyn Fn(&AnyBox) -> AnyBox + Send + Sync>;
 /// A source's events, boxed one by one (logged input), as batch messages
 /// of its type, the first of root sequence number `u64`.
 pub(crate) type Rebatch = fn(Vec<(u64, AnyBox)>, u64) -> Vec<crate::model::Batch>;
+
+/// The latest event time among a source's events in a payload (one
+/// event, or a batch of them), read with the user's extractor.
+pub(crate) type Latest = Arc<dyn Fn(&Payload) -> Option<Time> + Send + Sync>;
+
+/// How a source makes watermarks: from the latest event time it saw, less
+/// the out-of-orderness it allows, at most once per period, and `Time::MAX`
+/// (idle) after a quiet spell, so it does not hold the app back.
+#[derive(Clone)]
+pub(crate) struct SourceTime {
+    pub latest: Latest,
+    pub out_of_order: Time,
+    pub period_ns: u64,
+    /// 0: never idle.
+    pub idle_ns: u64,
+}
 
 pub(crate) enum NodeKind {
     Source {
@@ -29,6 +46,8 @@ pub(crate) enum NodeKind {
         rebatch: Rebatch,
         /// How its events go into the ingress log (durable sources).
         codec: Option<EventCodec>,
+        /// Its event time and watermarks, if it has them.
+        time: Option<SourceTime>,
     },
     Operator(Arc<dyn ErasedFunction>),
     Sink(Arc<dyn ErasedFunction>),

@@ -442,6 +442,10 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
     /// they ran before the revoke) and those gone since the last tick
     /// (their last outputs may still be on their way); both kinds retire.
     fn broadcast(&mut self, tick: Tick, fx: &mut impl Effects<M, S>) {
+        let tick = Tick {
+            epoch: self.epoch,
+            ..tick
+        };
         let mut roster = std::mem::take(&mut self.departed);
         for s in &self.slots {
             match s.phase {
@@ -500,7 +504,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 };
                 assert_eq!(self.blocked.as_ref().map(|b| b.barrier), Some(barrier));
                 self.state.absorb(state);
-                fx.absorbed(&mut self.state);
+                fx.absorbed(&mut self.state, self.epoch);
                 let parts = std::mem::take(&mut self.slots[i].parts);
                 self.come_home(parts);
                 self.stop_awaiting(lease);
@@ -513,7 +517,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 };
                 assert_eq!(self.slots[i].phase, Phase::Revoking);
                 self.state.absorb(state);
-                fx.absorbed(&mut self.state);
+                fx.absorbed(&mut self.state, self.epoch);
                 let slot = self.slots.remove(i);
                 self.come_home(slot.parts);
                 if self.timed {

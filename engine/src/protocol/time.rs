@@ -54,6 +54,11 @@ pub struct Tick {
     pub seq: u64,
     /// The input watermark from now on.
     pub time: Time,
+    /// The lessor's epoch when it sent the tick out: the epoch of the
+    /// outputs its timers emit. (An instance that consolidated for the
+    /// barrier in progress holds no state and no timers, so a tick it
+    /// runs before the resume emits nothing of the closing epoch.)
+    pub epoch: super::Epoch,
 }
 
 /// A watermark as it arrives on an edge from one upstream instance.
@@ -199,6 +204,7 @@ impl InputClock {
         Some(Tick {
             seq: self.ticks,
             time: min,
+            epoch: 0,
         })
     }
 }
@@ -280,16 +286,28 @@ mod tests {
         assert_eq!(c.on_mark(0, home(1, 50, &[])), None);
         assert_eq!(
             c.on_mark(1, home(1, 30, &[])),
-            Some(Tick { seq: 1, time: 30 })
+            Some(Tick {
+                seq: 1,
+                time: 30,
+                epoch: 0
+            })
         );
         assert_eq!(
             c.on_mark(1, home(2, 70, &[])),
-            Some(Tick { seq: 2, time: 50 })
+            Some(Tick {
+                seq: 2,
+                time: 50,
+                epoch: 0
+            })
         );
         // An edge that goes idle (MAX) leaves the other one in charge.
         assert_eq!(
             c.on_mark(0, home(2, Time::MAX, &[])),
-            Some(Tick { seq: 3, time: 70 })
+            Some(Tick {
+                seq: 3,
+                time: 70,
+                epoch: 0
+            })
         );
         assert_eq!(c.time(), 70);
     }

@@ -10,7 +10,7 @@ use crate::func::batches_into;
 use crate::func::ErasedState;
 use crate::model::{ActorId, AnyBox, AppId, Barrier, Batch, OperatorId, Seqs};
 use crate::plan::{Plan, Rebatch};
-use crate::protocol::{LeaseId, ShardId};
+use crate::protocol::{LeaseId, ShardId, Time};
 
 /// What a client thread asks of a shard.
 pub(crate) enum Command {
@@ -34,6 +34,12 @@ pub(crate) enum Command {
         app: AppId,
         source: OperatorId,
         barrier: Barrier,
+    },
+    /// A client's watermark for a source on event time.
+    Watermark {
+        app: AppId,
+        source: OperatorId,
+        time: Time,
     },
     Lease {
         actor: ActorId,
@@ -162,7 +168,7 @@ impl Command {
     pub(crate) fn items(&self) -> usize {
         match self {
             Command::Ingest { events, .. } => events.len(),
-            Command::Barrier { .. } => 1,
+            Command::Barrier { .. } | Command::Watermark { .. } => 1,
             _ => 0,
         }
     }

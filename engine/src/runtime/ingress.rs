@@ -195,6 +195,29 @@ impl AppIngress {
             })
     }
 
+    /// A client's watermark for `source` (on event time), on the path of
+    /// that client's ingests, so it follows the events sent before it.
+    pub(crate) fn watermark(&self, source: OperatorId, time: crate::protocol::Time) -> Result<()> {
+        let node = self.plan.node(source).filter(|n| n.source_time.is_some());
+        let Some(node) = node else {
+            return Err(EngineError::NotOnEventTime {
+                app: self.plan.name.clone(),
+                source_op: source.0,
+            });
+        };
+        self.begin_submit()?;
+        let cmd = Command::Watermark {
+            app: self.id(),
+            source,
+            time,
+        };
+        self.submit(node.home as usize, cmd, true)
+            .map_err(|(e, _)| {
+                self.gate.undo();
+                e
+            })
+    }
+
     /// An upper bound on the app's messages in memory now.
     pub(crate) fn in_flight(&self) -> u64 {
         in_flight(&self.gate, &self.plan.counters)

@@ -65,6 +65,8 @@ pub struct AppStats {
     /// A durable app's log and checkpoint figures (from its journal, in
     /// the node's merged figures only).
     pub durable: Option<DurableStats>,
+    /// Event-time timers fired (on every instance).
+    pub timers: u64,
 }
 
 impl AppStats {
@@ -87,6 +89,7 @@ impl AppStats {
             failed: None,
             lessee_ns: 0,
             durable: None,
+            timers: 0,
         }
     }
 
@@ -126,6 +129,7 @@ impl AppStats {
         self.leases_granted += o.leases_granted;
         self.revokes += o.revokes;
         self.barriers += o.barriers;
+        self.timers += o.timers;
         self.queued += o.queued;
         if self.failed.is_none() {
             self.failed.clone_from(&o.failed);

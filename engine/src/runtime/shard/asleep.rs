@@ -63,7 +63,7 @@ impl Asleep {
         actor: ActorId,
         node: &PlanNode,
         f: &Arc<dyn ErasedFunction>,
-        me: ShardId,
+        (me, timed): (ShardId, bool),
     ) -> Result<Lessor<Message, Instance>, WakeError> {
         if let Some(d) = self.dormant.remove(&actor) {
             let d = self.unspill(stats, actor, f, d)?;
@@ -73,12 +73,13 @@ impl Asleep {
             .restored
             .remove(&actor)
             .unwrap_or_else(|| f.new_state());
-        Ok(Lessor::new(
+        let lessor = Lessor::new(
             me,
             node.strategy,
             node.inputs,
             Instance::new(state, node.outs.len()),
-        ))
+        );
+        Ok(if timed { lessor.timed() } else { lessor })
     }
 
     /// Bring a spilled dormant actor's state back from its file (the

@@ -159,6 +159,12 @@ impl Shard {
                 self.inject_barrier(app, source, barrier);
                 self.mark_taken(app, source, 1);
             }
+            Command::Watermark { app, source, time } => {
+                self.client_watermark(app, source, time);
+                if let Some(plan) = self.apps.get(&app) {
+                    plan.counters[self.env.id as usize].count_taken();
+                }
+            }
             Command::Lease {
                 actor,
                 shard,
@@ -217,6 +223,7 @@ impl Shard {
                         epoch: 0,
                         seq: 0,
                         tally: vec![0; node.outs.len()],
+                        clock: node.source_time.as_ref().map(|_| Default::default()),
                     },
                 );
             }
@@ -294,10 +301,13 @@ impl Shard {
             return None;
         }
         if !self.lessors.contains_key(&actor) {
-            match self
-                .asleep
-                .wake(&mut self.stats, actor, node, func, self.env.id)
-            {
+            match self.asleep.wake(
+                &mut self.stats,
+                actor,
+                node,
+                func,
+                (self.env.id, plan.timed),
+            ) {
                 Ok(m) => {
                     let now = self.env.clock.now_ns();
                     self.lessors.insert(actor, LessorSlot::new(m, now));

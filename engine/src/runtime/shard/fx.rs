@@ -2,7 +2,9 @@
 //! a user function on an instance's state, learn its cost, record latency,
 //! emit its outputs on every downstream edge (counted for barrier
 //! alignment), propagate barriers, hand a checkpoint's state to the app's
-//! sink, and send protocol wires through the outbox.
+//! sink, run ticks (fire the instance's due timers, then send its
+//! watermark mark on every out-edge), and send protocol wires through the
+//! outbox.
 //!
 //! Invariant: a message is counted `sent` before it is handed to the outbox
 //! and `done` after its outputs were counted (`send_input`, `mark_done`),
@@ -13,14 +15,17 @@ use std::sync::Arc;
 use super::instance::{Instance, Part};
 use super::packet::Packet;
 use crate::durability::split_checkpoint_tag;
-use crate::func::ErasedFunction;
+use crate::func::{ErasedFunction, RunCtx};
 use crate::mesh::Outbox;
 use crate::model::{
     panic_message, ActorId, AnyBox, Barrier, BarrierKind, Batch, Header, Kind, Message, Payload,
 };
 use crate::plan::{Plan, PlanKind, PlanNode, SavedState};
+use crate::protocol::time::RETIRED;
 use crate::protocol::Routable;
-use crate::protocol::{CriticalMark, Effects, Epoch, ShardId, Wire};
+use crate::protocol::{
+    CriticalMark, Effects, Epoch, Instance as From, LeaseId, ShardId, Tick, WatermarkMark, Wire,
+};
 use crate::runtime::clock::{Clock, Gauge};
 use crate::runtime::metrics::AppStats;
 use crate::sched::policy::{OpView, Policy, ShardLoad};
@@ -293,6 +298,102 @@ impl<'a> ShardFx<'a> {
     }
 }
 
+impl ShardFx<'_> {
+    /// Fire the instance's timers that its watermark reached, in time
+    /// order, their outputs in `epoch` (the tick's, or the lessor's when
+    /// a lessee's state came home).
+    fn fire_due(&mut self, state: &mut Instance, epoch: Epoch) {
+        let upto = state.clock.watermark;
+        let (f, _) = self.function();
+        let mut first: Option<Header> = None;
+        while let Some((at, key)) = state.clock.timers.pop_due(upto) {
+            let now = self.clock.now_ns();
+            let mut parent = *first.get_or_insert_with(|| self.timer_header(epoch));
+            parent.ingress_ns = now;
+            let (user, scratch) = (&mut *state.user, &mut self.scratch);
+            let cx = RunCtx {
+                header: &parent,
+                now_ns: now,
+                clock: &mut state.clock,
+            };
+            if let Err(why) = catch(|| f.run_timer(user, key, at, cx, scratch)) {
+                self.fail_app("on a timer", why);
+                self.scratch.clear();
+                return;
+            }
+            self.stats.timers += 1;
+            self.emit_scratch(&mut state.tally, &parent);
+        }
+    }
+
+    /// The header a timer's outputs descend from (stamped by the policy as
+    /// an ingress would be).
+    fn timer_header(&mut self, epoch: Epoch) -> Header {
+        let now = self.clock.now_ns();
+        let mut h = Header {
+            actor: self.actor,
+            edge: 0,
+            kind: Kind::User,
+            critical: None,
+            epoch,
+            ingress_ns: now,
+            deadline_ns: now.saturating_add(self.plan.slo_ns),
+            priority: 0,
+            seq: 0,
+            enqueued_ns: now,
+        };
+        self.policy
+            .on_ingress(&self.plan.op_view(self.actor.op), &mut h);
+        h
+    }
+
+    /// A watermark mark on every out-edge, behind what this instance sent
+    /// on it before.
+    fn send_marks(&mut self, mark: &WatermarkMark) {
+        send_marks(self.me, self.plan, self.outbox, self.actor.op, mark);
+    }
+}
+
+/// A mark from operator (or source) `op` on each of its out-edges: an
+/// input of the downstream lessor, counted like a message.
+pub(super) fn send_marks(
+    me: ShardId,
+    plan: &Plan,
+    outbox: &mut Outbox<Packet>,
+    op: crate::model::OperatorId,
+    mark: &WatermarkMark,
+) {
+    let node = plan.node(op).expect("a mark's sender is in its plan");
+    for &(to, edge) in &node.outs {
+        let header = Header {
+            actor: ActorId {
+                app: plan.id,
+                op: to,
+            },
+            edge,
+            kind: Kind::Control,
+            critical: None,
+            epoch: 0,
+            ingress_ns: 0,
+            deadline_ns: 0,
+            priority: 0,
+            seq: mark.seq,
+            enqueued_ns: 0,
+        };
+        let payload = Payload::Mark(mark.clone());
+        send_input(
+            me,
+            plan,
+            outbox,
+            Message {
+                header,
+                key: 0,
+                payload,
+            },
+        );
+    }
+}
+
 /// Count a message as sent (before anyone can see it) and route it to the
 /// lessor of its actor.
 pub(super) fn send_input(me: ShardId, plan: &Plan, outbox: &mut Outbox<Packet>, msg: Message) {
@@ -312,12 +413,15 @@ impl Effects<Message, Instance> for ShardFx<'_> {
             .record_queueing(now.saturating_sub(header.enqueued_ns), n);
         let (f, sink) = self.function();
         let (user, scratch, batches) = (&mut *state.user, &mut self.scratch, &mut self.batches);
+        let cx = RunCtx {
+            header: &msg.header,
+            now_ns: now,
+            clock: &mut state.clock,
+        };
         let ran = match msg.payload {
-            Payload::Data(input) => {
-                catch(|| f.run(user, msg.key, input, &msg.header, now, scratch))
-            }
-            Payload::Batch(input) => catch(|| f.run_batch(user, input, &msg.header, now, batches)),
-            Payload::Barrier(_) => {
+            Payload::Data(input) => catch(|| f.run(user, msg.key, input, cx, scratch)),
+            Payload::Batch(input) => catch(|| f.run_batch(user, input, cx, batches)),
+            Payload::Barrier(_) | Payload::Mark(_) => {
                 unreachable!("the protocol runs data messages only with `run`")
             }
         };
@@ -354,7 +458,12 @@ impl Effects<Message, Instance> for ShardFx<'_> {
             };
             assert_eq!(b.id, barrier, "a critical section runs one barrier");
             let (user, scratch, now) = (&mut *state.user, &mut self.scratch, self.clock.now_ns());
-            if let Err(why) = catch(|| f.run_critical(user, &b, &m.header, now, scratch)) {
+            let cx = RunCtx {
+                header: &m.header,
+                now_ns: now,
+                clock: &mut state.clock,
+            };
+            if let Err(why) = catch(|| f.run_critical(user, &b, cx, scratch)) {
                 self.user_panicked("on a barrier", why, 1);
                 return;
             }
@@ -398,6 +507,33 @@ impl Effects<Message, Instance> for ShardFx<'_> {
         }
     }
 
+    fn tick(&mut self, state: &mut Instance, tick: Tick, from: From, roster: &[LeaseId]) {
+        state.clock.watermark = state.clock.watermark.max(tick.time);
+        self.fire_due(state, tick.epoch);
+        let mark = WatermarkMark {
+            from,
+            seq: tick.seq,
+            time: tick.time,
+            roster: roster.to_vec(),
+        };
+        self.send_marks(&mark);
+        self.mark_done(1);
+    }
+
+    fn retired(&mut self, lease: LeaseId) {
+        let mark = WatermarkMark {
+            from: From::Lease(lease),
+            seq: RETIRED,
+            time: 0,
+            roster: Vec::new(),
+        };
+        self.send_marks(&mark);
+    }
+
+    fn absorbed(&mut self, state: &mut Instance, epoch: Epoch) {
+        self.fire_due(state, epoch);
+    }
+
     fn choose(&mut self, msg: &Message, shards: &[ShardId]) -> Option<usize> {
         let loads: Vec<ShardLoad> = shards
             .iter()
@@ -414,6 +550,10 @@ impl Effects<Message, Instance> for ShardFx<'_> {
     }
 
     fn send(&mut self, to: ShardId, wire: Wire<Message, Part>) {
+        if let Wire::Tick { .. } = wire {
+            // A lessee's copy of a tick is work in flight until it runs.
+            self.plan.counters[self.me as usize].count_sent(1);
+        }
         let actor = self.actor;
         let p = if wire.is_for_lessee() {
             Packet::ToLessee { actor, wire }

@@ -29,6 +29,7 @@ impl Shard {
         if !self.asleep.waking.is_empty() {
             self.retry_waking();
         }
+        self.source_clocks();
         // The scan visits every active lessor, so it runs every eighth of
         // the idle timeout, not every housekeeping: an actor goes dormant at
         // most 12.5% late, and a shard with many actors does not spend its

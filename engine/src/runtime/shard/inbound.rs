@@ -11,7 +11,7 @@ use super::asleep::WakeError;
 use super::instance::{Instance, Part};
 use super::slots::{LesseeSlot, LessorSlot};
 use super::{Packet, Shard};
-use crate::model::{ActorId, Message};
+use crate::model::{ActorId, Message, Payload};
 use crate::plan::{Plan, PlanKind};
 use crate::protocol::{LeaseId, Lessee, ShardId, Wire};
 use crate::sync::Ordering;
@@ -105,27 +105,40 @@ impl Shard {
         // One lookup for an active lessor; the wake path otherwise.
         let slot = match self.lessors.entry(actor) {
             Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => match self
-                .asleep
-                .wake(&mut self.stats, actor, node, f, self.env.id)
-            {
-                Ok(m) => e.insert(LessorSlot::new(m, now)),
-                Err(WakeError::Retry) => {
-                    self.asleep.waking.insert(actor, vec![msg]);
-                    return;
+            Entry::Vacant(e) => {
+                match self
+                    .asleep
+                    .wake(&mut self.stats, actor, node, f, (self.env.id, plan.timed))
+                {
+                    Ok(m) => e.insert(LessorSlot::new(m, now)),
+                    Err(WakeError::Retry) => {
+                        self.asleep.waking.insert(actor, vec![msg]);
+                        return;
+                    }
+                    Err(WakeError::Damaged(cause)) => {
+                        plan.fail(cause);
+                        self.stats.dropped += 1;
+                        return;
+                    }
                 }
-                Err(WakeError::Damaged(cause)) => {
-                    plan.fail(cause);
-                    self.stats.dropped += 1;
-                    return;
-                }
-            },
+            }
         };
         slot.last_active_ns = now;
         let mut msg = msg;
         msg.header.enqueued_ns = now;
         let mut fx = self.env.fx(actor, &plan, false);
-        slot.m.on_input(msg, &mut fx);
+        match msg.payload {
+            Payload::Mark(mark) => {
+                let before = slot.m.stats().ticks;
+                slot.m.on_watermark(msg.header.edge, mark, &mut fx);
+                // Each tick it made is work in flight (the lessor's copy)
+                // until it runs; the mark itself is done.
+                let c = &plan.counters[self.env.id as usize];
+                c.count_sent(slot.m.stats().ticks - before);
+                c.count_done(1);
+            }
+            _ => slot.m.on_input(msg, &mut fx),
+        }
         slot.schedule(actor, &mut self.ready, &mut *self.env.policy, &plan, || now);
         self.maybe_lease(actor, &plan, now);
     }

@@ -1,5 +1,6 @@
 //! The state of one actor instance as the engine hands it to the protocol:
-//! the user's state plus the instance's emission tally for the current epoch.
+//! the user's state, the instance's emission tally for the current epoch,
+//! and its event time (watermark and timers, which move with partitions).
 //!
 //! The tally counts, per output edge, the data messages this instance emitted
 //! in the current epoch. Consolidation and revocation carry it home with the
@@ -7,7 +8,7 @@
 //! epoch: the count its critical announces downstream (see
 //! `protocol::lessor`, "Barriers and epochs").
 
-use crate::func::ErasedState;
+use crate::func::{ClockPart, ErasedState, EventClock};
 use crate::protocol::{PartialState, PartitionSet};
 
 pub(crate) struct Instance {
@@ -15,12 +16,15 @@ pub(crate) struct Instance {
     pub user: Box<dyn ErasedState>,
     /// Data messages emitted per output edge in the current epoch.
     pub tally: Vec<u64>,
+    /// Its watermark and the timers of its keys.
+    pub clock: EventClock,
 }
 
 /// A piece of an instance in transit between shards.
 pub(crate) struct Part {
     user: Box<dyn ErasedState>,
     tally: Vec<u64>,
+    clock: ClockPart,
 }
 
 impl Instance {
@@ -28,6 +32,7 @@ impl Instance {
         Instance {
             user,
             tally: vec![0; outs],
+            clock: EventClock::default(),
         }
     }
 }
@@ -40,6 +45,7 @@ impl PartialState for Instance {
         Part {
             user: self.user.take_partitions(parts),
             tally: vec![0; self.tally.len()],
+            clock: self.clock.take_partitions(parts),
         }
     }
 
@@ -49,11 +55,13 @@ impl PartialState for Instance {
         Part {
             user: self.user.take_all(),
             tally,
+            clock: self.clock.take_all(),
         }
     }
 
     fn absorb(&mut self, part: Part) {
         self.user.absorb(part.user);
+        self.clock.absorb(part.clock);
         assert_eq!(self.tally.len(), part.tally.len(), "parts of one operator");
         for (mine, theirs) in self.tally.iter_mut().zip(part.tally) {
             *mine += theirs;

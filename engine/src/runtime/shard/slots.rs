@@ -8,7 +8,7 @@
 use super::instance::Instance;
 use crate::model::{ActorId, Message};
 use crate::plan::Plan;
-use crate::protocol::{Epoch, LeaseId, Lessee, Lessor};
+use crate::protocol::{Epoch, LeaseId, Lessee, Lessor, Time};
 use crate::sched::policy::{Policy, Rank};
 use crate::sched::runq::RunQueue;
 
@@ -39,11 +39,30 @@ pub(super) enum InstRef {
     Lessee(ActorId, LeaseId),
 }
 
-/// A source homed here: its epoch, sequence and per-edge emission tally.
+/// A source homed here: its epoch, sequence and per-edge emission tally,
+/// and its watermarks if it is on event time.
 pub(super) struct SourceState {
     pub(super) epoch: Epoch,
     pub(super) seq: u64,
     pub(super) tally: Vec<u64>,
+    pub(super) clock: Option<SourceClock>,
+}
+
+/// A source's watermark generator.
+#[derive(Debug, Default)]
+pub(super) struct SourceClock {
+    /// The latest event time seen.
+    pub(super) latest: Time,
+    /// The highest watermark a client sent.
+    pub(super) client: Time,
+    /// The last mark sent, and how many.
+    pub(super) sent: Time,
+    pub(super) marks: u64,
+    pub(super) last_event_ns: u64,
+    pub(super) last_mark_ns: u64,
+    /// Quiet for its idle time: its watermark is `Time::MAX` until its
+    /// next event.
+    pub(super) idle: bool,
 }
 
 impl InstRef {

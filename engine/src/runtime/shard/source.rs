@@ -5,13 +5,19 @@
 //! client's batch (one header, one policy stamp, one box per batch); a barrier becomes a
 //! critical message on every output edge, announcing how many data messages
 //! the source sent on it during the closing epoch.
+//!
+//! A source on event time also makes watermarks: the latest event time it
+//! sent less its out-of-orderness (or a client's watermark, the higher),
+//! sent as a mark on every out-edge after the events before it, at most
+//! once per period (housekeeping sends one the period held back), and
+//! `Time::MAX` while it is idle.
 
-use super::fx::send_input;
+use super::fx::{send_input, send_marks};
+use super::slots::SourceClock;
 use super::Shard;
 use crate::model::{ActorId, AppId, Barrier, Header, Kind, Message, OperatorId, Payload};
-use crate::plan::Plan;
-use crate::protocol::CriticalMark;
-use crate::protocol::EdgeId;
+use crate::plan::{Plan, SourceTime};
+use crate::protocol::{CriticalMark, EdgeId, Instance, Time, WatermarkMark};
 use crate::runtime::command::{Events, Incoming};
 use crate::sched::policy::Policy;
 
@@ -42,6 +48,81 @@ impl Shard {
                 .collect(),
         };
         self.send_from_source(&plan, source, at_ns, items);
+        self.source_mark(&plan, source, false);
+    }
+
+    /// A client's watermark for `source`: sent at once if it raises the
+    /// source's watermark.
+    pub(super) fn client_watermark(&mut self, app: AppId, source: OperatorId, time: Time) {
+        let Some(plan) = self.apps.get(&app).cloned() else {
+            return;
+        };
+        if let Some(c) = self
+            .sources
+            .get_mut(&(app, source))
+            .and_then(|s| s.clock.as_mut())
+        {
+            c.client = c.client.max(time);
+        }
+        self.source_mark(&plan, source, true);
+    }
+
+    /// Every source on event time: idle after its quiet spell, and the
+    /// watermark a period held back. Returns the marks sent.
+    pub(super) fn source_clocks(&mut self) -> usize {
+        let now = self.env.clock.now_ns();
+        let mut due = Vec::new();
+        for (&(app, op), s) in self.sources.iter_mut() {
+            let Some(c) = s.clock.as_mut() else { continue };
+            let Some(plan) = self.apps.get(&app) else {
+                continue;
+            };
+            let Some(t) = plan.node(op).and_then(|n| n.source_time.as_ref()) else {
+                continue;
+            };
+            let quiet = now.saturating_sub(c.last_event_ns);
+            if t.idle_ns > 0 && !c.idle && c.marks > 0 && quiet >= t.idle_ns {
+                c.idle = true;
+            }
+            if target(c, t) != c.sent {
+                due.push((plan.clone(), op));
+            }
+        }
+        due.into_iter()
+            .filter(|(plan, op)| self.source_mark(plan, *op, false))
+            .count()
+    }
+
+    /// Send `source`'s watermark if it changed and its period allows (or
+    /// `now`: a client's). Returns whether it sent one.
+    fn source_mark(&mut self, plan: &Plan, source: OperatorId, now: bool) -> bool {
+        let Some(t) = plan.node(source).and_then(|n| n.source_time.as_ref()) else {
+            return false;
+        };
+        let clock_ns = self.env.clock.now_ns();
+        let Some(c) = self
+            .sources
+            .get_mut(&(plan.id, source))
+            .and_then(|s| s.clock.as_mut())
+        else {
+            return false;
+        };
+        let time = target(c, t);
+        let early = clock_ns.saturating_sub(c.last_mark_ns) < t.period_ns && c.marks > 0;
+        if time == c.sent || (early && !now) {
+            return false;
+        }
+        c.sent = time;
+        c.marks += 1;
+        c.last_mark_ns = clock_ns;
+        let mark = WatermarkMark {
+            from: Instance::Home,
+            seq: c.marks,
+            time,
+            roster: Vec::new(),
+        };
+        send_marks(self.env.id, plan, &mut self.env.outbox, source, &mark);
+        true
     }
 
     /// Each item (one event, or a batch of them) as one message on every
@@ -62,9 +143,12 @@ impl Shard {
         let copy = |p: &Payload| match p {
             Payload::Data(v) => Payload::Data(cloner(v)),
             Payload::Batch(b) => Payload::Batch(b.clone_batch()),
-            Payload::Barrier(_) => unreachable!("a source's items are data"),
+            Payload::Barrier(_) | Payload::Mark(_) => unreachable!("a source's items are data"),
         };
         let outs = node.outs.len();
+        if let (Some(c), Some(t)) = (src.clock.as_mut(), &node.source_time) {
+            saw_events(c, t, &items, self.env.clock.now_ns());
+        }
         for (key, payload) in items {
             let (first, n) = match &payload {
                 Payload::Batch(b) => (b.first_seq(), b.len() as u64),
@@ -137,6 +221,26 @@ impl Shard {
         }
         src.epoch = barrier.id;
     }
+}
+
+/// A source's watermark now: `Time::MAX` while idle, else the latest event
+/// time less the out-of-orderness, or the client's if higher (0: none).
+fn target(c: &SourceClock, t: &SourceTime) -> Time {
+    if c.idle {
+        return Time::MAX;
+    }
+    c.latest.saturating_sub(t.out_of_order).max(c.client)
+}
+
+/// Events came: the latest event time moves, and the source is not idle.
+fn saw_events(c: &mut SourceClock, t: &SourceTime, items: &[(u64, Payload)], now: u64) {
+    for (_, p) in items {
+        if let Some(latest) = (t.latest)(p) {
+            c.latest = c.latest.max(latest);
+        }
+    }
+    c.last_event_ns = now;
+    c.idle = false;
 }
 
 /// The header of an event (or a batch) entering `source` at `at_ns`, with

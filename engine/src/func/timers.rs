@@ -1,0 +1,151 @@
+//! Event-time timers of one actor instance, per key, and the instance's
+//! watermark: what `Context::set_timer` writes and a tick fires.
+//!
+//! Timers are part of an instance's state as the protocol moves it: a
+//! `Keyed` lease takes the timers of its partitions with their state, a
+//! consolidation or a revoke brings them home (`take_partitions`,
+//! `take_all`, `absorb`), so a key's timer fires on the instance that owns
+//! the key when the watermark passes it, once.
+
+use std::collections::BTreeSet;
+
+use crate::limits::MAX_TIMERS_PER_INSTANCE;
+use crate::protocol::{PartitionSet, Time};
+
+/// An instance's event-time timers, in firing order: (time, key hash).
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    due: BTreeSet<(Time, u64)>,
+}
+
+impl Timers {
+    /// Set a timer for `key` at `at` (once: setting it again is a no-op).
+    /// `false` when the instance already holds its most timers.
+    pub(crate) fn set(&mut self, key: u64, at: Time) -> bool {
+        if self.due.len() >= MAX_TIMERS_PER_INSTANCE && !self.due.contains(&(at, key)) {
+            return false;
+        }
+        self.due.insert((at, key));
+        true
+    }
+
+    /// Delete `key`'s timer at `at`, if set.
+    pub(crate) fn delete(&mut self, key: u64, at: Time) {
+        self.due.remove(&(at, key));
+    }
+
+    /// The earliest timer at or before `upto`, taken out.
+    pub(crate) fn pop_due(&mut self, upto: Time) -> Option<(Time, u64)> {
+        let first = *self.due.first()?;
+        if first.0 > upto {
+            return None;
+        }
+        self.due.pop_first()
+    }
+
+    /// Timers set.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.due.len()
+    }
+
+    /// The timers of keys in `parts`, taken out.
+    pub(crate) fn take_partitions(&mut self, parts: PartitionSet) -> Timers {
+        let (moving, staying) = std::mem::take(&mut self.due)
+            .into_iter()
+            .partition(|(_, key)| parts.contains_key(*key));
+        self.due = staying;
+        Timers { due: moving }
+    }
+
+    /// Every timer, taken out.
+    pub(crate) fn take_all(&mut self) -> Timers {
+        std::mem::take(self)
+    }
+
+    /// Fold another instance's timers in.
+    pub(crate) fn absorb(&mut self, other: Timers) {
+        self.due.extend(other.due);
+    }
+}
+
+/// An instance's event time: its watermark (the last tick it ran, or what
+/// its lessor's was when it took partitions) and its timers.
+#[derive(Debug, Default)]
+pub(crate) struct EventClock {
+    pub(crate) watermark: Time,
+    pub(crate) timers: Timers,
+}
+
+/// Event time in transit with state: timers, and the lessor's watermark
+/// when the lessor hands partitions out (a lessee's part carries none: a
+/// lessee may have run ticks its lessor has not yet, and the lessor's
+/// watermark follows its own mailbox only).
+#[derive(Debug, Default)]
+pub(crate) struct ClockPart {
+    watermark: Option<Time>,
+    timers: Timers,
+}
+
+impl EventClock {
+    /// The lessor's: the timers of partitions `parts`, with its watermark.
+    pub(crate) fn take_partitions(&mut self, parts: PartitionSet) -> ClockPart {
+        ClockPart {
+            watermark: Some(self.watermark),
+            timers: self.timers.take_partitions(parts),
+        }
+    }
+
+    /// A lessee's, going home: every timer.
+    pub(crate) fn take_all(&mut self) -> ClockPart {
+        ClockPart {
+            watermark: None,
+            timers: self.timers.take_all(),
+        }
+    }
+
+    pub(crate) fn absorb(&mut self, other: ClockPart) {
+        if let Some(w) = other.watermark {
+            self.watermark = self.watermark.max(w);
+        }
+        self.timers.absorb(other.timers);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_fire_in_time_order_and_move_with_their_partitions() {
+        let mut t = Timers::default();
+        let (a, b) = (1u64, 1u64 << 60);
+        assert_ne!(PartitionSet::partition_of(a), PartitionSet::partition_of(b));
+        assert!(t.set(a, 30) && t.set(b, 10) && t.set(a, 20) && t.set(a, 20));
+        assert_eq!(t.len(), 3);
+        let moved = t.take_partitions(PartitionSet::single(PartitionSet::partition_of(b)));
+        assert_eq!(moved.len(), 1);
+        let mut home = Timers::default();
+        home.absorb(moved);
+        home.absorb(t.take_all());
+        assert_eq!(home.pop_due(25), Some((10, b)));
+        assert_eq!(home.pop_due(25), Some((20, a)));
+        assert_eq!(home.pop_due(25), None);
+        home.delete(a, 30);
+        assert_eq!(home.pop_due(Time::MAX), None);
+    }
+
+    #[test]
+    fn a_lessees_part_does_not_move_the_lessors_watermark() {
+        let mut home = EventClock {
+            watermark: 50,
+            ..Default::default()
+        };
+        let mut lessee = EventClock::default();
+        lessee.absorb(home.take_partitions(PartitionSet::ALL));
+        assert_eq!(lessee.watermark, 50, "a lease starts at its lessor's");
+        lessee.watermark = 90; // it ran a tick its lessor has not yet
+        home.absorb(lessee.take_all());
+        assert_eq!(home.watermark, 50);
+    }
+}

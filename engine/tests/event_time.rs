@@ -1,0 +1,262 @@
+//! Event time end to end on real shards: a source on event time (bounded
+//! out-of-orderness) feeds a keyed tumbling-window count built on timers;
+//! windows fire when the watermark passes their end, late events are told
+//! apart, and the result equals a sequential oracle's, while the count's
+//! lessees are leased and revoked at random, on 2 and 4 shards.
+//!
+//! What makes the oracle exact: the source sends a watermark after each
+//! client batch (period 0), so the count sees batch `i`'s events at the
+//! watermark of batches `..i` wherever they run (ticks travel in band),
+//! and per key in send order (each window folds its events' sequence
+//! numbers in run order).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use dirigo_engine::{
+    key_hash, AppBuilder, AppHandle, Context, EventTime, Function, Keyed, Node, NodeConfig,
+    Placement, SinkEvent, SinkReceiver, Time,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const WINDOW: Time = 100;
+const BOUND: Time = 40;
+
+#[derive(Clone, Debug)]
+struct Ev {
+    user: u64,
+    ts: Time,
+}
+
+/// A window's count (key, start, count, order fingerprint), or a late
+/// event (key, its time).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Row {
+    Window(u64, Time, u64, u64),
+    Late(u64, Time),
+}
+
+fn fold(order: u64, seq: u64) -> u64 {
+    order.wrapping_mul(1_000_003).wrapping_add(seq)
+}
+
+/// Per key: open windows by start, with (count, order).
+struct Tumbling;
+impl Function for Tumbling {
+    type In = Ev;
+    type Out = Row;
+    type State = Keyed<BTreeMap<Time, (u64, u64)>>;
+    fn on_message(&self, st: &mut Self::State, key: u64, e: Ev, ctx: &mut Context<'_, Row>) {
+        let start = e.ts / WINDOW * WINDOW;
+        let last = start + WINDOW - 1;
+        if last <= ctx.watermark() {
+            ctx.emit(key, Row::Late(e.user, e.ts));
+            return;
+        }
+        let seq = ctx.header().seq;
+        let w = st.entry(key).entry(start).or_default();
+        w.0 += 1;
+        w.1 = fold(w.1, seq);
+        assert!(ctx.set_timer(last), "under the timer limit");
+    }
+    fn on_timer(&self, st: &mut Self::State, key: u64, at: Time, ctx: &mut Context<'_, Row>) {
+        let start = at + 1 - WINDOW;
+        let windows = st.entry(key);
+        let (count, order) = windows.remove(&start).expect("a timer's window is open");
+        if windows.is_empty() {
+            st.remove(key);
+        }
+        ctx.emit(key, Row::Window(key, start, count, order));
+    }
+}
+
+fn app(name: &str) -> (dirigo_engine::App, SinkReceiver<Row>) {
+    let mut b = AppBuilder::new(name).slo(Duration::from_millis(200));
+    let events = b.source::<Ev>("events");
+    b.event_time(
+        events,
+        EventTime::new(|e: &Ev| e.ts).out_of_orderness(BOUND),
+    );
+    let counts = b.operator("window", Tumbling, &[events]);
+    let rx = b.sink("out", counts);
+    (b.build().expect("valid app"), rx)
+}
+
+/// Client batches of events: time moves on, out of order within the bound,
+/// and now and then an event far behind (late).
+fn batches(rng: &mut ChaCha8Rng, n: usize) -> Vec<Vec<Ev>> {
+    let mut now: Time = 1_000;
+    (0..n)
+        .map(|_| {
+            (0..rng.gen_range(1..30))
+                .map(|_| {
+                    now += rng.gen_range(0..4);
+                    let ts = if rng.gen_bool(0.03) {
+                        now.saturating_sub(rng.gen_range(100..400))
+                    } else {
+                        now.saturating_sub(rng.gen_range(0..=BOUND))
+                    };
+                    Ev {
+                        user: rng.gen_range(0..25),
+                        ts,
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The sequential run: batch by batch, each event at the watermark after
+/// the batches before it, windows fired after each batch, all at the end.
+fn oracle(batches: &[Vec<Ev>]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let mut open: BTreeMap<(u64, Time), (u64, u64)> = BTreeMap::new();
+    let (mut wm, mut latest, mut seq) = (0, 0, 0u64);
+    let fire = |open: &mut BTreeMap<(u64, Time), (u64, u64)>, rows: &mut Vec<Row>, wm: Time| {
+        open.retain(|&(key, start), &mut (c, o)| {
+            let due = start + WINDOW - 1 <= wm;
+            if due {
+                rows.push(Row::Window(key, start, c, o));
+            }
+            !due
+        });
+    };
+    for b in batches {
+        for e in b {
+            seq += 1;
+            let key = key_hash(&e.user.to_le_bytes());
+            let start = e.ts / WINDOW * WINDOW;
+            latest = latest.max(e.ts);
+            if start + WINDOW - 1 <= wm {
+                rows.push(Row::Late(e.user, e.ts));
+                continue;
+            }
+            let w = open.entry((key, start)).or_default();
+            w.0 += 1;
+            w.1 = fold(w.1, seq);
+        }
+        wm = wm.max(latest.saturating_sub(BOUND));
+        fire(&mut open, &mut rows, wm);
+    }
+    fire(&mut open, &mut rows, Time::MAX);
+    rows.sort();
+    rows
+}
+
+fn lease_or_revoke(app: &AppHandle, rng: &mut ChaCha8Rng, shards: usize) -> (u32, usize) {
+    match rng.gen_range(0..100) {
+        0..=14 => {
+            let got = app
+                .lease("window", rng.gen_range(0..shards))
+                .expect("lease call");
+            (u32::from(got.is_some()), 0)
+        }
+        15..=22 => (0, app.revoke("window", None).unwrap_or(0)),
+        _ => (0, 0),
+    }
+}
+
+fn run(shards: usize, seed: u64) {
+    let node = Node::start(NodeConfig {
+        shards,
+        placement: Placement::Unpinned,
+        idle_deactivate: Duration::from_millis(5),
+        spin_before_park: Duration::from_micros(20),
+        autoscale: dirigo_engine::AutoScale {
+            enabled: false,
+            accept_below: usize::MAX,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .expect("node starts");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (a, rx) = app(&format!("tumbling-{shards}-{seed}"));
+    let h = node.deploy(a).expect("deploys");
+    let src = h.source::<Ev>("events").expect("source");
+    let input = batches(&mut rng, 300);
+    let (mut leases, mut revokes) = (0, 0);
+    for b in &input {
+        let keyed = b
+            .iter()
+            .map(|e| (key_hash(&e.user.to_le_bytes()), e.clone()))
+            .collect();
+        src.send_batch(keyed, Duration::from_secs(10))
+            .expect("accepted");
+        let (l, r) = lease_or_revoke(&h, &mut rng, shards);
+        leases += l;
+        revokes += r;
+    }
+    src.watermark(Time::MAX).expect("the last watermark");
+    h.quiesce(Duration::from_secs(60)).expect("quiesces");
+    let mut got: Vec<Row> = rx
+        .drain()
+        .into_iter()
+        .filter_map(|e| match e {
+            SinkEvent::Data { value, .. } => Some(value),
+            SinkEvent::Barrier(_) => None,
+        })
+        .collect();
+    got.sort();
+    let want = oracle(&input);
+    assert!(
+        want.iter().any(|r| matches!(r, Row::Late(..))),
+        "the input has late events"
+    );
+    if got != want {
+        let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(8).collect();
+        let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(8).collect();
+        eprintln!("extra {extra:?}\nmissing {missing:?}");
+    }
+    assert_eq!(got.len(), want.len(), "rows (seed {seed}, {shards} shards)");
+    assert_eq!(got, want, "seed {seed}, {shards} shards");
+    let stats = node.stats().expect("stats");
+    let s = stats.app(h.name()).expect("the app's stats");
+    assert!(s.timers > 0, "windows fired by timers");
+    assert!(
+        leases > 0 && revokes > 0,
+        "the run leased ({leases}) and revoked ({revokes})"
+    );
+    node.shutdown();
+}
+
+#[test]
+fn tumbling_windows_on_timers_match_the_oracle_across_leases_on_2_shards() {
+    for seed in [1, 2, 3] {
+        run(2, seed);
+    }
+}
+
+#[test]
+fn tumbling_windows_on_timers_match_the_oracle_across_leases_on_4_shards() {
+    for seed in [4, 5] {
+        run(4, seed);
+    }
+}
+
+/// A watermark for a source that is not on event time is refused.
+#[test]
+fn a_watermark_for_a_source_not_on_event_time_is_refused() {
+    let node = Node::start(NodeConfig {
+        shards: 1,
+        placement: Placement::Unpinned,
+        ..Default::default()
+    })
+    .expect("node starts");
+    let mut b = AppBuilder::new("untimed");
+    let events = b.source::<Ev>("events");
+    let counts = b.operator("window", Tumbling, &[events]);
+    let _rx = b.sink("out", counts);
+    let h = node.deploy(b.build().expect("valid")).expect("deploys");
+    let err = h
+        .source::<Ev>("events")
+        .expect("source")
+        .watermark(10)
+        .expect_err("refused");
+    assert!(
+        matches!(err, dirigo_engine::EngineError::NotOnEventTime { .. }),
+        "{err}"
+    );
+    node.shutdown();
+}
