@@ -260,3 +260,66 @@ fn a_watermark_for_a_source_not_on_event_time_is_refused() {
     );
     node.shutdown();
 }
+
+/// Two sources on event time feed one window: its watermark is the lower
+/// of theirs, so windows wait for the slower one; once it is quiet for its
+/// idle time, the other one alone moves the watermark, and windows fire
+/// without any client watermark.
+#[test]
+fn an_idle_input_does_not_hold_back_the_windows_of_the_other() {
+    let node = Node::start(NodeConfig {
+        shards: 2,
+        placement: Placement::Unpinned,
+        ..Default::default()
+    })
+    .expect("node starts");
+    let mut b = AppBuilder::new("two-inputs").slo(Duration::from_millis(200));
+    let fast = b.source::<Ev>("fast");
+    let slow = b.source::<Ev>("slow");
+    b.event_time(fast, EventTime::new(|e: &Ev| e.ts));
+    let quiet = Duration::from_millis(50);
+    b.event_time(slow, EventTime::new(|e: &Ev| e.ts).idle_after(quiet));
+    let counts = b.operator("window", Tumbling, &[fast, slow]);
+    let rx = b.sink("out", counts);
+    let h = node.deploy(b.build().expect("valid")).expect("deploys");
+    let send = |src: &str, ts: Time| {
+        let e = Ev { user: 1, ts };
+        let s = h.source::<Ev>(src).expect("source");
+        s.send_batch(
+            vec![(key_hash(&1u64.to_le_bytes()), e)],
+            Duration::from_secs(5),
+        )
+        .expect("accepted");
+    };
+    send("slow", 150);
+    for ts in (100..1_000).step_by(10) {
+        send("fast", ts);
+    }
+    // Window [100, 200) has 10 fast events and the slow one; the slow
+    // source's watermark (150) holds back every window after it until it
+    // goes idle.
+    let mut fired = BTreeMap::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while fired.len() < 8 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "windows fired: {fired:?}"
+        );
+        for e in rx.drain() {
+            if let SinkEvent::Data {
+                value: Row::Window(_, start, n, _),
+                ..
+            } = e
+            {
+                fired.insert(start, n);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(fired.get(&100), Some(&11));
+    assert!(
+        (200..900).step_by(100).all(|w| fired.get(&w) == Some(&10)),
+        "{fired:?}"
+    );
+    node.shutdown();
+}
