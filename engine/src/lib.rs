@@ -104,8 +104,9 @@ mod exports {
     };
     pub use crate::durability::{DurableStats, Recovery};
     pub use crate::func::{
-        Context, DurableState, Function, Keyed, Merge, Merged, OperatorState, Persist,
-        PersistError, Sequential,
+        Agg, AggAcc, Aggregate, Context, DurableState, FullWindow, Function, KeyWindows, Keyed,
+        Merge, Merged, OperatorState, Persist, PersistError, Sequential, Window, WindowOut,
+        WindowResult, Windows,
     };
     pub use crate::limits::MAX_EVENT_BYTES;
     pub use crate::model::StorageFailure;

@@ -365,6 +365,7 @@ fn placeholder_stats() -> AppStats {
         lessee_ns: 0,
         durable: None,
         timers: 0,
+        late_events: 0,
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use super::sink::{sink, SinkPolicy, SinkReceiver};
 use super::time::EventTime;
+use crate::func::{Aggregate, Context, Merged, Window, WindowOut, WindowResult};
 use crate::func::{DurableState, ErasedFunction, EventCodec, Function, Persist, Typed};
 use crate::limits::{MAX_INPUTS, MAX_NODES, MAX_SINK_CAPACITY};
 use crate::model::{AnyBox, AppClass, EngineError, Result};
@@ -179,6 +180,29 @@ impl AppBuilder {
         }
     }
 
+    /// A windowed aggregate of `input` per key: the operator `name` (a
+    /// `Keyed` [`Window`]), and its results and its late events as two
+    /// streams (split by the operators `{name}.results` and `{name}.late`).
+    /// `input`'s source must be on event time (`event_time`).
+    pub fn window<T, A>(
+        &mut self,
+        name: &str,
+        w: Window<T, A>,
+        input: Stream<T>,
+    ) -> (Stream<WindowResult<A::Out>>, Stream<T>)
+    where
+        T: Clone + Send + Sync + 'static,
+        A: Aggregate<In = T>,
+    {
+        if let Err(why) = w.check() {
+            self.problems.push(format!("window {name:?}: {why}"));
+        }
+        let out = self.operator(name, w, &[input]);
+        let results = self.operator(&format!("{name}.results"), TakeResults(PhantomData), &[out]);
+        let late = self.operator(&format!("{name}.late"), TakeLate(PhantomData), &[out]);
+        (results, late)
+    }
+
     /// An operator running `f` on the union of `inputs` (edge `i` is
     /// `inputs[i]`).
     pub fn operator<F: Function>(
@@ -329,5 +353,39 @@ impl AppBuilder {
             durable: self.durable,
             colocated: self.colocated,
         })
+    }
+}
+
+/// A window's results, out of its output.
+struct TakeResults<T, O>(PhantomData<fn(T, O)>);
+
+impl<T: Clone + Send + 'static, O: Clone + Send + 'static> Function for TakeResults<T, O> {
+    type In = WindowOut<T, O>;
+    type Out = WindowResult<O>;
+    type State = Merged<()>;
+    fn on_message(
+        &self,
+        _: &mut Merged<()>,
+        key: u64,
+        v: Self::In,
+        ctx: &mut Context<'_, Self::Out>,
+    ) {
+        if let WindowOut::Result(r) = v {
+            ctx.emit(key, r);
+        }
+    }
+}
+
+/// A window's late events, out of its output.
+struct TakeLate<T, O>(PhantomData<fn(T, O)>);
+
+impl<T: Clone + Send + 'static, O: Clone + Send + 'static> Function for TakeLate<T, O> {
+    type In = WindowOut<T, O>;
+    type Out = T;
+    type State = Merged<()>;
+    fn on_message(&self, _: &mut Merged<()>, key: u64, v: Self::In, ctx: &mut Context<'_, T>) {
+        if let WindowOut::Late(e) = v {
+            ctx.emit(key, e);
+        }
     }
 }

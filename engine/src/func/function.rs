@@ -61,6 +61,11 @@ impl<'a, O> Context<'a, O> {
         self.clock.timers.delete(self.key, at);
     }
 
+    /// Count the event being run as late (`AppStats::late_events`).
+    pub fn late(&mut self) {
+        self.clock.late += 1;
+    }
+
     /// Emit an output with the given key hash (see [`crate::key_hash`]) to
     /// every downstream operator.
     pub fn emit(&mut self, key: u64, value: O) {

@@ -8,6 +8,8 @@
 //!   and states (rkyv archives);
 //! - `timers`: an instance's event-time timers and watermark, which move
 //!   with its partitions;
+//! - `window`: tumbling, sliding and session windows with aggregates and
+//!   allowed lateness, a library over timers;
 //! - `erased`: `ErasedFunction`, `ErasedState`, `StateCodec`, `EventCodec`,
 //!   the forms an app takes once built, above both halves.
 //!
@@ -19,6 +21,7 @@ mod function;
 mod persist;
 mod state;
 mod timers;
+mod window;
 
 pub(crate) use erased::{
     batches_into, rebatch, ErasedFunction, ErasedState, EventCodec, Restore, RunCtx, StateCodec,
@@ -30,3 +33,6 @@ pub(crate) use persist::aligned_copy;
 pub use persist::{DurableState, Persist, PersistError};
 pub use state::{Keyed, Merge, Merged, OperatorState, Sequential};
 pub(crate) use timers::{ClockPart, EventClock};
+pub use window::{
+    Agg, AggAcc, Aggregate, FullWindow, KeyWindows, Window, WindowOut, WindowResult, Windows,
+};

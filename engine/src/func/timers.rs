@@ -75,6 +75,8 @@ impl Timers {
 pub(crate) struct EventClock {
     pub(crate) watermark: Time,
     pub(crate) timers: Timers,
+    /// Events the function counted late since the shard last looked.
+    pub(crate) late: u64,
 }
 
 /// Event time in transit with state: timers, and the lessor's watermark

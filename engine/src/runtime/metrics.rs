@@ -67,6 +67,9 @@ pub struct AppStats {
     pub durable: Option<DurableStats>,
     /// Event-time timers fired (on every instance).
     pub timers: u64,
+    /// Events the app's functions counted late (`Context::late`; a
+    /// window's events past their allowed lateness).
+    pub late_events: u64,
 }
 
 impl AppStats {
@@ -90,6 +93,7 @@ impl AppStats {
             lessee_ns: 0,
             durable: None,
             timers: 0,
+            late_events: 0,
         }
     }
 
@@ -130,6 +134,7 @@ impl AppStats {
         self.revokes += o.revokes;
         self.barriers += o.barriers;
         self.timers += o.timers;
+        self.late_events += o.late_events;
         self.queued += o.queued;
         if self.failed.is_none() {
             self.failed.clone_from(&o.failed);

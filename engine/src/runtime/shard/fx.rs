@@ -322,6 +322,7 @@ impl ShardFx<'_> {
                 return;
             }
             self.stats.timers += 1;
+            self.stats.late_events += std::mem::take(&mut state.clock.late);
             self.emit_scratch(&mut state.tally, &parent);
         }
     }
@@ -444,6 +445,7 @@ impl Effects<Message, Instance> for ShardFx<'_> {
             let latency = done.saturating_sub(header.ingress_ns);
             self.stats.record_delivery(latency, self.plan.slo_ns, n);
         }
+        self.stats.late_events += std::mem::take(&mut state.clock.late);
         self.emit_scratch(&mut state.tally, &header);
         self.emit_batches(&mut state.tally, &header);
         self.mark_done(n);
