@@ -104,9 +104,10 @@ mod exports {
     };
     pub use crate::durability::{DurableStats, Recovery};
     pub use crate::func::{
-        Agg, AggAcc, Aggregate, Context, DurableState, FullWindow, Function, KeyWindows, Keyed,
-        Merge, Merged, OperatorState, Persist, PersistError, Sequential, Window, WindowOut,
-        WindowResult, Windows,
+        Agg, AggAcc, Aggregate, Buffered, Context, DurableState, FullWindow, Function,
+        IntervalJoin, InvalidWindows, JoinWindows, Joined, KeyWindows, Keyed, KeyedJoin, Merge,
+        Merged, OperatorState, Persist, PersistError, Sequential, Side, Sides, Window, WindowJoin,
+        WindowOut, WindowResult, Windows,
     };
     pub use crate::limits::MAX_EVENT_BYTES;
     pub use crate::model::StorageFailure;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::sink::{sink, SinkPolicy, SinkReceiver};
 use super::time::EventTime;
-use crate::func::{Aggregate, Context, Merged, Window, WindowOut, WindowResult};
+use crate::func::{Aggregate, Context, Merged, Side, Window, WindowOut, WindowResult};
 use crate::func::{DurableState, ErasedFunction, EventCodec, Function, Persist, Typed};
 use crate::limits::{MAX_INPUTS, MAX_NODES, MAX_SINK_CAPACITY};
 use crate::model::{AnyBox, AppClass, EngineError, Result};
@@ -203,6 +203,35 @@ impl AppBuilder {
         (results, late)
     }
 
+    /// A join of `left` and `right`, both keyed by the join key: the
+    /// operator `name` running `f` (a `WindowJoin`, `IntervalJoin`,
+    /// `KeyedJoin`, or a user's function of `Side`s) on both, each side
+    /// tagged by a stateless operator (`{name}.left`, `{name}.right`).
+    pub fn join<L, R, F>(
+        &mut self,
+        name: &str,
+        f: F,
+        left: Stream<L>,
+        right: Stream<R>,
+    ) -> Stream<F::Out>
+    where
+        L: Clone + Send + 'static,
+        R: Clone + Send + 'static,
+        F: Function<In = Side<L, R>>,
+    {
+        let l = self.operator(
+            &format!("{name}.left"),
+            Tag::<L, R, true>(PhantomData),
+            &[left],
+        );
+        let r = self.operator(
+            &format!("{name}.right"),
+            Tag::<L, R, false>(PhantomData),
+            &[right],
+        );
+        self.operator(name, f, &[l, r])
+    }
+
     /// An operator running `f` on the union of `inputs` (edge `i` is
     /// `inputs[i]`).
     pub fn operator<F: Function>(
@@ -387,5 +416,26 @@ impl<T: Clone + Send + 'static, O: Clone + Send + 'static> Function for TakeLate
         if let WindowOut::Late(e) = v {
             ctx.emit(key, e);
         }
+    }
+}
+
+/// One side of a join, tagged (`LEFT`: as the left one).
+struct Tag<L, R, const LEFT: bool>(PhantomData<fn(L, R)>);
+
+impl<L: Clone + Send + 'static, R: Clone + Send + 'static> Function for Tag<L, R, true> {
+    type In = L;
+    type Out = Side<L, R>;
+    type State = Merged<()>;
+    fn on_message(&self, _: &mut Merged<()>, key: u64, v: L, ctx: &mut Context<'_, Self::Out>) {
+        ctx.emit(key, Side::Left(v));
+    }
+}
+
+impl<L: Clone + Send + 'static, R: Clone + Send + 'static> Function for Tag<L, R, false> {
+    type In = R;
+    type Out = Side<L, R>;
+    type State = Merged<()>;
+    fn on_message(&self, _: &mut Merged<()>, key: u64, v: R, ctx: &mut Context<'_, Self::Out>) {
+        ctx.emit(key, Side::Right(v));
     }
 }

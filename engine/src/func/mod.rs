@@ -10,6 +10,8 @@
 //!   with its partitions;
 //! - `window`: tumbling, sliding and session windows with aggregates and
 //!   allowed lateness, a library over timers;
+//! - `join`: windowed, interval and incremental joins of two keyed
+//!   streams, over the same timers;
 //! - `erased`: `ErasedFunction`, `ErasedState`, `StateCodec`, `EventCodec`,
 //!   the forms an app takes once built, above both halves.
 //!
@@ -18,6 +20,7 @@
 
 mod erased;
 mod function;
+mod join;
 mod persist;
 mod state;
 mod timers;
@@ -29,6 +32,9 @@ pub(crate) use erased::{
 };
 
 pub use function::{Context, Function};
+pub use join::{
+    Buffered, IntervalJoin, InvalidWindows, JoinWindows, Joined, KeyedJoin, Side, Sides, WindowJoin,
+};
 pub(crate) use persist::aligned_copy;
 pub use persist::{DurableState, Persist, PersistError};
 pub use state::{Keyed, Merge, Merged, OperatorState, Sequential};

@@ -46,7 +46,7 @@ pub enum Windows {
 impl Windows {
     /// The windows an event at `ts` falls in, as `(start, end)`
     /// (`end` excluded). A session's is its own, to merge.
-    fn assign(self, ts: Time) -> Vec<(Time, Time)> {
+    pub(crate) fn assign(self, ts: Time) -> Vec<(Time, Time)> {
         match self {
             Windows::Tumbling { size } => {
                 let start = ts / size * size;
