@@ -290,3 +290,64 @@ fn tumbling_sliding_and_session_windows_match_the_oracle_on_4_shards() {
         run(4, 40 + i as u64, case, 60);
     }
 }
+
+/// A session's gap exactly at a batch boundary: the event `gap` after the
+/// last one starts a new session (windows touch, they do not overlap),
+/// one a unit sooner extends it; the watermark between batches does not
+/// change that.
+#[test]
+fn a_session_gap_at_a_batch_boundary_splits_and_one_less_merges() {
+    let node = Node::start(NodeConfig {
+        shards: 2,
+        placement: Placement::Unpinned,
+        ..Default::default()
+    })
+    .expect("node starts");
+    let mut b = AppBuilder::new("sessions").slo(Duration::from_millis(200));
+    let events = b.source::<Ev>("events");
+    b.event_time(events, EventTime::new(|e: &Ev| e.ts).out_of_orderness(100));
+    let w = Window::new(
+        Windows::Session { gap: 30 },
+        |e: &Ev| e.ts,
+        Agg::<Ev>::count(),
+    );
+    let (results, _late) = b.window("w", w, events);
+    let rx = b.sink("results", results);
+    let h = node.deploy(b.build().expect("valid")).expect("deploys");
+    let src = h.source::<Ev>("events").expect("source");
+    let send = |user: u64, ts: Time| {
+        let e = Ev {
+            user,
+            ts,
+            amount: 1,
+        };
+        src.send_batch(vec![(key(&e), e)], Duration::from_secs(5))
+            .expect("accepted");
+    };
+    // User 1: 1000, then 1030 (exactly the gap) in the next batch.
+    // User 2: 1000, then 1029 (one less) in the next batch.
+    send(1, 1000);
+    send(2, 1000);
+    send(1, 1030);
+    send(2, 1029);
+    src.watermark(Time::MAX).expect("done");
+    h.quiesce(Duration::from_secs(30)).expect("quiesces");
+    let mut got: Vec<(u64, Time, Time, f64)> = rx
+        .drain()
+        .into_iter()
+        .filter_map(|e| match e {
+            SinkEvent::Data { value: r, .. } => Some((r.key, r.start, r.end, r.value)),
+            SinkEvent::Barrier(_) => None,
+        })
+        .collect();
+    got.sort_by(|a, b| a.partial_cmp(b).expect("numbers"));
+    let k = |u: u64| key_hash(&u.to_le_bytes());
+    let mut want = vec![
+        (k(1), 1000, 1030, 1.0),
+        (k(1), 1030, 1060, 1.0),
+        (k(2), 1000, 1059, 2.0),
+    ];
+    want.sort_by(|a, b| a.partial_cmp(b).expect("numbers"));
+    assert_eq!(got, want);
+    node.shutdown();
+}

@@ -77,6 +77,8 @@ fn wordcount_over_http_gives_the_oracle_counts() {
         "dirigo_app_delivered_total{app=\"wc\"}",
         "dirigo_app_latency_seconds_bucket{le=\"+Inf\",app=\"wc\"}",
         "dirigo_app_slo_satisfaction{app=\"wc\"}",
+        "dirigo_app_late_events_total{app=\"wc\"} 0",
+        "dirigo_app_timers_total{app=\"wc\"} 0",
         "dirigo_shard_busy_seconds_total{shard=\"1\"}",
         "# EOF",
     ] {

@@ -23,6 +23,8 @@ pub(crate) fn app_json(a: &AppStats) -> Value {
         "barriers": a.barriers,
         "queued": a.queued,
         "failed": a.failed,
+        "timers": a.timers,
+        "late_events": a.late_events,
         "durable": a.durable.as_ref().map(durable_json),
     })
 }

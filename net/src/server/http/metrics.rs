@@ -224,6 +224,22 @@ fn apps(enc: &mut DescriptorEncoder, s: &Snapshot) -> Result<(), Error> {
     per_app(
         enc,
         &apps,
+        "dirigo_app_timers",
+        "Event-time timers fired",
+        Counter,
+        |a| a.timers as f64,
+    )?;
+    per_app(
+        enc,
+        &apps,
+        "dirigo_app_late_events",
+        "Events its functions found late (past a window's allowed lateness)",
+        Counter,
+        |a| a.late_events as f64,
+    )?;
+    per_app(
+        enc,
+        &apps,
         "dirigo_app_failed",
         "1 if the app failed",
         Gauge,
