@@ -1,0 +1,236 @@
+//! NEXMark's queries as Dirigo apps over one source `events` on event
+//! time: Q0 (pass-through), Q1 (currency conversion), Q2 (selection), Q3
+//! (local item suggestion: an incremental join), Q5 (hot items: a sliding
+//! window, then the top per window), Q7 (highest bid: a tumbling window)
+//! and Q8 (monitor new users: a windowed join). Windows are in µs of event
+//! time, scaled down so that a few seconds of generated events span
+//! several of them.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use dirigo_engine::{
+    key_hash, App, AppBuilder, Context, EventTime, FullWindow, Function, KeyedJoin, Merged,
+    SinkReceiver, Stream, Time, Window, WindowJoin, Windows,
+};
+
+use super::{Auction, Bid, Event, Person};
+
+/// Q5's sliding window, µs (the benchmark's 60 min, scaled).
+pub const Q5_SIZE: Time = 2_000_000;
+/// Q5's slide, µs (a divisor of `Q5_SIZE`).
+pub const Q5_SLIDE: Time = 500_000;
+/// Q7's tumbling window, µs.
+pub const Q7_SIZE: Time = 1_000_000;
+/// Q8's tumbling window, µs (the benchmark's 12 hours, scaled).
+pub const Q8_SIZE: Time = 1_000_000;
+/// Q2 keeps the bids of auctions whose id this divides.
+pub const Q2_SKIP: u64 = 123;
+
+/// A stateless step: each input to at most one keyed output.
+struct Map<I, O> {
+    f: fn(u64, I) -> Option<(u64, O)>,
+    _t: PhantomData<fn(I, O)>,
+}
+
+impl<I: Send + 'static, O: Clone + Send + 'static> Function for Map<I, O> {
+    type In = I;
+    type Out = O;
+    type State = Merged<()>;
+    fn on_message(&self, _: &mut Merged<()>, key: u64, v: I, ctx: &mut Context<'_, O>) {
+        if let Some((k, o)) = (self.f)(key, v) {
+            ctx.emit(k, o);
+        }
+    }
+}
+
+fn map<I: Send + 'static, O: Clone + Send + 'static>(
+    b: &mut AppBuilder,
+    name: &str,
+    input: Stream<I>,
+    f: fn(u64, I) -> Option<(u64, O)>,
+) -> Stream<O> {
+    b.operator(name, Map { f, _t: PhantomData }, &[input])
+}
+
+/// The key hash of a number (ids, window starts).
+pub fn id_key(id: u64) -> u64 {
+    key_hash(&id.to_le_bytes())
+}
+
+/// A builder with the `events` source on event time, out of order within
+/// `bound` µs.
+fn builder(name: &str, bound: Time) -> (AppBuilder, Stream<Event>) {
+    let mut b = AppBuilder::new(name).slo(Duration::from_millis(500));
+    let events = b.source::<Event>("events");
+    b.event_time(events, EventTime::new(Event::time).out_of_orderness(bound));
+    (b, events)
+}
+
+fn bids(b: &mut AppBuilder, events: Stream<Event>) -> Stream<Bid> {
+    map(b, "bids", events, |k, e| match e {
+        Event::Bid(x) => Some((k, x)),
+        _ => None,
+    })
+}
+
+/// Q0: every event, unchanged.
+pub fn q0(name: &str, bound: Time) -> (App, SinkReceiver<Event>) {
+    let (mut b, events) = builder(name, bound);
+    let out = map(&mut b, "pass", events, |k, e| Some((k, e)));
+    let rx = b.sink("out", out);
+    (b.build().expect("a valid app"), rx)
+}
+
+/// Q1's row: a bid with its price in euro cents.
+pub type Q1 = (u64, u64, u64, Time);
+
+/// Q1: every bid, its price converted to euros (× 0.908).
+pub fn q1(name: &str, bound: Time) -> (App, SinkReceiver<Q1>) {
+    let (mut b, events) = builder(name, bound);
+    let bids = bids(&mut b, events);
+    let out = map(&mut b, "euro", bids, |k, x| {
+        Some((k, (x.auction, x.bidder, x.price * 908 / 1000, x.date_time)))
+    });
+    let rx = b.sink("out", out);
+    (b.build().expect("a valid app"), rx)
+}
+
+/// Q2: (auction, price) of the bids on auctions `Q2_SKIP` divides.
+pub fn q2(name: &str, bound: Time) -> (App, SinkReceiver<(u64, u64)>) {
+    let (mut b, events) = builder(name, bound);
+    let out = map(&mut b, "select", events, |k, e| match e {
+        Event::Bid(x) if x.auction % Q2_SKIP == 0 => Some((k, (x.auction, x.price))),
+        _ => None,
+    });
+    let rx = b.sink("out", out);
+    (b.build().expect("a valid app"), rx)
+}
+
+/// Q3's row: (name, city, state, auction).
+pub type Q3 = (String, String, String, u64);
+
+/// Q3: sellers in OR, ID or CA with their auctions of category 10, as
+/// each pair forms (an incremental join by seller).
+pub fn q3(name: &str, bound: Time) -> (App, SinkReceiver<Q3>) {
+    let (mut b, events) = builder(name, bound);
+    let people = map(&mut b, "people", events, |_, e| match e {
+        Event::Person(p) if ["OR", "ID", "CA"].contains(&p.state.as_str()) => {
+            Some((id_key(p.id), p))
+        }
+        _ => None,
+    });
+    let auctions = map(&mut b, "auctions", events, |_, e| match e {
+        Event::Auction(a) if a.category == 10 => Some((id_key(a.seller), a)),
+        _ => None,
+    });
+    let joined = b.join(
+        "by-seller",
+        KeyedJoin::<Person, Auction>::default(),
+        people,
+        auctions,
+    );
+    let out = map(&mut b, "row", joined, |k, j| {
+        Some((k, (j.left.name, j.left.city, j.left.state, j.right.id)))
+    });
+    let rx = b.sink("out", out);
+    (b.build().expect("a valid app"), rx)
+}
+
+/// Q5's row: (window start, auction, bids).
+pub type Q5 = (Time, u64, u64);
+
+/// Q5: per sliding window, the auction with the most bids (the lowest id
+/// among ties).
+pub fn q5(name: &str, bound: Time) -> (App, SinkReceiver<Q5>) {
+    let (mut b, events) = builder(name, bound);
+    let bids = bids(&mut b, events);
+    let by_auction = map(&mut b, "by-auction", bids, |_, x| {
+        Some((id_key(x.auction), x))
+    });
+    let w = Window::new(
+        Windows::Sliding {
+            size: Q5_SIZE,
+            slide: Q5_SLIDE,
+        },
+        |x: &Bid| x.date_time,
+        FullWindow::new(|xs: &[Bid]| (xs[0].auction, xs.len() as u64)),
+    );
+    let (counts, _late) = b.window("counts", w, by_auction);
+    let per_window = map(&mut b, "by-window", counts, |_, r| {
+        Some((id_key(r.start), (r.start, r.value.0, r.value.1)))
+    });
+    let top = Window::new(
+        Windows::Tumbling { size: Q5_SLIDE },
+        |r: &Q5| r.0 + Q5_SIZE - 1,
+        FullWindow::new(|rs: &[Q5]| {
+            *rs.iter()
+                .min_by_key(|r| (std::cmp::Reverse(r.2), r.1))
+                .expect("a window holds a result")
+        }),
+    );
+    let (top, _late) = b.window("top", top, per_window);
+    let out = map(&mut b, "row", top, |k, r| Some((k, r.value)));
+    let rx = b.sink("out", out);
+    (b.build().expect("a valid app"), rx)
+}
+
+/// Q7's row: (window start, auction, price, bidder).
+pub type Q7 = (Time, u64, u64, u64);
+
+/// Q7: per tumbling window, the highest bid (the lowest auction, then
+/// bidder, among ties).
+pub fn q7(name: &str, bound: Time) -> (App, SinkReceiver<Q7>) {
+    let (mut b, events) = builder(name, bound);
+    let bids = bids(&mut b, events);
+    let by_window = map(&mut b, "by-window", bids, |_, x| {
+        Some((id_key(x.date_time / Q7_SIZE), x))
+    });
+    let w = Window::new(
+        Windows::Tumbling { size: Q7_SIZE },
+        |x: &Bid| x.date_time,
+        FullWindow::new(|xs: &[Bid]| {
+            let x = xs
+                .iter()
+                .min_by_key(|x| (std::cmp::Reverse(x.price), x.auction, x.bidder))
+                .expect("a window holds a bid");
+            (x.auction, x.price, x.bidder)
+        }),
+    );
+    let (top, _late) = b.window("highest", w, by_window);
+    let out = map(&mut b, "row", top, |k, r| {
+        Some((k, (r.start, r.value.0, r.value.1, r.value.2)))
+    });
+    let rx = b.sink("out", out);
+    (b.build().expect("a valid app"), rx)
+}
+
+/// Q8's row: (person, name, auction, window start).
+pub type Q8 = (u64, String, u64, Time);
+
+/// Q8: people who opened an auction in the tumbling window they joined in
+/// (a windowed join of people and auctions by seller).
+pub fn q8(name: &str, bound: Time) -> (App, SinkReceiver<Q8>) {
+    let (mut b, events) = builder(name, bound);
+    let people = map(&mut b, "people", events, |_, e| match e {
+        Event::Person(p) => Some((id_key(p.id), p)),
+        _ => None,
+    });
+    let auctions = map(&mut b, "auctions", events, |_, e| match e {
+        Event::Auction(a) => Some((id_key(a.seller), a)),
+        _ => None,
+    });
+    let join = WindowJoin::new(
+        Windows::Tumbling { size: Q8_SIZE },
+        |p: &Person| p.date_time,
+        |a: &Auction| a.date_time,
+    )
+    .expect("a tumbling window joins");
+    let joined = b.join("new-users", join, people, auctions);
+    let out = map(&mut b, "row", joined, |k, j| {
+        let start = j.left.date_time / Q8_SIZE * Q8_SIZE;
+        Some((k, (j.left.id, j.left.name, j.right.id, start)))
+    });
+    let rx = b.sink("out", out);
+    (b.build().expect("a valid app"), rx)
+}

@@ -1,0 +1,261 @@
+//! NEXMark's queries on Dirigo against sequential oracles: the same
+//! generated input (out of order within the source's bound, so nothing is
+//! late), on 2 and 4 shards, with the queries' operators leased and
+//! revoked at random while events flow; every query's output equals the
+//! oracle's.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use dirigo_bench::nexmark::queries::{self, Q2_SKIP, Q5_SIZE, Q5_SLIDE, Q7_SIZE, Q8_SIZE};
+use dirigo_bench::nexmark::{Event, Generator, GeneratorConfig};
+use dirigo_engine::{App, Node, NodeConfig, Placement, SinkEvent, SinkReceiver, Time};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const BOUND: Time = 2_000;
+const EVENTS: usize = 40_000;
+
+fn input(seed: u64) -> Vec<Event> {
+    Generator::new(GeneratorConfig {
+        seed,
+        out_of_order: BOUND,
+        ..Default::default()
+    })
+    .take(EVENTS)
+}
+
+/// Run `app` on `shards` shards, feeding `events` in client batches and
+/// leasing and revoking `ops` at random; its outputs, sorted.
+fn run<T: Send + Ord + 'static>(
+    (app, rx): (App, SinkReceiver<T>),
+    shards: usize,
+    seed: u64,
+    events: &[Event],
+    ops: &[&str],
+) -> Vec<T> {
+    let node = Node::start(NodeConfig {
+        shards,
+        placement: Placement::Unpinned,
+        idle_deactivate: Duration::from_millis(20),
+        spin_before_park: Duration::from_micros(20),
+        autoscale: dirigo_engine::AutoScale {
+            enabled: false,
+            accept_below: usize::MAX,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .expect("node starts");
+    let h = node.deploy(app).expect("deploys");
+    let src = h.source::<Event>("events").expect("source");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (mut leases, mut revokes) = (0, 0);
+    let mut at = 0;
+    while at < events.len() {
+        let n = rng.gen_range(50..400).min(events.len() - at);
+        let batch = events[at..at + n].iter().map(|e| (0, e.clone())).collect();
+        src.send_batch(batch, Duration::from_secs(30))
+            .expect("accepted");
+        at += n;
+        let op = ops[rng.gen_range(0..ops.len())];
+        match rng.gen_range(0..100) {
+            0..=19 => {
+                leases += h
+                    .lease(op, rng.gen_range(0..shards))
+                    .expect("lease")
+                    .is_some() as u32
+            }
+            20..=29 => revokes += h.revoke(op, None).unwrap_or(0),
+            _ => {}
+        }
+    }
+    src.watermark(Time::MAX).expect("the end");
+    h.quiesce(Duration::from_secs(120)).expect("quiesces");
+    let mut got: Vec<T> = rx
+        .drain()
+        .into_iter()
+        .filter_map(|e| match e {
+            SinkEvent::Data { value, .. } => Some(value),
+            SinkEvent::Barrier(_) => None,
+        })
+        .collect();
+    got.sort();
+    let stats = node.stats().expect("stats");
+    let s = stats.app(h.name()).expect("app stats");
+    assert_eq!(s.late_events, 0, "nothing is late");
+    assert!(
+        leases > 0 && revokes > 0,
+        "leased {leases}, revoked {revokes}"
+    );
+    node.shutdown();
+    got
+}
+
+fn bids(events: &[Event]) -> impl Iterator<Item = &dirigo_bench::nexmark::Bid> {
+    events.iter().filter_map(|e| match e {
+        Event::Bid(b) => Some(b),
+        _ => None,
+    })
+}
+
+fn people(events: &[Event]) -> impl Iterator<Item = &dirigo_bench::nexmark::Person> {
+    events.iter().filter_map(|e| match e {
+        Event::Person(p) => Some(p),
+        _ => None,
+    })
+}
+
+fn auctions(events: &[Event]) -> impl Iterator<Item = &dirigo_bench::nexmark::Auction> {
+    events.iter().filter_map(|e| match e {
+        Event::Auction(a) => Some(a),
+        _ => None,
+    })
+}
+
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
+fn q0_to_q2(shards: usize, seed: u64) {
+    let ev = input(seed);
+    let got = run(queries::q0("q0", BOUND), shards, seed, &ev, &["pass"]);
+    let key = |e: &Event| format!("{:020} {e:?}", e.time());
+    let got: Vec<String> = sorted(got.iter().map(key).collect());
+    assert_eq!(got, sorted(ev.iter().map(key).collect()), "Q0");
+    let got = run(
+        queries::q1("q1", BOUND),
+        shards,
+        seed,
+        &ev,
+        &["bids", "euro"],
+    );
+    let want = bids(&ev).map(|b| (b.auction, b.bidder, b.price * 908 / 1000, b.date_time));
+    assert_eq!(got, sorted(want.collect()), "Q1");
+    let got = run(queries::q2("q2", BOUND), shards, seed, &ev, &["select"]);
+    let want: Vec<_> = bids(&ev)
+        .filter(|b| b.auction % Q2_SKIP == 0)
+        .map(|b| (b.auction, b.price))
+        .collect();
+    assert!(!want.is_empty(), "Q2 selects something");
+    assert_eq!(got, sorted(want), "Q2");
+}
+
+fn q3(shards: usize, seed: u64) {
+    let ev = input(seed);
+    let got = run(
+        queries::q3("q3", BOUND),
+        shards,
+        seed,
+        &ev,
+        &["by-seller", "people"],
+    );
+    let mut want = Vec::new();
+    for p in people(&ev).filter(|p| ["OR", "ID", "CA"].contains(&p.state.as_str())) {
+        for a in auctions(&ev).filter(|a| a.category == 10 && a.seller == p.id) {
+            want.push((p.name.clone(), p.city.clone(), p.state.clone(), a.id));
+        }
+    }
+    assert!(want.len() > 10, "Q3 joins ({})", want.len());
+    assert_eq!(got, sorted(want), "Q3");
+}
+
+fn q5(shards: usize, seed: u64) {
+    let ev = input(seed);
+    let got = run(
+        queries::q5("q5", BOUND),
+        shards,
+        seed,
+        &ev,
+        &["counts", "top", "by-auction"],
+    );
+    let mut per: BTreeMap<Time, BTreeMap<u64, u64>> = BTreeMap::new();
+    for b in bids(&ev) {
+        let last = b.date_time / Q5_SLIDE * Q5_SLIDE;
+        let mut s = last as i64;
+        while s >= 0 && s as Time + Q5_SIZE > b.date_time {
+            *per.entry(s as Time)
+                .or_default()
+                .entry(b.auction)
+                .or_default() += 1;
+            s -= Q5_SLIDE as i64;
+        }
+    }
+    let want: Vec<(Time, u64, u64)> = per
+        .into_iter()
+        .map(|(s, counts)| {
+            let (a, n) = counts
+                .into_iter()
+                .min_by_key(|(a, n)| (std::cmp::Reverse(*n), *a))
+                .expect("bids");
+            (s, a, n)
+        })
+        .collect();
+    assert!(want.len() > 4, "Q5 windows");
+    assert_eq!(got, want, "Q5");
+}
+
+fn q7_q8(shards: usize, seed: u64) {
+    let ev = input(seed);
+    let got = run(
+        queries::q7("q7", BOUND),
+        shards,
+        seed,
+        &ev,
+        &["highest", "by-window"],
+    );
+    let mut per: BTreeMap<Time, (u64, u64, u64)> = BTreeMap::new();
+    for b in bids(&ev) {
+        let s = b.date_time / Q7_SIZE * Q7_SIZE;
+        let cand = (b.auction, b.price, b.bidder);
+        let e = per.entry(s).or_insert(cand);
+        if (std::cmp::Reverse(cand.1), cand.0, cand.2) < (std::cmp::Reverse(e.1), e.0, e.2) {
+            *e = cand;
+        }
+    }
+    let want: Vec<_> = per.into_iter().map(|(s, (a, p, b))| (s, a, p, b)).collect();
+    assert!(want.len() > 2, "Q7 windows");
+    assert_eq!(got, want, "Q7");
+    let got = run(
+        queries::q8("q8", BOUND),
+        shards,
+        seed,
+        &ev,
+        &["new-users", "people"],
+    );
+    let mut want = Vec::new();
+    for p in people(&ev) {
+        for a in auctions(&ev)
+            .filter(|a| a.seller == p.id && a.date_time / Q8_SIZE == p.date_time / Q8_SIZE)
+        {
+            want.push((p.id, p.name.clone(), a.id, p.date_time / Q8_SIZE * Q8_SIZE));
+        }
+    }
+    assert!(want.len() > 10, "Q8 joins ({})", want.len());
+    assert_eq!(got, sorted(want), "Q8");
+}
+
+#[test]
+fn nexmark_q0_to_q2_match_the_oracle_on_2_and_4_shards() {
+    q0_to_q2(2, 1);
+    q0_to_q2(4, 2);
+}
+
+#[test]
+fn nexmark_q3_incremental_join_matches_the_oracle_on_2_and_4_shards() {
+    q3(2, 3);
+    q3(4, 4);
+}
+
+#[test]
+fn nexmark_q5_hot_items_matches_the_oracle_on_2_and_4_shards() {
+    q5(2, 5);
+    q5(4, 6);
+}
+
+#[test]
+fn nexmark_q7_and_q8_match_the_oracle_on_2_and_4_shards() {
+    q7_q8(2, 7);
+    q7_q8(4, 8);
+}
