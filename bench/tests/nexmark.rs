@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use dirigo_bench::nexmark::queries::{self, Q2_SKIP, Q5_SIZE, Q5_SLIDE, Q7_SIZE, Q8_SIZE};
+use dirigo_bench::nexmark::queries::{
+    self, Winner, Q2_SKIP, Q4_SIZE, Q5_SIZE, Q5_SLIDE, Q7_SIZE, Q8_SIZE,
+};
 use dirigo_bench::nexmark::{Event, Generator, GeneratorConfig};
 use dirigo_engine::{App, Node, NodeConfig, Placement, SinkEvent, SinkReceiver, Time};
 use rand::{Rng, SeedableRng};
@@ -234,6 +236,80 @@ fn q7_q8(shards: usize, seed: u64) {
     }
     assert!(want.len() > 10, "Q8 joins ({})", want.len());
     assert_eq!(got, sorted(want), "Q8");
+}
+
+/// Every auction's winning bid, as the oracle sees it.
+fn winners(ev: &[Event]) -> Vec<Winner> {
+    let mut by_auction: BTreeMap<u64, Vec<&dirigo_bench::nexmark::Bid>> = BTreeMap::new();
+    for b in bids(ev) {
+        by_auction.entry(b.auction).or_default().push(b);
+    }
+    auctions(ev)
+        .filter_map(|a| {
+            let bs = by_auction.get(&a.id)?;
+            let best = bs
+                .iter()
+                .filter(|b| {
+                    a.date_time <= b.date_time && b.date_time <= a.expires && b.price >= a.reserve
+                })
+                .min_by_key(|b| (std::cmp::Reverse(b.price), b.date_time, b.bidder))?;
+            Some((a.id, a.category, a.seller, best.price, a.expires))
+        })
+        .collect()
+}
+
+fn q4_q6(shards: usize, seed: u64) {
+    let ev = input(seed);
+    let won = winners(&ev);
+    assert!(won.len() > 20, "auctions are won ({})", won.len());
+    let got = run(
+        queries::q4("q4", BOUND),
+        shards,
+        seed,
+        &ev,
+        &["winning", "mean", "bids"],
+    );
+    let mut per: BTreeMap<(u64, Time), Vec<u64>> = BTreeMap::new();
+    for w in &won {
+        per.entry((w.1, w.4 / Q4_SIZE * Q4_SIZE))
+            .or_default()
+            .push(w.3);
+    }
+    let want: Vec<_> = per
+        .into_iter()
+        .map(|((c, s), ps)| (c, s, ps.iter().sum::<u64>() / ps.len() as u64))
+        .collect();
+    assert_eq!(got, want, "Q4");
+    let got = run(
+        queries::q6("q6", BOUND),
+        shards,
+        seed,
+        &ev,
+        &["winning", "last-ten"],
+    );
+    let mut by_seller: BTreeMap<u64, Vec<Winner>> = BTreeMap::new();
+    for w in &won {
+        by_seller.entry(w.2).or_default().push(*w);
+    }
+    let mut want = Vec::new();
+    for (seller, mut ws) in by_seller {
+        ws.sort_by_key(|w| (w.4, w.0));
+        let mut last = std::collections::VecDeque::new();
+        for w in ws {
+            last.push_back(w.3);
+            if last.len() > 10 {
+                last.pop_front();
+            }
+            want.push((seller, w.0, last.iter().sum::<u64>() / last.len() as u64));
+        }
+    }
+    assert_eq!(got, sorted(want), "Q6");
+}
+
+#[test]
+fn nexmark_q4_and_q6_winning_bids_match_the_oracle_on_2_and_4_shards() {
+    q4_q6(2, 9);
+    q4_q6(4, 10);
 }
 
 #[test]

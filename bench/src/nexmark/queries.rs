@@ -1,8 +1,11 @@
 //! NEXMark's queries as Dirigo apps over one source `events` on event
 //! time: Q0 (pass-through), Q1 (currency conversion), Q2 (selection), Q3
-//! (local item suggestion: an incremental join), Q5 (hot items: a sliding
-//! window, then the top per window), Q7 (highest bid: a tumbling window)
-//! and Q8 (monitor new users: a windowed join). Windows are in µs of event
+//! (local item suggestion: an incremental join), Q4 (average price per
+//! category: auctions joined with their bids until they close, then a
+//! window), Q5 (hot items: a sliding window, then the top per window), Q6
+//! (average selling price by seller: the same winners, the last ten per
+//! seller in event-time order), Q7 (highest bid: a tumbling window) and Q8
+//! (monitor new users: a windowed join). Windows are in µs of event
 //! time, scaled down so that a few seconds of generated events span
 //! several of them.
 
@@ -10,8 +13,8 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use dirigo_engine::{
-    key_hash, App, AppBuilder, Context, EventTime, FullWindow, Function, KeyedJoin, Merged,
-    SinkReceiver, Stream, Time, Window, WindowJoin, Windows,
+    key_hash, App, AppBuilder, Context, EventTime, FullWindow, Function, Keyed, KeyedJoin, Merged,
+    Side, SinkReceiver, Stream, Time, Window, WindowJoin, Windows,
 };
 
 use super::{Auction, Bid, Event, Person};
@@ -231,6 +234,196 @@ pub fn q8(name: &str, bound: Time) -> (App, SinkReceiver<Q8>) {
         let start = j.left.date_time / Q8_SIZE * Q8_SIZE;
         Some((k, (j.left.id, j.left.name, j.right.id, start)))
     });
+    let rx = b.sink("out", out);
+    (b.build().expect("a valid app"), rx)
+}
+
+/// A closed auction's winning bid: (auction, category, seller, price,
+/// the auction's end).
+pub type Winner = (u64, u64, u64, u64, Time);
+
+/// A key's auction and the bids on it so far (`Winning`).
+#[derive(Default)]
+pub struct Open {
+    auction: Option<Auction>,
+    bids: Vec<Bid>,
+}
+
+/// Per auction: when it closes (the watermark passes its end), its
+/// highest bid at or over the reserve placed while it was open (the
+/// earliest among equal prices), if any. Bids may come before their
+/// auction; one its auction cannot have come for (the watermark passed
+/// it, and an auction later than the watermark starts after it) is
+/// dropped.
+struct Winning;
+
+impl Function for Winning {
+    type In = Side<Auction, Bid>;
+    type Out = Winner;
+    type State = Keyed<Open>;
+    fn on_message(
+        &self,
+        st: &mut Keyed<Open>,
+        key: u64,
+        e: Self::In,
+        ctx: &mut Context<'_, Winner>,
+    ) {
+        let open = st.entry(key);
+        let at = match e {
+            Side::Left(a) => {
+                let end = a.expires;
+                open.auction = Some(a);
+                end
+            }
+            Side::Right(b) => {
+                let t = b.date_time;
+                open.bids.push(b);
+                match &open.auction {
+                    Some(a) => a.expires,
+                    None => t,
+                }
+            }
+        };
+        assert!(ctx.set_timer(at), "under the timer limit");
+    }
+
+    fn on_timer(&self, st: &mut Keyed<Open>, key: u64, at: Time, ctx: &mut Context<'_, Winner>) {
+        let Some(open) = st.get_mut(key) else { return };
+        let Some(a) = &open.auction else {
+            open.bids.retain(|b| b.date_time > at);
+            if open.bids.is_empty() {
+                st.remove(key);
+            }
+            return;
+        };
+        if a.expires > at {
+            return; // a bid's timer, before its auction came
+        }
+        let best = open
+            .bids
+            .iter()
+            .filter(|b| {
+                a.date_time <= b.date_time && b.date_time <= a.expires && b.price >= a.reserve
+            })
+            .min_by_key(|b| (std::cmp::Reverse(b.price), b.date_time, b.bidder));
+        if let Some(b) = best {
+            ctx.emit(key, (a.id, a.category, a.seller, b.price, a.expires));
+        }
+        st.remove(key);
+    }
+}
+
+/// The closed auctions' winners, keyed by auction.
+fn winners(b: &mut AppBuilder, events: Stream<Event>) -> Stream<Winner> {
+    let auctions = map(b, "auctions", events, |_, e| match e {
+        Event::Auction(a) => Some((id_key(a.id), a)),
+        _ => None,
+    });
+    let bids = map(b, "bids", events, |_, e| match e {
+        Event::Bid(x) => Some((id_key(x.auction), x)),
+        _ => None,
+    });
+    b.join("winning", Winning, auctions, bids)
+}
+
+/// Q4's row: (category, window start of the auctions' ends, mean price).
+pub type Q4 = (u64, Time, u64);
+
+/// Q4's window over the closing times, µs.
+pub const Q4_SIZE: Time = 1_000_000;
+
+/// Q4: the mean winning price per category, over the auctions that closed
+/// in each tumbling window (a windowed form of the benchmark's running
+/// mean, whose intermediate values depend on arrival order).
+pub fn q4(name: &str, bound: Time) -> (App, SinkReceiver<Q4>) {
+    let (mut b, events) = builder(name, bound);
+    let won = winners(&mut b, events);
+    let by_category = map(&mut b, "by-category", won, |_, w: Winner| {
+        Some((id_key(w.1), w))
+    });
+    let w = Window::new(
+        Windows::Tumbling { size: Q4_SIZE },
+        |w: &Winner| w.4,
+        FullWindow::new(|ws: &[Winner]| {
+            let sum: u64 = ws.iter().map(|w| w.3).sum();
+            (ws[0].1, sum / ws.len() as u64)
+        }),
+    );
+    let (means, _late) = b.window("mean", w, by_category);
+    let out = map(&mut b, "row", means, |k, r| {
+        Some((k, (r.value.0, r.start, r.value.1)))
+    });
+    let rx = b.sink("out", out);
+    (b.build().expect("a valid app"), rx)
+}
+
+/// Q6's row: (seller, auction closed, mean of its last ten winning prices).
+pub type Q6 = (u64, u64, u64);
+
+/// A seller's closed auctions waiting for the watermark, and its last ten
+/// winning prices.
+#[derive(Default)]
+pub struct SellerPrices {
+    waiting: Vec<Winner>,
+    last: std::collections::VecDeque<u64>,
+}
+
+/// Per seller, in order of the auctions' ends (then ids): the mean of its
+/// last ten winning prices, after each.
+struct LastTen;
+
+impl Function for LastTen {
+    type In = Winner;
+    type Out = Q6;
+    type State = Keyed<SellerPrices>;
+    fn on_message(
+        &self,
+        st: &mut Keyed<SellerPrices>,
+        key: u64,
+        w: Winner,
+        ctx: &mut Context<'_, Q6>,
+    ) {
+        assert!(ctx.set_timer(w.4), "under the timer limit");
+        st.entry(key).waiting.push(w);
+    }
+
+    fn on_timer(
+        &self,
+        st: &mut Keyed<SellerPrices>,
+        key: u64,
+        at: Time,
+        ctx: &mut Context<'_, Q6>,
+    ) {
+        let Some(s) = st.get_mut(key) else { return };
+        let mut due: Vec<Winner> = Vec::new();
+        s.waiting.retain(|w| {
+            let d = w.4 <= at;
+            if d {
+                due.push(*w);
+            }
+            !d
+        });
+        due.sort_by_key(|w| (w.4, w.0));
+        for w in due {
+            s.last.push_back(w.3);
+            if s.last.len() > 10 {
+                s.last.pop_front();
+            }
+            let mean = s.last.iter().sum::<u64>() / s.last.len() as u64;
+            ctx.emit(key, (w.2, w.0, mean));
+        }
+    }
+}
+
+/// Q6: per seller, the mean selling price of its last ten closed auctions,
+/// after each one closes.
+pub fn q6(name: &str, bound: Time) -> (App, SinkReceiver<Q6>) {
+    let (mut b, events) = builder(name, bound);
+    let won = winners(&mut b, events);
+    let by_seller = map(&mut b, "by-seller", won, |_, w: Winner| {
+        Some((id_key(w.2), w))
+    });
+    let out = b.operator("last-ten", LastTen, &[by_seller]);
     let rx = b.sink("out", out);
     (b.build().expect("a valid app"), rx)
 }
