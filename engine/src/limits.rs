@@ -110,6 +110,10 @@ pub const MIN_LOG_SEGMENT_BYTES: u64 = 4096;
 /// operator's id with this bit set.
 pub const DELTA: u16 = 0x8000;
 
+/// Where a checkpoint keeps an operator's event clock (watermark and
+/// timers, saved whole every time): under its id with this bit set.
+pub const CLOCK: u16 = 0x4000;
+
 /// Largest archived event a durable source takes: what one log record
 /// holds, less room for the entry's other fields.
 #[cfg(feature = "runtime")]
@@ -129,6 +133,7 @@ const _: () = assert!(std::mem::size_of::<OperatorId>() == std::mem::size_of::<u
 const _: () = assert!(MAX_INPUTS <= EdgeId::MAX as usize + 1);
 // An operator id with the delta bit set is not another operator's id.
 const _: () = assert!(MAX_NODES <= DELTA as usize);
+const _: () = assert!(MAX_NODES <= CLOCK as usize && CLOCK & DELTA == 0);
 // Rings are masked into a power-of-two buffer.
 const _: () = assert!(MIN_RING_CAPACITY >= 2 && MAX_RING_CAPACITY.is_power_of_two());
 // Keyed partitions are a 64-bit set.

@@ -348,13 +348,6 @@ impl AppBuilder {
         }
         if self.durable {
             for n in &self.nodes {
-                if let NodeKind::Source { time: Some(_), .. } = &n.kind {
-                    problems.push(format!(
-                        "durable app: source {:?} is on event time, which durable apps do not \
-                         take yet (timers are not in checkpoints)",
-                        n.name
-                    ));
-                }
                 match &n.kind {
                     NodeKind::Source { codec: None, .. } => problems.push(format!(
                         "durable app: source {:?} is not a durable_source",

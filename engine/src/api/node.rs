@@ -20,7 +20,7 @@ use std::time::Duration;
 use super::entry::{AppEntry, JournalLink};
 use super::source::SourceHandle;
 use crate::durability::{self, Journal, JournalMsg, Recovery};
-use crate::func::ErasedState;
+use crate::func::Restored;
 use crate::limits::{CHECKPOINT_TIMEOUT, CONTROL_TIMEOUT, SEND_WAIT};
 use crate::model::{ActorId, AppId, BarrierKind, EngineError, OperatorId, Result};
 use crate::plan::{App, Plan, PlanKind, SavedState, StateSink};
@@ -179,12 +179,8 @@ impl Node {
 
     /// Deploy `plan` on every shard, each with the restored states of the
     /// operators homed on it.
-    fn install(
-        &self,
-        plan: &Arc<Plan>,
-        restored: Vec<(OperatorId, Box<dyn ErasedState>)>,
-    ) -> Result<()> {
-        let mut per_shard: Vec<Vec<(OperatorId, Box<dyn ErasedState>)>> =
+    fn install(&self, plan: &Arc<Plan>, restored: Vec<(OperatorId, Restored)>) -> Result<()> {
+        let mut per_shard: Vec<Vec<(OperatorId, Restored)>> =
             (0..self.shards()).map(|_| Vec::new()).collect();
         for (op, state) in restored {
             per_shard[plan.nodes[op.0 as usize].home as usize].push((op, state));

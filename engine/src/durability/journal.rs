@@ -37,7 +37,9 @@ use super::codec::{kind_code, LogEntry};
 use super::figures::JournalFigures;
 use super::recovery::{durability_err, durable_ops, storage_err, Opened};
 use super::request::{checkpoint_tag, EventSlot, Forward, IngestOutcome, JournalMsg};
-use crate::limits::{CHECKPOINT_TIMEOUT, DELTA, JOURNAL_IDLE_WAIT, MAX_EVENT_BYTES, MAX_GROUP};
+use crate::limits::{
+    CHECKPOINT_TIMEOUT, CLOCK, DELTA, JOURNAL_IDLE_WAIT, MAX_EVENT_BYTES, MAX_GROUP,
+};
 use crate::model::{AnyBox, BarrierKind, EngineError, OperatorId, Result, StorageFailure};
 use crate::plan::{Plan, SavedState};
 use crate::protocol::Epoch;
@@ -502,8 +504,12 @@ impl Journal {
             Err(reason) => Err(durability_err(&self.name, format!("{}: {reason}", what()))),
             Ok(b) => {
                 p.bytes += b.len() as u64;
-                p.writer
-                    .put(key, &b)
+                let clock = s.clock.as_deref().map_or(Ok(()), |c| {
+                    p.bytes += c.len() as u64;
+                    p.writer.put(s.op.0 | CLOCK, c)
+                });
+                clock
+                    .and_then(|()| p.writer.put(key, &b))
                     .map_err(|e| storage_err(&self.name, what(), e))
             }
         };

@@ -17,8 +17,8 @@ use dirigo_storage::{Checkpoint, Checkpoints, IngressLog, StorageError};
 use super::codec::{kind_of, ArchivedLogEntry, LogEntry};
 use super::request::Forward;
 use super::spill;
-use crate::func::{aligned_copy, ErasedState, StateCodec};
-use crate::limits::DELTA;
+use crate::func::{aligned_copy, EventClock, Restored, StateCodec};
+use crate::limits::{CLOCK, DELTA};
 use crate::model::{AnyBox, EngineError, OperatorId, Result, StorageFailure};
 use crate::plan::{Plan, PlanKind};
 
@@ -52,7 +52,7 @@ pub(crate) struct Opened {
     pub(super) base: Option<u64>,
     pub recovery: Recovery,
     /// Restored states of durable operators, by operator.
-    pub states: Vec<(OperatorId, Box<dyn ErasedState>)>,
+    pub states: Vec<(OperatorId, Restored)>,
 }
 
 /// A failure of the storage below, its cause kept (file, offset, kind).
@@ -270,7 +270,7 @@ fn restore(
     ckpts: &Checkpoints,
     ckpt: &Checkpoint,
     plan: &Plan,
-    states: &mut Vec<(OperatorId, Box<dyn ErasedState>)>,
+    states: &mut Vec<(OperatorId, Restored)>,
 ) -> Result<(u64, u64)> {
     let app = plan.name.as_str();
     check_operators(plan, ckpt)?;
@@ -291,7 +291,13 @@ fn restore(
             let delta = chains.bytes(epoch, op.0 | DELTA);
             (codec.apply_changes)(&mut *state, &delta).map_err(|e| ctx(epoch, &e))?;
         }
-        states.push((op, state));
+        // The event clock is saved whole in every checkpoint (if on event
+        // time).
+        let clock = match ckpt.state(op.0 | CLOCK) {
+            None => EventClock::default(),
+            Some(b) => EventClock::decode(&b).map_err(|e| ctx(ckpt.epoch(), &e))?,
+        };
+        states.push((op, Restored { user: state, clock }));
     }
     ckpt.sources()
         .iter()
@@ -308,7 +314,11 @@ fn restore(
 /// The checkpoint saved exactly the app's durable operators.
 fn check_operators(plan: &Plan, ckpt: &Checkpoint) -> Result<()> {
     let expected: BTreeSet<u16> = durable_ops(plan).iter().map(|(o, _)| o.0).collect();
-    let saved: BTreeSet<u16> = ckpt.operators().into_iter().map(|o| o & !DELTA).collect();
+    let saved: BTreeSet<u16> = ckpt
+        .operators()
+        .into_iter()
+        .map(|o| o & !DELTA & !CLOCK)
+        .collect();
     if saved != expected {
         return Err(durability_err(
             &plan.name,

@@ -29,6 +29,13 @@ pub(crate) struct RunCtx<'a> {
     pub clock: &'a mut EventClock,
 }
 
+/// A durable operator's state as a checkpoint restored it: the user's
+/// state and its event clock.
+pub(crate) struct Restored {
+    pub(crate) user: Box<dyn ErasedState>,
+    pub(crate) clock: EventClock,
+}
+
 /// The state of one actor instance, type-erased.
 pub(crate) trait ErasedState: Send {
     fn take_partitions(&mut self, parts: PartitionSet) -> Box<dyn ErasedState>;

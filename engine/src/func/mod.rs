@@ -27,8 +27,8 @@ mod timers;
 mod window;
 
 pub(crate) use erased::{
-    batches_into, rebatch, ErasedFunction, ErasedState, EventCodec, Restore, RunCtx, StateCodec,
-    Typed,
+    batches_into, rebatch, ErasedFunction, ErasedState, EventCodec, Restore, Restored, RunCtx,
+    StateCodec, Typed,
 };
 
 pub use function::{Context, Function};

@@ -89,7 +89,49 @@ pub(crate) struct ClockPart {
     timers: Timers,
 }
 
+/// The first byte of an encoded event clock (its format's version).
+const CLOCK_FORMAT: u8 = 1;
+
 impl EventClock {
+    /// Its bytes for a checkpoint: the format, the watermark, the number
+    /// of timers, each timer's time and key (little-endian u64s).
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(17 + 16 * self.timers.due.len());
+        out.push(CLOCK_FORMAT);
+        out.extend(self.watermark.to_le_bytes());
+        out.extend((self.timers.due.len() as u64).to_le_bytes());
+        for (t, k) in &self.timers.due {
+            out.extend(t.to_le_bytes());
+            out.extend(k.to_le_bytes());
+        }
+        out
+    }
+
+    /// Read back what `encode` wrote; why not, if the bytes are not that.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<EventClock, String> {
+        let word = |i: usize| -> Result<u64, String> {
+            let b = bytes.get(i..i + 8).ok_or("cut short")?;
+            Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        };
+        match bytes.first() {
+            Some(&CLOCK_FORMAT) => {}
+            other => return Err(format!("not an event clock (format {other:?})")),
+        }
+        let (watermark, n) = (word(1)?, word(9)?);
+        let n = usize::try_from(n).map_err(|_| "too many timers")?;
+        if n > MAX_TIMERS_PER_INSTANCE || bytes.len() != 17 + 16 * n {
+            return Err(format!("{} bytes for {n} timers", bytes.len()));
+        }
+        let due = (0..n)
+            .map(|i| Ok((word(17 + 16 * i)?, word(25 + 16 * i)?)))
+            .collect::<Result<BTreeSet<_>, String>>()?;
+        Ok(EventClock {
+            watermark,
+            timers: Timers { due },
+            late: 0,
+        })
+    }
+
     /// The lessor's: the timers of partitions `parts`, with its watermark.
     pub(crate) fn take_partitions(&mut self, parts: PartitionSet) -> ClockPart {
         ClockPart {
@@ -135,6 +177,23 @@ mod tests {
         assert_eq!(home.pop_due(25), None);
         home.delete(a, 30);
         assert_eq!(home.pop_due(Time::MAX), None);
+    }
+
+    #[test]
+    fn a_clock_reads_back_what_it_wrote_and_refuses_damage() {
+        let mut c = EventClock {
+            watermark: 77,
+            ..Default::default()
+        };
+        assert!(c.timers.set(5, 100) && c.timers.set(9, 80));
+        let bytes = c.encode();
+        let back = EventClock::decode(&bytes).expect("reads back");
+        assert_eq!((back.watermark, &back.timers.due), (77, &c.timers.due));
+        assert!(EventClock::decode(&bytes[..bytes.len() - 1]).is_err());
+        assert!(EventClock::decode(&[9]).is_err());
+        let mut huge = bytes.clone();
+        huge[9..17].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(EventClock::decode(&huge).is_err());
     }
 
     #[test]

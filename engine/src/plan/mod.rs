@@ -37,6 +37,9 @@ pub(crate) struct SavedState {
     pub delta: bool,
     /// The archived state, or why it could not be archived.
     pub bytes: std::result::Result<AlignedVec, String>,
+    /// An app on event time: the operator's event clock (watermark and
+    /// timers), whole.
+    pub clock: Option<Vec<u8>>,
 }
 
 /// Where a durable app's operators hand their checkpointed state (the

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::metrics::ShardStats;
 use crate::func::batches_into;
-use crate::func::ErasedState;
+use crate::func::Restored;
 use crate::model::{ActorId, AnyBox, AppId, Barrier, Batch, OperatorId, Seqs};
 use crate::plan::{Plan, Rebatch};
 use crate::protocol::{LeaseId, ShardId, Time};
@@ -16,11 +16,7 @@ use crate::protocol::{LeaseId, ShardId, Time};
 pub(crate) enum Command {
     /// Deploy `plan`; the states are those of operators homed here, restored
     /// from a checkpoint, each taken by the operator's first activation.
-    Deploy(
-        Arc<Plan>,
-        Vec<(OperatorId, Box<dyn ErasedState>)>,
-        Sender<()>,
-    ),
+    Deploy(Arc<Plan>, Vec<(OperatorId, Restored)>, Sender<()>),
     Undeploy(AppId, Sender<()>),
     /// `at_ns`: when the client handed the batch over (node clock), so time
     /// spent in the inbox counts toward latency.

@@ -16,7 +16,7 @@ use dirigo_storage::StorageError;
 
 use super::instance::Instance;
 use crate::durability::spill::{self, SpillError};
-use crate::func::{ErasedFunction, ErasedState};
+use crate::func::{ErasedFunction, Restored};
 use crate::model::hash::IdMap;
 use crate::model::{ActorId, AppId, Message};
 use crate::plan::PlanNode;
@@ -31,7 +31,7 @@ pub(super) struct Asleep {
     pub(super) dormant: IdMap<ActorId, Dormant<Instance>>,
     /// States restored from a checkpoint at deploy, for each operator's
     /// first activation.
-    pub(super) restored: IdMap<ActorId, Box<dyn ErasedState>>,
+    pub(super) restored: IdMap<ActorId, Restored>,
     /// Dormant actors whose state is in a spill file (see `spill`).
     pub(super) spilled: IdMap<ActorId, std::path::PathBuf>,
     /// Spill files written by this shard (their ids and names).
@@ -69,16 +69,12 @@ impl Asleep {
             let d = self.unspill(stats, actor, f, d)?;
             return Ok(Lessor::from_dormant(me, node.strategy, node.inputs, d));
         }
-        let state = self
-            .restored
-            .remove(&actor)
-            .unwrap_or_else(|| f.new_state());
-        let lessor = Lessor::new(
-            me,
-            node.strategy,
-            node.inputs,
-            Instance::new(state, node.outs.len()),
-        );
+        let mut instance = Instance::new(f.new_state(), node.outs.len());
+        if let Some(r) = self.restored.remove(&actor) {
+            instance.user = r.user;
+            instance.clock = r.clock;
+        }
+        let lessor = Lessor::new(me, node.strategy, node.inputs, instance);
         Ok(if timed { lessor.timed() } else { lessor })
     }
 

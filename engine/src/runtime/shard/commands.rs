@@ -12,7 +12,7 @@ use super::fx::ShardFx;
 use super::instance::Instance;
 use super::slots::{LessorSlot, SourceState};
 use super::Shard;
-use crate::func::ErasedState;
+use crate::func::Restored;
 use crate::limits::COMMANDS_PER_TURN;
 use crate::model::{ActorId, AppId, Message, OperatorId};
 use crate::plan::{Plan, PlanKind};
@@ -204,7 +204,7 @@ impl Shard {
     /// Take `plan` on: the states a checkpoint restored for operators homed
     /// here (each taken by its operator's first activation), the sources
     /// homed here, the app's stats.
-    fn deploy(&mut self, plan: Arc<Plan>, restored: Vec<(OperatorId, Box<dyn ErasedState>)>) {
+    fn deploy(&mut self, plan: Arc<Plan>, restored: Vec<(OperatorId, Restored)>) {
         for (op, state) in restored {
             assert_eq!(
                 plan.node(op).map(|n| n.home),

@@ -92,6 +92,7 @@ impl<'a> ShardFx<'a> {
             op: self.actor.op,
             delta,
             bytes: bytes.map_err(|e| e.to_string()),
+            clock: self.plan.timed.then(|| state.clock.encode()),
         });
     }
 
