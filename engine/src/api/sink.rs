@@ -387,15 +387,15 @@ impl<T: Send + 'static> ErasedFunction for SinkNode<T> {
     ) {
         self.f.run_critical(state, barrier, cx, out)
     }
-    fn run_timer(
+    fn run_timers(
         &self,
         state: &mut dyn ErasedState,
-        key: u64,
+        keys: &[u64],
         at: Time,
         cx: RunCtx<'_>,
         out: &mut Vec<(u64, AnyBox)>,
     ) {
-        self.f.run_timer(state, key, at, cx, out)
+        self.f.run_timers(state, keys, at, cx, out)
     }
     fn clone_output(&self, v: &AnyBox) -> AnyBox {
         self.f.clone_output(v)

@@ -96,11 +96,12 @@ pub(crate) trait ErasedFunction: Send + Sync {
         cx: RunCtx<'_>,
         out: &mut Vec<(u64, AnyBox)>,
     );
-    /// `key`'s event-time timer at `at` fired.
-    fn run_timer(
+    /// The event-time timers of `keys` at `at` fired, in that order (one
+    /// typed loop: a window's end fires many keys at once).
+    fn run_timers(
         &self,
         state: &mut dyn ErasedState,
-        key: u64,
+        keys: &[u64],
         at: Time,
         cx: RunCtx<'_>,
         out: &mut Vec<(u64, AnyBox)>,
@@ -167,18 +168,21 @@ impl<F: Function> ErasedFunction for Typed<F> {
         self.f.on_message(state, key, input, &mut ctx);
         out.extend(typed.into_iter().map(|(k, v)| (k, Box::new(v) as AnyBox)));
     }
-    fn run_timer(
+    fn run_timers(
         &self,
         state: &mut dyn ErasedState,
-        key: u64,
+        keys: &[u64],
         at: Time,
         cx: RunCtx<'_>,
         out: &mut Vec<(u64, AnyBox)>,
     ) {
         let state = downcast_state::<F::State>(state);
         let mut typed = Vec::new();
-        let mut ctx = Context::new(cx.header, &mut typed, cx.now_ns, key, cx.clock);
-        self.f.on_timer(state, key, at, &mut ctx);
+        for &key in keys {
+            let mut ctx = Context::new(cx.header, &mut typed, cx.now_ns, key, cx.clock);
+            self.f.on_timer(state, key, at, &mut ctx);
+        }
+        out.reserve(typed.len());
         out.extend(typed.into_iter().map(|(k, v)| (k, Box::new(v) as AnyBox)));
     }
     fn run_batch(

@@ -135,7 +135,7 @@ where
         let ts = self.times.of(&e);
         let wm = ctx.watermark();
         let mut took = false;
-        for win in self.windows.assign(ts) {
+        for win in self.windows.of(ts) {
             let last = win.1 - 1;
             if last <= wm {
                 continue; // the window fired

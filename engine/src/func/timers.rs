@@ -7,55 +7,118 @@
 //! `take_all`, `absorb`), so a key's timer fires on the instance that owns
 //! the key when the watermark passes it, once.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use crate::limits::MAX_TIMERS_PER_INSTANCE;
+use crate::model::hash::KeySet;
 use crate::protocol::{PartitionSet, Time};
 
-/// An instance's event-time timers, in firing order: (time, key hash).
+/// An instance's event-time timers: by time, the keys whose timer is then.
+/// (Many keys share a time, a window's end: one map entry per time and a
+/// hashed set of keys, so setting a timer is a hash insert, not a search
+/// of every timer.)
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
-    due: BTreeSet<(Time, u64)>,
+    due: BTreeMap<Time, KeySet>,
+    len: usize,
 }
 
 impl Timers {
     /// Set a timer for `key` at `at` (once: setting it again is a no-op).
     /// `false` when the instance already holds its most timers.
     pub(crate) fn set(&mut self, key: u64, at: Time) -> bool {
-        if self.due.len() >= MAX_TIMERS_PER_INSTANCE && !self.due.contains(&(at, key)) {
+        let keys = self.due.entry(at).or_default();
+        if keys.contains(&key) {
+            return true;
+        }
+        if self.len >= MAX_TIMERS_PER_INSTANCE {
+            if keys.is_empty() {
+                self.due.remove(&at);
+            }
             return false;
         }
-        self.due.insert((at, key));
+        keys.insert(key);
+        self.len += 1;
         true
     }
 
     /// Delete `key`'s timer at `at`, if set.
     pub(crate) fn delete(&mut self, key: u64, at: Time) {
-        self.due.remove(&(at, key));
+        if let Some(keys) = self.due.get_mut(&at) {
+            if keys.remove(&key) {
+                self.len -= 1;
+            }
+            if keys.is_empty() {
+                self.due.remove(&at);
+            }
+        }
     }
 
-    /// The earliest timer at or before `upto`, taken out.
-    pub(crate) fn pop_due(&mut self, upto: Time) -> Option<(Time, u64)> {
-        let first = *self.due.first()?;
-        if first.0 > upto {
+    /// The keys of the earliest time at or before `upto`, taken out (all
+    /// at once: taking a hashed set's keys one by one from its start would
+    /// scan its emptied buckets again each time).
+    pub(crate) fn take_due(&mut self, upto: Time) -> Option<(Time, Vec<u64>)> {
+        let first = self.due.first_entry()?;
+        if *first.key() > upto {
             return None;
         }
-        self.due.pop_first()
+        let (at, keys) = first.remove_entry();
+        self.len -= keys.len();
+        Some((at, keys.into_iter().collect()))
+    }
+
+    /// A timer at or before `upto` (the earliest time first), taken out.
+    #[cfg(test)]
+    pub(crate) fn pop_due(&mut self, upto: Time) -> Option<(Time, u64)> {
+        let (at, mut keys) = self.take_due(upto)?;
+        keys.sort_unstable();
+        let key = keys.remove(0);
+        self.insert_all(keys.into_iter().map(|k| (at, k)));
+        Some((at, key))
     }
 
     /// Timers set.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.due.len()
+        self.len
+    }
+
+    /// Every timer as (time, key), in order.
+    fn sorted(&self) -> Vec<(Time, u64)> {
+        let mut all = Vec::with_capacity(self.len);
+        for (&t, keys) in &self.due {
+            let mut ks: Vec<u64> = keys.iter().copied().collect();
+            ks.sort_unstable();
+            all.extend(ks.into_iter().map(|k| (t, k)));
+        }
+        all
+    }
+
+    fn insert_all(&mut self, timers: impl IntoIterator<Item = (Time, u64)>) {
+        for (t, k) in timers {
+            if self.due.entry(t).or_default().insert(k) {
+                self.len += 1;
+            }
+        }
     }
 
     /// The timers of keys in `parts`, taken out.
     pub(crate) fn take_partitions(&mut self, parts: PartitionSet) -> Timers {
-        let (moving, staying) = std::mem::take(&mut self.due)
-            .into_iter()
-            .partition(|(_, key)| parts.contains_key(*key));
-        self.due = staying;
-        Timers { due: moving }
+        let mut moving = Timers::default();
+        for (&t, keys) in self.due.iter_mut() {
+            let before = keys.len();
+            keys.retain(|k| {
+                let go = parts.contains_key(*k);
+                if go {
+                    moving.due.entry(t).or_default().insert(*k);
+                }
+                !go
+            });
+            moving.len += before - keys.len();
+        }
+        self.due.retain(|_, keys| !keys.is_empty());
+        self.len -= moving.len;
+        moving
     }
 
     /// Every timer, taken out.
@@ -65,7 +128,13 @@ impl Timers {
 
     /// Fold another instance's timers in.
     pub(crate) fn absorb(&mut self, other: Timers) {
-        self.due.extend(other.due);
+        if self.len == 0 {
+            *self = other;
+            return;
+        }
+        for (t, keys) in other.due {
+            self.insert_all(keys.into_iter().map(|k| (t, k)));
+        }
     }
 }
 
@@ -96,11 +165,12 @@ impl EventClock {
     /// Its bytes for a checkpoint: the format, the watermark, the number
     /// of timers, each timer's time and key (little-endian u64s).
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(17 + 16 * self.timers.due.len());
+        let timers = self.timers.sorted();
+        let mut out = Vec::with_capacity(17 + 16 * timers.len());
         out.push(CLOCK_FORMAT);
         out.extend(self.watermark.to_le_bytes());
-        out.extend((self.timers.due.len() as u64).to_le_bytes());
-        for (t, k) in &self.timers.due {
+        out.extend((timers.len() as u64).to_le_bytes());
+        for (t, k) in &timers {
             out.extend(t.to_le_bytes());
             out.extend(k.to_le_bytes());
         }
@@ -122,12 +192,14 @@ impl EventClock {
         if n > MAX_TIMERS_PER_INSTANCE || bytes.len() != 17 + 16 * n {
             return Err(format!("{} bytes for {n} timers", bytes.len()));
         }
-        let due = (0..n)
+        let pairs = (0..n)
             .map(|i| Ok((word(17 + 16 * i)?, word(25 + 16 * i)?)))
-            .collect::<Result<BTreeSet<_>, String>>()?;
+            .collect::<Result<Vec<_>, String>>()?;
+        let mut timers = Timers::default();
+        timers.insert_all(pairs);
         Ok(EventClock {
             watermark,
-            timers: Timers { due },
+            timers,
             late: 0,
         })
     }
@@ -188,7 +260,10 @@ mod tests {
         assert!(c.timers.set(5, 100) && c.timers.set(9, 80));
         let bytes = c.encode();
         let back = EventClock::decode(&bytes).expect("reads back");
-        assert_eq!((back.watermark, &back.timers.due), (77, &c.timers.due));
+        assert_eq!(
+            (back.watermark, back.timers.sorted()),
+            (77, c.timers.sorted())
+        );
         assert!(EventClock::decode(&bytes[..bytes.len() - 1]).is_err());
         assert!(EventClock::decode(&[9]).is_err());
         let mut huge = bytes.clone();

@@ -13,7 +13,6 @@
 //! it belongs to (counted in `AppStats::late_events`).
 //! `AppBuilder::window` splits the two into streams of their own.
 
-use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 use super::function::{Context, Function};
@@ -44,8 +43,25 @@ pub enum Windows {
 }
 
 impl Windows {
-    /// The windows an event at `ts` falls in, as `(start, end)`
-    /// (`end` excluded). A session's is its own, to merge.
+    /// The windows an event at `ts` falls in, as `(start, end)` (`end`
+    /// excluded), latest first, without allocating. A session's is its
+    /// own, to merge.
+    pub(crate) fn of(self, ts: Time) -> impl Iterator<Item = (Time, Time)> {
+        let (first, size, step) = match self {
+            Windows::Tumbling { size } => (ts / size * size, size, size),
+            Windows::Sliding { size, slide } => (ts / slide * slide, size, slide),
+            Windows::Session { gap } => (ts, gap, gap),
+        };
+        let sliding = matches!(self, Windows::Sliding { .. });
+        std::iter::successors(Some(first), move |&s| {
+            s.checked_sub(step)
+                .filter(|s| sliding && s.saturating_add(size) > ts)
+        })
+        .map(move |s| (s, s.saturating_add(size)))
+    }
+
+    /// The windows an event at `ts` falls in, earliest first.
+    #[cfg(test)]
     pub(crate) fn assign(self, ts: Time) -> Vec<(Time, Time)> {
         match self {
             Windows::Tumbling { size } => {
@@ -255,16 +271,46 @@ pub enum WindowOut<T, O> {
 }
 
 /// A key's windows: by `(start, end)`, the accumulator and whether it
-/// fired.
+/// fired. A key has few open at once (one tumbling window, `size / slide`
+/// sliding ones, a session or two), so a small vector, searched in
+/// place, not a map (no node allocated per key and window).
 pub struct KeyWindows<A> {
-    open: BTreeMap<(Time, Time), (A, bool)>,
+    open: Vec<((Time, Time), (A, bool))>,
 }
 
 impl<A> Default for KeyWindows<A> {
     fn default() -> Self {
-        KeyWindows {
-            open: BTreeMap::new(),
+        KeyWindows { open: Vec::new() }
+    }
+}
+
+impl<A> KeyWindows<A> {
+    fn get_mut(&mut self, win: &(Time, Time)) -> Option<&mut (A, bool)> {
+        self.open.iter_mut().find(|(w, _)| w == win).map(|(_, v)| v)
+    }
+
+    fn get(&self, win: &(Time, Time)) -> Option<&(A, bool)> {
+        self.open.iter().find(|(w, _)| w == win).map(|(_, v)| v)
+    }
+
+    fn remove(&mut self, win: &(Time, Time)) -> Option<(A, bool)> {
+        let i = self.open.iter().position(|(w, _)| w == win)?;
+        Some(self.open.swap_remove(i).1)
+    }
+
+    fn insert(&mut self, win: (Time, Time), v: (A, bool)) {
+        match self.get_mut(&win) {
+            Some(old) => *old = v,
+            None => self.open.push((win, v)),
         }
+    }
+
+    fn windows(&self) -> impl Iterator<Item = (Time, Time)> + '_ {
+        self.open.iter().map(|(w, _)| *w)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.open.is_empty()
     }
 }
 
@@ -334,16 +380,16 @@ impl<T, A: Aggregate<In = T>> Window<T, A> {
         mut win: (Time, Time),
         ctx: &mut Context<'_, WindowOut<T, A::Out>>,
     ) -> ((Time, Time), A::Acc, bool) {
-        let overlapping: Vec<(Time, Time)> = w
-            .open
-            .range(..(win.1, Time::MAX))
-            .filter(|((s, e), _)| *e > win.0 && *s < win.1)
-            .map(|(k, _)| *k)
+        let mut overlapping: Vec<(Time, Time)> = w
+            .windows()
+            .filter(|(s, e)| *e > win.0 && *s < win.1)
             .collect();
+        // In window order, so the accumulators merge in one order.
+        overlapping.sort_unstable();
         let mut acc = A::Acc::default();
         let mut fired = false;
         for k in overlapping {
-            let (a, f) = w.open.remove(&k).expect("listed above");
+            let (a, f) = w.remove(&k).expect("listed above");
             let (last, gone) = self.instants(k);
             ctx.delete_timer(last);
             ctx.delete_timer(gone);
@@ -354,8 +400,41 @@ impl<T, A: Aggregate<In = T>> Window<T, A> {
         (win, acc, fired)
     }
 
-    /// Add `event` to `win` (merged first for a session): a result now if
-    /// the window already fired (a late firing), else a timer at its end.
+    /// Add `event` to window `win` (tumbling or sliding) of a key: in
+    /// place when it is open (one map lookup, its timer already set), else
+    /// a new window with its timer.
+    fn add_in_place(
+        &self,
+        w: &mut KeyWindows<A::Acc>,
+        key: u64,
+        win: (Time, Time),
+        event: &T,
+        ctx: &mut Context<'_, WindowOut<T, A::Out>>,
+    ) {
+        if let Some((acc, fired)) = w.get_mut(&win) {
+            self.agg.add(acc, event);
+            if *fired {
+                ctx.emit(key, self.result(key, win, acc, true));
+            }
+            return;
+        }
+        let mut acc = A::Acc::default();
+        self.agg.add(&mut acc, event);
+        let (last, gone) = self.instants(win);
+        let fired = last <= ctx.watermark();
+        assert!(
+            ctx.set_timer(if fired { gone } else { last }),
+            "a window's timer: the instance holds its most timers"
+        );
+        if fired {
+            ctx.emit(key, self.result(key, win, &acc, true));
+        }
+        w.insert(win, (acc, fired));
+    }
+
+    /// Add `event` to session `win`, merged with the key's sessions it
+    /// overlaps: a result now if the window already fired (a late
+    /// firing), else a timer at its end.
     fn add(
         &self,
         w: &mut KeyWindows<A::Acc>,
@@ -364,13 +443,7 @@ impl<T, A: Aggregate<In = T>> Window<T, A> {
         event: &T,
         ctx: &mut Context<'_, WindowOut<T, A::Out>>,
     ) {
-        let (win, mut acc, _) = match self.windows {
-            Windows::Session { .. } => self.merge_sessions(w, win, ctx),
-            _ => {
-                let (acc, fired) = w.open.remove(&win).unwrap_or_default();
-                (win, acc, fired)
-            }
-        };
+        let (win, mut acc, _) = self.merge_sessions(w, win, ctx);
         self.agg.add(&mut acc, event);
         let (last, gone) = self.instants(win);
         let fired = last <= ctx.watermark();
@@ -382,7 +455,7 @@ impl<T, A: Aggregate<In = T>> Window<T, A> {
         if fired {
             ctx.emit(key, self.result(key, win, &acc, true));
         }
-        w.open.insert(win, (acc, fired));
+        w.insert(win, (acc, fired));
     }
 }
 
@@ -405,12 +478,15 @@ where
         let ts = (self.time)(&event);
         let wm = ctx.watermark();
         let mut took = false;
-        for win in self.windows.assign(ts) {
+        for win in self.windows.of(ts) {
             let (_, gone) = self.instants(win);
             if gone <= wm {
                 continue; // past its allowed lateness
             }
-            self.add(st.entry(key), key, win, &event, ctx);
+            match self.windows {
+                Windows::Session { .. } => self.add(st.entry(key), key, win, &event, ctx),
+                _ => self.add_in_place(st.entry(key), key, win, &event, ctx),
+            }
             took = true;
         }
         if !took {
@@ -421,17 +497,13 @@ where
 
     fn on_timer(&self, st: &mut Self::State, key: u64, at: Time, ctx: &mut Context<'_, Self::Out>) {
         let Some(w) = st.get_mut(key) else { return };
-        let due: Vec<(Time, Time)> = w
-            .open
-            .keys()
-            .copied()
-            .filter(|&(_, e)| e - 1 <= at)
-            .collect();
+        let mut due: Vec<(Time, Time)> = w.windows().filter(|&(_, e)| e - 1 <= at).collect();
+        due.sort_unstable();
         for win in due {
             let (last, gone) = self.instants(win);
-            let fired = w.open.get(&win).is_some_and(|e| e.1);
+            let fired = w.get(&win).is_some_and(|e| e.1);
             if !fired && last <= at {
-                let acc = &w.open.get(&win).expect("listed above").0;
+                let acc = &w.get(&win).expect("listed above").0;
                 ctx.emit(key, self.result(key, win, acc, false));
                 if gone > at {
                     assert!(
@@ -439,14 +511,36 @@ where
                         "a window's timer: the instance holds its most timers"
                     );
                 }
-                w.open.get_mut(&win).expect("listed above").1 = true;
+                w.get_mut(&win).expect("listed above").1 = true;
             }
             if gone <= at {
-                w.open.remove(&win);
+                w.remove(&win);
             }
         }
-        if w.open.is_empty() {
+        if w.is_empty() {
             st.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_of_an_instant_are_the_assigned_ones() {
+        for w in [
+            Windows::Tumbling { size: 10 },
+            Windows::Sliding { size: 10, slide: 3 },
+            Windows::Sliding { size: 9, slide: 3 },
+            Windows::Session { gap: 4 },
+        ] {
+            for ts in [0, 1, 5, 9, 10, 11, 29, 30, 1000] {
+                let mut of: Vec<_> = w.of(ts).collect();
+                of.reverse();
+                assert_eq!(of, w.assign(ts), "{w:?} at {ts}");
+                assert!(of.iter().all(|(s, e)| *s <= ts && ts < *e), "{w:?} at {ts}");
+            }
         }
     }
 }

@@ -306,23 +306,25 @@ impl ShardFx<'_> {
     fn fire_due(&mut self, state: &mut Instance, epoch: Epoch) {
         let upto = state.clock.watermark;
         let (f, _) = self.function();
-        let mut first: Option<Header> = None;
-        while let Some((at, key)) = state.clock.timers.pop_due(upto) {
-            let now = self.clock.now_ns();
-            let mut parent = *first.get_or_insert_with(|| self.timer_header(epoch));
-            parent.ingress_ns = now;
+        let mut parent: Option<Header> = None;
+        // Every due timer runs into `scratch`, emitted once after: a
+        // window's end fires many keys at once.
+        while let Some((at, keys)) = state.clock.timers.take_due(upto) {
+            let parent = *parent.get_or_insert_with(|| self.timer_header(epoch));
             let (user, scratch) = (&mut *state.user, &mut self.scratch);
             let cx = RunCtx {
                 header: &parent,
-                now_ns: now,
+                now_ns: parent.ingress_ns,
                 clock: &mut state.clock,
             };
-            if let Err(why) = catch(|| f.run_timer(user, key, at, cx, scratch)) {
+            if let Err(why) = catch(|| f.run_timers(user, &keys, at, cx, scratch)) {
                 self.fail_app("on a timer", why);
                 self.scratch.clear();
                 return;
             }
-            self.stats.timers += 1;
+            self.stats.timers += keys.len() as u64;
+        }
+        if let Some(parent) = parent {
             self.stats.late_events += std::mem::take(&mut state.clock.late);
             self.emit_scratch(&mut state.tally, &parent);
         }
