@@ -10,6 +10,8 @@
 //! and per key in send order (each window folds its events' sequence
 //! numbers in run order).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -158,19 +160,7 @@ fn lease_or_revoke(app: &AppHandle, rng: &mut ChaCha8Rng, shards: usize) -> (u32
 }
 
 fn run(shards: usize, seed: u64) {
-    let node = Node::start(NodeConfig {
-        shards,
-        placement: Placement::Unpinned,
-        idle_deactivate: Duration::from_millis(5),
-        spin_before_park: Duration::from_micros(20),
-        autoscale: dirigo_engine::AutoScale {
-            enabled: false,
-            accept_below: usize::MAX,
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .expect("node starts");
+    let node = common::leasing_node(shards);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (a, rx) = app(&format!("tumbling-{shards}-{seed}"));
     let h = node.deploy(a).expect("deploys");
@@ -190,14 +180,7 @@ fn run(shards: usize, seed: u64) {
     }
     src.watermark(Time::MAX).expect("the last watermark");
     h.quiesce(Duration::from_secs(60)).expect("quiesces");
-    let mut got: Vec<Row> = rx
-        .drain()
-        .into_iter()
-        .filter_map(|e| match e {
-            SinkEvent::Data { value, .. } => Some(value),
-            SinkEvent::Barrier(_) => None,
-        })
-        .collect();
+    let mut got: Vec<Row> = common::values(&rx);
     got.sort();
     let want = oracle(&input);
     assert!(
@@ -409,13 +392,7 @@ mod durable {
     }
 
     fn outputs(rx: &SinkReceiver<(u64, Time, u64)>) -> Vec<(u64, Time, u64)> {
-        rx.drain()
-            .into_iter()
-            .filter_map(|e| match e {
-                SinkEvent::Data { value, .. } => Some(value),
-                SinkEvent::Barrier(_) => None,
-            })
-            .collect()
+        common::values(rx)
     }
 
     #[test]

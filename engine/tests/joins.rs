@@ -5,11 +5,13 @@
 //! the join's definition gives; no event is late here, so the pairs do not
 //! depend on how the two sources' watermarks interleave).
 
+mod common;
+
 use std::time::Duration;
 
 use dirigo_engine::{
-    key_hash, AppBuilder, EventTime, Function, IntervalJoin, Joined, KeyedJoin, Node, NodeConfig,
-    Placement, Side, SinkEvent, Time, WindowJoin, Windows,
+    key_hash, AppBuilder, EventTime, Function, IntervalJoin, Joined, KeyedJoin, Side, SinkEvent,
+    Time, WindowJoin, Windows,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -137,19 +139,7 @@ where
 }
 
 fn run(shards: usize, seed: u64, case: Case) {
-    let node = Node::start(NodeConfig {
-        shards,
-        placement: Placement::Unpinned,
-        idle_deactivate: Duration::from_millis(5),
-        spin_before_park: Duration::from_micros(20),
-        autoscale: dirigo_engine::AutoScale {
-            enabled: false,
-            accept_below: usize::MAX,
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .expect("node starts");
+    let node = common::leasing_node(shards);
     let name = format!("join-{case:?}-{shards}-{seed}");
     let (app, rx) = match case {
         Case::Tumbling => build(

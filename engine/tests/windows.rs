@@ -5,6 +5,8 @@
 //! same results (late firings included) and exactly the late events the
 //! oracle finds late, on their own stream.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -193,19 +195,7 @@ fn fire(case: Case, lateness: Time, open: &mut BTreeMap<u64, Open>, rows: &mut V
 }
 
 fn run(shards: usize, seed: u64, case: Case, lateness: Time) {
-    let node = Node::start(NodeConfig {
-        shards,
-        placement: Placement::Unpinned,
-        idle_deactivate: Duration::from_millis(5),
-        spin_before_park: Duration::from_micros(20),
-        autoscale: dirigo_engine::AutoScale {
-            enabled: false,
-            accept_below: usize::MAX,
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .expect("node starts");
+    let node = common::leasing_node(shards);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (a, sinks) = app(&format!("w-{case:?}-{shards}-{seed}"), case, lateness);
     let h = node.deploy(a).expect("deploys");

@@ -1,6 +1,6 @@
 //! NEXMark: the online-auction benchmark's events (persons, auctions and
-//! bids) and generator (`gen`), and its queries as Dirigo apps
-//! (`queries`).
+//! bids) and generator (`gen`, run as a client feed or as a source on the
+//! shards: `feed`), and its queries as Dirigo apps (`queries`).
 //!
 //! The generator follows the benchmark's specification as the Apache Beam
 //! and Flink suites implement it: of every 50 events, 1 person, 3 auctions
@@ -10,6 +10,7 @@
 //! cents; event time from the generator's clock at the configured rate,
 //! each event up to a bound earlier (out of order within it).
 
+pub mod feed;
 pub mod gen;
 pub mod queries;
 

@@ -4,7 +4,26 @@
 
 use std::time::{Duration, Instant};
 
-use dirigo_engine::{Node, NodeStats, SinkEvent, SinkReceiver};
+use dirigo_engine::{Node, NodeConfig, NodeStats, Placement, SinkEvent, SinkReceiver};
+
+/// A node of `shards` unpinned shards whose leases come from the test
+/// alone (autoscaling off, every lease taken), actors quick to go
+/// dormant: what the tests that lease and revoke at random run on.
+pub(crate) fn leasing_node(shards: usize) -> Node {
+    Node::start(NodeConfig {
+        shards,
+        placement: Placement::Unpinned,
+        idle_deactivate: Duration::from_millis(5),
+        spin_before_park: Duration::from_micros(20),
+        autoscale: dirigo_engine::AutoScale {
+            enabled: false,
+            accept_below: usize::MAX,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .expect("node starts")
+}
 
 /// Poll the node's stats until `ok` holds (at most 20 s; panics naming
 /// `what` on timeout). `DBG=1` prints each poll.
