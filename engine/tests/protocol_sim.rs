@@ -24,7 +24,9 @@
 //!    ticks in order;
 //! 8. rosters cover: a message a lessee ran before a tick was made, that
 //!    lessee is in the tick's roster and marks it (or retires) after the
-//!    message, so downstream never passes the message's outputs.
+//!    message, so downstream never passes the message's outputs;
+//! 9. timers fire in band: the lessor runs a tick only when no lessee's
+//!    state is on its way home without having run it.
 //!
 //! `DIRIGO_SIM_SCHEDULES=N` runs N schedules (default 10,000);
 //! `DIRIGO_SIM_SEED=S` runs the one schedule of seed S (printed on failure).
@@ -235,6 +237,7 @@ impl Effects<Msg, SimState> for Fx<'_> {
         match from {
             Instance::Home => {
                 self.log.rosters.insert(tick.seq, roster.to_vec());
+                self.no_state_home_bound_without(tick.seq);
             }
             Instance::Lease(l) => {
                 assert!(roster.is_empty());
@@ -268,6 +271,46 @@ impl Effects<Msg, SimState> for Fx<'_> {
             .entry((self.from, to))
             .or_default()
             .push_back(Packet::Wire(wire));
+    }
+}
+
+impl Fx<'_> {
+    /// Property 9: when the lessor runs tick `seq`, no lessee's state
+    /// holding messages from before the tick is on its way home (a
+    /// `Consolidate` or `Released` in flight) unless that lessee ran this
+    /// tick or a later one first: their timers must fire at the tick on
+    /// one instance or the other, before the lessor's mark goes
+    /// downstream.
+    fn no_state_home_bound_without(&self, seq: u64) {
+        for ((_, to), q) in self.net.iter() {
+            if *to != 0 {
+                continue;
+            }
+            for p in q {
+                let (lease, state) = match p {
+                    Packet::Wire(Wire::Consolidate { lease, state, .. })
+                    | Packet::Wire(Wire::Released { lease, state }) => (lease, state),
+                    _ => continue,
+                };
+                let evs = self.log.lease_log.get(lease).map_or(&[][..], Vec::as_slice);
+                let ran = evs.iter().any(|e| matches!(e, Ev::Tick(j) if *j >= seq));
+                // Did it run a message that came before the tick was made?
+                let made = self
+                    .log
+                    .tick_made_at
+                    .get(seq as usize - 1)
+                    .copied()
+                    .unwrap_or(0);
+                let before = evs.iter().any(|e| {
+                    matches!(e, Ev::Run(id) if self.log.arrived_at.get(id).is_some_and(|&a| a < made))
+                });
+                assert!(
+                    state.is_empty() || ran || !before,
+                    "9: the lessor runs tick {seq} while {lease:?}'s state comes home without \
+                     it: {evs:?}"
+                );
+            }
+        }
     }
 }
 
@@ -916,7 +959,7 @@ fn schedules() -> u64 {
 }
 
 #[test]
-fn protocol_simulation_holds_the_eight_properties() {
+fn protocol_simulation_holds_the_nine_properties() {
     if let Some(seed) = std::env::var("DIRIGO_SIM_SEED")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -34,7 +34,10 @@
 //! with the messages it takes). Behind held messages it is held too, and
 //! it fences them: a later message of its epoch or after stays behind it
 //! (an earlier epoch's straggler may pass: it belongs before the barrier
-//! the held tick follows). So each instance runs a tick after exactly the
+//! the held tick follows). It is held, too, while a lessee's state is on
+//! its way home (a revoke, or a consolidation awaited): that state's
+//! timers must fire at the tick, here once it is home, before this
+//! lessor's mark goes on. So each instance runs a tick after exactly the
 //! messages routed to it before the tick, and the roster of a tick (the
 //! leases that got it) goes with the lessor's run of it, for the marks
 //! the instances send downstream.
@@ -424,7 +427,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
             return;
         };
         self.stats.ticks += 1;
-        if self.held.is_empty() {
+        if self.held.is_empty() && !self.state_coming_home() {
             self.broadcast(tick, fx);
             return;
         }
@@ -442,6 +445,10 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
     /// they ran before the revoke) and those gone since the last tick
     /// (their last outputs may still be on their way); both kinds retire.
     fn broadcast(&mut self, tick: Tick, fx: &mut impl Effects<M, S>) {
+        assert!(
+            !self.state_coming_home(),
+            "a tick goes out with the state home or at active lessees"
+        );
         let tick = Tick {
             epoch: self.epoch,
             ..tick
@@ -463,6 +470,16 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         }
         self.rosters.push_back((tick.seq, roster));
         self.mailbox.push_back(Entry::Tick(tick, self.epoch));
+    }
+
+    /// Whether a lessee's state is on its way home (a revoke, or a
+    /// consolidation awaited), so that a tick must wait for it.
+    fn state_coming_home(&self) -> bool {
+        self.slots.iter().any(|s| s.phase == Phase::Revoking)
+            || self
+                .blocked
+                .as_ref()
+                .is_some_and(|b| !b.awaiting.is_empty())
     }
 
     /// A queued tick to a lease granted after it was made (its roster
@@ -504,7 +521,6 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 };
                 assert_eq!(self.blocked.as_ref().map(|b| b.barrier), Some(barrier));
                 self.state.absorb(state);
-                fx.absorbed(&mut self.state, self.epoch);
                 let parts = std::mem::take(&mut self.slots[i].parts);
                 self.come_home(parts);
                 self.stop_awaiting(lease);
@@ -517,7 +533,6 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
                 };
                 assert_eq!(self.slots[i].phase, Phase::Revoking);
                 self.state.absorb(state);
-                fx.absorbed(&mut self.state, self.epoch);
                 let slot = self.slots.remove(i);
                 self.come_home(slot.parts);
                 if self.timed {
@@ -788,7 +803,7 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
         self.held_fence = None;
         for entry in held {
             let stays = match &entry {
-                Entry::Tick(..) => !keep.is_empty(),
+                Entry::Tick(..) => !keep.is_empty() || self.state_coming_home(),
                 Entry::Msg(msg) => {
                     let p = self.part_of(msg);
                     msg.epoch() > self.epoch

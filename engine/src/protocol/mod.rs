@@ -160,13 +160,6 @@ pub trait Effects<M, S: PartialState> {
     fn retired(&mut self, lease: LeaseId) {
         let _ = lease;
     }
-    /// The lessor absorbed a lessee's state (`Consolidate`, `Released`)
-    /// in `epoch`: timers it brought that the lessor's watermark already
-    /// passed are due now (the lessee never got that tick: it was being
-    /// revoked, or had consolidated).
-    fn absorbed(&mut self, state: &mut S, epoch: Epoch) {
-        let _ = (state, epoch);
-    }
     /// A `Mergeable` actor with lessees chooses where `msg` runs: an index
     /// into `shards` (the home shard first, then the shard of each lessee
     /// taking work). `None` (the default), or an index out of range, leaves

@@ -535,10 +535,6 @@ impl Effects<Message, Instance> for ShardFx<'_> {
         self.send_marks(&mark);
     }
 
-    fn absorbed(&mut self, state: &mut Instance, epoch: Epoch) {
-        self.fire_due(state, epoch);
-    }
-
     fn choose(&mut self, msg: &Message, shards: &[ShardId]) -> Option<usize> {
         let loads: Vec<ShardLoad> = shards
             .iter()
