@@ -74,14 +74,7 @@ fn run<T: Send + Ord + 'static>(
     }
     src.watermark(Time::MAX).expect("the end");
     h.quiesce(Duration::from_secs(120)).expect("quiesces");
-    let mut got: Vec<T> = rx
-        .drain()
-        .into_iter()
-        .filter_map(|e| match e {
-            SinkEvent::Data { value, .. } => Some(value),
-            SinkEvent::Barrier(_) => None,
-        })
-        .collect();
+    let mut got: Vec<T> = values(&rx);
     got.sort();
     let stats = node.stats().expect("stats");
     let s = stats.app(h.name()).expect("app stats");
@@ -92,6 +85,17 @@ fn run<T: Send + Ord + 'static>(
     );
     node.shutdown();
     got
+}
+
+/// The data a sink received so far.
+fn values<T>(rx: &SinkReceiver<T>) -> Vec<T> {
+    rx.drain()
+        .into_iter()
+        .filter_map(|e| match e {
+            SinkEvent::Data { value, .. } => Some(value),
+            SinkEvent::Barrier(_) => None,
+        })
+        .collect()
 }
 
 fn bids(events: &[Event]) -> impl Iterator<Item = &dirigo_bench::nexmark::Bid> {
@@ -371,14 +375,7 @@ fn nexmark_q7_with_the_generator_on_the_shards_matches_the_oracle() {
         .watermark(Time::MAX)
         .expect("the end");
     h.quiesce(Duration::from_secs(120)).expect("quiesces");
-    let mut got: Vec<_> = rx
-        .drain()
-        .into_iter()
-        .filter_map(|e| match e {
-            SinkEvent::Data { value, .. } => Some(value),
-            SinkEvent::Barrier(_) => None,
-        })
-        .collect();
+    let mut got: Vec<_> = values(&rx);
     got.sort();
     assert_eq!(got, q7_oracle(&ev));
     let stats = node.stats().expect("stats");

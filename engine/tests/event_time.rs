@@ -146,19 +146,6 @@ fn oracle(batches: &[Vec<Ev>]) -> Vec<Row> {
     rows
 }
 
-fn lease_or_revoke(app: &AppHandle, rng: &mut ChaCha8Rng, shards: usize) -> (u32, usize) {
-    match rng.gen_range(0..100) {
-        0..=14 => {
-            let got = app
-                .lease("window", rng.gen_range(0..shards))
-                .expect("lease call");
-            (u32::from(got.is_some()), 0)
-        }
-        15..=22 => (0, app.revoke("window", None).unwrap_or(0)),
-        _ => (0, 0),
-    }
-}
-
 fn run(shards: usize, seed: u64) {
     let node = common::leasing_node(shards);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -174,7 +161,7 @@ fn run(shards: usize, seed: u64) {
             .collect();
         src.send_batch(keyed, Duration::from_secs(10))
             .expect("accepted");
-        let (l, r) = lease_or_revoke(&h, &mut rng, shards);
+        let (l, r) = common::churn(&h, "window", shards, &mut rng);
         leases += l;
         revokes += r;
     }

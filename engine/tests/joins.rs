@@ -174,16 +174,9 @@ fn run(shards: usize, seed: u64, case: Case) {
         let keyed = b.iter().map(|e| (key(e), e.clone())).collect();
         src.send_batch(keyed, Duration::from_secs(10))
             .expect("accepted");
-        match rng.gen_range(0..100) {
-            0..=14 => {
-                leases += h
-                    .lease("join", rng.gen_range(0..shards))
-                    .expect("lease")
-                    .is_some() as u32
-            }
-            15..=22 => revokes += h.revoke("join", None).unwrap_or(0),
-            _ => {}
-        }
+        let (l, r) = common::churn(&h, "join", shards, &mut rng);
+        leases += l;
+        revokes += r;
     }
     l.watermark(Time::MAX).expect("left done");
     r.watermark(Time::MAX).expect("right done");

@@ -206,16 +206,9 @@ fn run(shards: usize, seed: u64, case: Case, lateness: Time) {
         let keyed = b.iter().map(|e| (key(e), e.clone())).collect();
         src.send_batch(keyed, Duration::from_secs(10))
             .expect("accepted");
-        match rng.gen_range(0..100) {
-            0..=14 => {
-                leases += h
-                    .lease("w", rng.gen_range(0..shards))
-                    .expect("lease")
-                    .is_some() as u32
-            }
-            15..=22 => revokes += h.revoke("w", None).unwrap_or(0),
-            _ => {}
-        }
+        let (l, r) = common::churn(&h, "w", shards, &mut rng);
+        leases += l;
+        revokes += r;
     }
     src.watermark(Time::MAX).expect("the last watermark");
     h.quiesce(Duration::from_secs(60)).expect("quiesces");

@@ -56,6 +56,24 @@ pub(crate) fn wait_for(
     }
 }
 
+/// Now and then lease `op` on a random shard (15%) or revoke its leases
+/// (8%): the leases granted and revokes done.
+pub(crate) fn churn(
+    app: &dirigo_engine::AppHandle,
+    op: &str,
+    shards: usize,
+    rng: &mut impl rand::Rng,
+) -> (u32, usize) {
+    match rng.gen_range(0..100) {
+        0..=14 => {
+            let got = app.lease(op, rng.gen_range(0..shards)).expect("lease call");
+            (u32::from(got.is_some()), 0)
+        }
+        15..=22 => (0, app.revoke(op, None).unwrap_or(0)),
+        _ => (0, 0),
+    }
+}
+
 /// The data values a sink received so far.
 pub(crate) fn values<T>(rx: &SinkReceiver<T>) -> Vec<T> {
     rx.drain()
