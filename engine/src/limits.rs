@@ -122,9 +122,14 @@ pub const MAX_EVENT_BYTES: usize = dirigo_storage::MAX_RECORD_LEN - 1024;
 /// Largest record of a spill file, bytes.
 pub const SPILL_CHUNK: usize = 8 << 20;
 
-/// Most event-time timers one actor instance holds (a key's timer at one
-/// time counts once); `Context::set_timer` refuses more.
+/// Most timers one actor instance holds on each clock, event time and
+/// processing time (a key's timer at one time counts once);
+/// `Context::set_timer` and `set_processing_timer` refuse more.
 pub const MAX_TIMERS_PER_INSTANCE: usize = 1 << 22;
+
+/// Stale wake-ups a shard's processing-timer heap may hold beyond two per
+/// instance before it is rebuilt from the instances' armed times.
+pub const WAKEUPS_SLACK: usize = 1024;
 
 // Ids fit their types.
 const _: () = assert!(MAX_SHARDS <= ShardId::MAX as usize + 1);

@@ -23,7 +23,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::func::{
-    Context, ErasedFunction, ErasedState, Function, RunCtx, Sequential, StateCodec, Typed,
+    Context, Domain, ErasedFunction, ErasedState, Function, RunCtx, Sequential, StateCodec, Typed,
 };
 use crate::model::{AnyBox, Barrier, Batch};
 use crate::protocol::{EdgeId, Strategy, Time};
@@ -390,12 +390,11 @@ impl<T: Send + 'static> ErasedFunction for SinkNode<T> {
     fn run_timers(
         &self,
         state: &mut dyn ErasedState,
-        keys: &[u64],
-        at: Time,
+        timers: (&[u64], Time, Domain),
         cx: RunCtx<'_>,
         out: &mut Vec<(u64, AnyBox)>,
     ) {
-        self.f.run_timers(state, keys, at, cx, out)
+        self.f.run_timers(state, timers, cx, out)
     }
     fn clone_output(&self, v: &AnyBox) -> AnyBox {
         self.f.clone_output(v)

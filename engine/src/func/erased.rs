@@ -16,7 +16,7 @@ use rkyv::util::AlignedVec;
 use super::function::{Context, Function};
 use super::persist::{DurableState, Persist, PersistError};
 use super::state::OperatorState;
-use super::timers::EventClock;
+use super::timers::{Domain, EventClock};
 use crate::limits::BATCH_EVENTS;
 use crate::model::{AnyBox, Barrier, Batch, Header, Seqs, SeqsBuilder};
 use crate::protocol::{PartitionSet, Strategy, Time};
@@ -96,13 +96,12 @@ pub(crate) trait ErasedFunction: Send + Sync {
         cx: RunCtx<'_>,
         out: &mut Vec<(u64, AnyBox)>,
     );
-    /// The event-time timers of `keys` at `at` fired, in that order (one
-    /// typed loop: a window's end fires many keys at once).
+    /// The timers of `keys` at `at` on the `domain` clock fired, in that
+    /// order (one typed loop: a window's end fires many keys at once).
     fn run_timers(
         &self,
         state: &mut dyn ErasedState,
-        keys: &[u64],
-        at: Time,
+        timers: (&[u64], Time, Domain),
         cx: RunCtx<'_>,
         out: &mut Vec<(u64, AnyBox)>,
     );
@@ -171,8 +170,7 @@ impl<F: Function> ErasedFunction for Typed<F> {
     fn run_timers(
         &self,
         state: &mut dyn ErasedState,
-        keys: &[u64],
-        at: Time,
+        (keys, at, domain): (&[u64], Time, Domain),
         cx: RunCtx<'_>,
         out: &mut Vec<(u64, AnyBox)>,
     ) {
@@ -180,7 +178,10 @@ impl<F: Function> ErasedFunction for Typed<F> {
         let mut typed = Vec::new();
         for &key in keys {
             let mut ctx = Context::new(cx.header, &mut typed, cx.now_ns, key, cx.clock);
-            self.f.on_timer(state, key, at, &mut ctx);
+            match domain {
+                Domain::Event => self.f.on_timer(state, key, at, &mut ctx),
+                Domain::Processing => self.f.on_processing_timer(state, key, at, &mut ctx),
+            }
         }
         out.reserve(typed.len());
         out.extend(typed.into_iter().map(|(k, v)| (k, Box::new(v) as AnyBox)));

@@ -61,6 +61,25 @@ impl<'a, O> Context<'a, O> {
         self.clock.timers.delete(self.key, at);
     }
 
+    /// Fire [`Function::on_processing_timer`] for this message's key once
+    /// the node clock ([`Context::now_ns`]) reaches `at_ns` (at once if it
+    /// has), on the instance that owns the key then. Setting the same
+    /// timer twice sets it once. Processing-time timers move with their
+    /// keys on lease and revoke, are saved in a durable operator's
+    /// checkpoint at wall-clock time (after a restart, one already past
+    /// fires at once), and keep their actor active until they fire.
+    /// `false`: the instance holds its most processing-time timers
+    /// (`limits::MAX_TIMERS_PER_INSTANCE`) and this one was not set.
+    #[must_use]
+    pub fn set_processing_timer(&mut self, at_ns: u64) -> bool {
+        self.clock.proc.set(self.key, at_ns)
+    }
+
+    /// Delete this key's processing-time timer at `at_ns`, if set.
+    pub fn delete_processing_timer(&mut self, at_ns: u64) {
+        self.clock.proc.delete(self.key, at_ns);
+    }
+
     /// Count the event being run as late (`AppStats::late_events`).
     pub fn late(&mut self) {
         self.clock.late += 1;
@@ -117,6 +136,18 @@ pub trait Function: Send + Sync + 'static {
         _state: &mut Self::State,
         _key: u64,
         _at: Time,
+        _ctx: &mut Context<'_, Self::Out>,
+    ) {
+    }
+
+    /// The processing-time timer of `key` at `at_ns` fired: the node clock
+    /// reached it. Runs on the instance that owns `key`, between messages
+    /// (in no fixed order with those that arrive meanwhile).
+    fn on_processing_timer(
+        &self,
+        _state: &mut Self::State,
+        _key: u64,
+        _at_ns: u64,
         _ctx: &mut Context<'_, Self::Out>,
     ) {
     }

@@ -38,7 +38,7 @@ pub use join::{
 pub(crate) use persist::aligned_copy;
 pub use persist::{DurableState, Persist, PersistError};
 pub use state::{Keyed, Merge, Merged, OperatorState, Sequential};
-pub(crate) use timers::{ClockPart, EventClock};
+pub(crate) use timers::{ClockPart, Domain, EventClock};
 pub use window::{
     Agg, AggAcc, Aggregate, FullWindow, KeyWindows, Window, WindowOut, WindowResult, Windows,
 };

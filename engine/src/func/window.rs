@@ -1,7 +1,10 @@
-//! Windows as a library over event-time timers: tumbling, sliding and
-//! session windows per key, with incremental aggregates ([`Aggregate`]:
-//! count, sum, min, max, mean, a full-window function, or a user's),
-//! allowed lateness, and late events as their own output.
+//! Windows as a library over timers: tumbling, sliding and session
+//! windows per key, with incremental aggregates ([`Aggregate`]: count,
+//! sum, min, max, mean, a full-window function, or a user's), allowed
+//! lateness, and late events as their own output; on event time, or on
+//! the shard clock ([`Window::processing_time`]: an event is of the
+//! instant it runs, a window fires when the node clock reaches its end,
+//! and nothing is late).
 //!
 //! A [`Window`] is an ordinary `Keyed` [`Function`]: each key's open
 //! windows live in its state, and a timer at a window's last instant fires
@@ -314,10 +317,11 @@ impl<A> KeyWindows<A> {
     }
 }
 
-/// A windowed aggregate per key, over event time.
+/// A windowed aggregate per key, over event time or processing time.
 pub struct Window<T, A> {
     windows: Windows,
-    time: fn(&T) -> Time,
+    /// How to read an event's time; `None`: processing time.
+    time: Option<fn(&T) -> Time>,
     agg: A,
     lateness: Time,
     _t: PhantomData<fn(T)>,
@@ -329,10 +333,49 @@ impl<T, A: Aggregate<In = T>> Window<T, A> {
     pub fn new(windows: Windows, time: fn(&T) -> Time, agg: A) -> Self {
         Window {
             windows,
-            time,
+            time: Some(time),
             agg,
             lateness: 0,
             _t: PhantomData,
+        }
+    }
+
+    /// `agg` over `windows` on the shard clock: an event is of the node
+    /// clock's ns when it runs ([`Context::now_ns`]), window sizes are in
+    /// ns, and a window fires (on processing-time timers) once the clock
+    /// reaches its end; no event is late. The app needs no event time.
+    pub fn processing_time(windows: Windows, agg: A) -> Self {
+        Window {
+            windows,
+            time: None,
+            agg,
+            lateness: 0,
+            _t: PhantomData,
+        }
+    }
+
+    /// What "now" is for its windows: the watermark, or the node clock.
+    fn now(&self, ctx: &Context<'_, WindowOut<T, A::Out>>) -> Time {
+        match self.time {
+            Some(_) => ctx.watermark(),
+            None => ctx.now_ns(),
+        }
+    }
+
+    /// Set this key's timer at `at` on its clock (a window's timer must
+    /// be set: the instance holding its most timers is a broken app).
+    fn set_timer(&self, ctx: &mut Context<'_, WindowOut<T, A::Out>>, at: Time) {
+        let set = match self.time {
+            Some(_) => ctx.set_timer(at),
+            None => ctx.set_processing_timer(at),
+        };
+        assert!(set, "a window's timer: the instance holds its most timers");
+    }
+
+    fn delete_timer(&self, ctx: &mut Context<'_, WindowOut<T, A::Out>>, at: Time) {
+        match self.time {
+            Some(_) => ctx.delete_timer(at),
+            None => ctx.delete_processing_timer(at),
         }
     }
 
@@ -345,6 +388,9 @@ impl<T, A: Aggregate<In = T>> Window<T, A> {
 
     /// Whether its windows are valid.
     pub(crate) fn check(&self) -> Result<(), String> {
+        if self.time.is_none() && self.lateness > 0 {
+            return Err("allowed lateness on processing time, where nothing is late".into());
+        }
         self.windows.check()
     }
 
@@ -364,10 +410,15 @@ impl<T, A: Aggregate<In = T>> Window<T, A> {
         })
     }
 
-    /// A window's last instant (its timer) and the instant it is dropped
-    /// (its allowed lateness over).
+    /// When a window fires (its timer) and when it is dropped (its
+    /// allowed lateness over). On event time it fires at its last instant
+    /// (a watermark there says every event of the window arrived); on the
+    /// shard clock at its end (every event stamped before it has run).
     fn instants(&self, win: (Time, Time)) -> (Time, Time) {
-        let last = win.1 - 1;
+        let last = match self.time {
+            Some(_) => win.1 - 1,
+            None => win.1,
+        };
         (last, last.saturating_add(self.lateness))
     }
 
@@ -391,8 +442,8 @@ impl<T, A: Aggregate<In = T>> Window<T, A> {
         for k in overlapping {
             let (a, f) = w.remove(&k).expect("listed above");
             let (last, gone) = self.instants(k);
-            ctx.delete_timer(last);
-            ctx.delete_timer(gone);
+            self.delete_timer(ctx, last);
+            self.delete_timer(ctx, gone);
             self.agg.merge(&mut acc, a);
             fired |= f;
             win = (win.0.min(k.0), win.1.max(k.1));
@@ -421,11 +472,8 @@ impl<T, A: Aggregate<In = T>> Window<T, A> {
         let mut acc = A::Acc::default();
         self.agg.add(&mut acc, event);
         let (last, gone) = self.instants(win);
-        let fired = last <= ctx.watermark();
-        assert!(
-            ctx.set_timer(if fired { gone } else { last }),
-            "a window's timer: the instance holds its most timers"
-        );
+        let fired = last <= self.now(ctx);
+        self.set_timer(ctx, if fired { gone } else { last });
         if fired {
             ctx.emit(key, self.result(key, win, &acc, true));
         }
@@ -446,12 +494,8 @@ impl<T, A: Aggregate<In = T>> Window<T, A> {
         let (win, mut acc, _) = self.merge_sessions(w, win, ctx);
         self.agg.add(&mut acc, event);
         let (last, gone) = self.instants(win);
-        let fired = last <= ctx.watermark();
-        let timer = if fired { gone } else { last };
-        assert!(
-            ctx.set_timer(timer),
-            "a window's timer: the instance holds its most timers"
-        );
+        let fired = last <= self.now(ctx);
+        self.set_timer(ctx, if fired { gone } else { last });
         if fired {
             ctx.emit(key, self.result(key, win, &acc, true));
         }
@@ -475,8 +519,11 @@ where
         event: T,
         ctx: &mut Context<'_, Self::Out>,
     ) {
-        let ts = (self.time)(&event);
-        let wm = ctx.watermark();
+        let ts = match self.time {
+            Some(time) => time(&event),
+            None => ctx.now_ns(),
+        };
+        let wm = self.now(ctx);
         let mut took = false;
         for win in self.windows.of(ts) {
             let (_, gone) = self.instants(win);
@@ -496,8 +543,35 @@ where
     }
 
     fn on_timer(&self, st: &mut Self::State, key: u64, at: Time, ctx: &mut Context<'_, Self::Out>) {
+        self.fire(st, key, at, ctx);
+    }
+
+    fn on_processing_timer(
+        &self,
+        st: &mut Self::State,
+        key: u64,
+        at: u64,
+        ctx: &mut Context<'_, Self::Out>,
+    ) {
+        self.fire(st, key, at, ctx);
+    }
+}
+
+impl<T: Clone + Send + 'static, A: Aggregate<In = T>> Window<T, A> {
+    /// `key`'s timer at `at` fired: emit each of its windows that fires by
+    /// then and did not yet, drop those whose lateness is over.
+    fn fire(
+        &self,
+        st: &mut Keyed<KeyWindows<A::Acc>>,
+        key: u64,
+        at: Time,
+        ctx: &mut Context<'_, WindowOut<T, A::Out>>,
+    ) {
         let Some(w) = st.get_mut(key) else { return };
-        let mut due: Vec<(Time, Time)> = w.windows().filter(|&(_, e)| e - 1 <= at).collect();
+        let mut due: Vec<(Time, Time)> = w
+            .windows()
+            .filter(|&win| self.instants(win).0 <= at)
+            .collect();
         due.sort_unstable();
         for win in due {
             let (last, gone) = self.instants(win);
@@ -506,10 +580,7 @@ where
                 let acc = &w.get(&win).expect("listed above").0;
                 ctx.emit(key, self.result(key, win, acc, false));
                 if gone > at {
-                    assert!(
-                        ctx.set_timer(gone),
-                        "a window's timer: the instance holds its most timers"
-                    );
+                    self.set_timer(ctx, gone);
                 }
                 w.get_mut(&win).expect("listed above").1 = true;
             }

@@ -30,6 +30,10 @@ pub struct Lessee<M, S: PartialState> {
     /// Entries in `mailbox`, batches counted by their weight.
     weight: usize,
     epoch: Epoch,
+    /// The epoch of the latest message or tick run, or of the latest
+    /// `Assign`: the epoch of what the state held here was last changed
+    /// in.
+    running: Epoch,
     release_requested: bool,
     finished: bool,
 }
@@ -46,6 +50,7 @@ impl<M: Routable, S: PartialState> Lessee<M, S> {
             mailbox: VecDeque::new(),
             weight: 0,
             epoch: 0,
+            running: 0,
             release_requested: false,
             finished: false,
         }
@@ -69,6 +74,17 @@ impl<M: Routable, S: PartialState> Lessee<M, S> {
     /// The lessor's epoch as of the last `Assign` (0 before any).
     pub fn epoch(&self) -> Epoch {
         self.epoch
+    }
+
+    /// Run `f` on the state held here with the epoch of its outputs now,
+    /// between protocol calls and outside the message order: for work
+    /// that is no message (processing-time timers). A lessee that
+    /// consolidated holds the identity (no timers) until its next
+    /// `Assign` or delivery, which are of the next epoch; before that, its
+    /// state is of the epoch it last ran, and what `f` emits in it goes
+    /// home in the tally with the state, before the barrier's critical.
+    pub fn visit<R>(&mut self, f: impl FnOnce(&mut S, Epoch) -> R) -> R {
+        f(&mut self.state, self.running.max(self.epoch))
     }
 
     /// The partial state held here (left at the identity by each
@@ -155,11 +171,13 @@ impl<M: Routable, S: PartialState> Lessee<M, S> {
         while let Some(entry) = self.pop() {
             match entry {
                 Entry::Run(msg) => {
+                    self.running = self.running.max(msg.epoch());
                     fx.run(&mut self.state, msg);
                     self.answer_markers(fx);
                     return true;
                 }
                 Entry::Tick(tick) => {
+                    self.running = self.running.max(tick.epoch);
                     fx.tick(&mut self.state, tick, Instance::Lease(self.lease), &[]);
                     self.answer_markers(fx);
                     return true;

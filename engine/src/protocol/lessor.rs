@@ -302,6 +302,17 @@ impl<M: Routable, S: PartialState> Lessor<M, S> {
     pub fn state(&self) -> &S {
         &self.state
     }
+    /// Run `f` on the state held here with the epoch of its outputs now,
+    /// between protocol calls and outside the message order: for work
+    /// that is no message (processing-time timers). It sees only what is
+    /// here (a part in transit is not), and outputs in `epoch` are right
+    /// at any such moment: the barrier after it has not run its critical
+    /// (that happens inside a call, and moves the epoch in the same call),
+    /// so they count in its cut.
+    pub fn visit<R>(&mut self, f: impl FnOnce(&mut S, Epoch) -> R) -> R {
+        f(&mut self.state, self.epoch)
+    }
+
     /// The protocol counters since the actor was created.
     pub fn stats(&self) -> LessorStats {
         self.stats

@@ -21,13 +21,34 @@ pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// The node clock: ns since the node started, the same origin on every shard.
+/// The node clock: ns since the node started, the same origin on every
+/// shard; and where that origin is on the wall clock (for what must
+/// outlive the node: a checkpoint's processing-time timers).
 #[derive(Clone, Copy)]
-pub(crate) struct Clock(pub Instant);
+pub(crate) struct Clock {
+    origin: Instant,
+    unix_origin_ns: u64,
+}
 
 impl Clock {
+    /// A clock starting now.
+    pub(crate) fn start() -> Clock {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, nanos);
+        Clock {
+            origin: Instant::now(),
+            unix_origin_ns: unix,
+        }
+    }
+
+    /// The wall-clock time of the origin, ns since the unix epoch.
+    pub(crate) fn unix_origin_ns(&self) -> u64 {
+        self.unix_origin_ns
+    }
+
     #[inline]
     pub(crate) fn now_ns(&self) -> u64 {
-        self.0.elapsed().as_nanos() as u64
+        self.origin.elapsed().as_nanos() as u64
     }
 }

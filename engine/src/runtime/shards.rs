@@ -64,7 +64,7 @@ impl Shards {
     pub(crate) fn start(cfg: NodeConfig) -> Result<(Arc<Shards>, ShardThreads)> {
         cfg.validate()?;
         let n = cfg.shard_count();
-        let clock = Clock(Instant::now());
+        let clock = Clock::start();
         let cores = available_cores();
         let mesh = Mesh::<Packet>::full(n, cfg.ring_capacity)?;
         let gauges: Arc<[Gauge]> = (0..n).map(|_| Gauge::default()).collect();

@@ -63,7 +63,7 @@ impl Asleep {
         actor: ActorId,
         node: &PlanNode,
         f: &Arc<dyn ErasedFunction>,
-        (me, timed): (ShardId, bool),
+        (me, timed, unix_origin_ns): (ShardId, bool, u64),
     ) -> Result<Lessor<Message, Instance>, WakeError> {
         if let Some(d) = self.dormant.remove(&actor) {
             let d = self.unspill(stats, actor, f, d)?;
@@ -73,6 +73,8 @@ impl Asleep {
         if let Some(r) = self.restored.remove(&actor) {
             instance.user = r.user;
             instance.clock = r.clock;
+            // Its processing-time timers were saved at wall-clock time.
+            instance.clock.rebase_proc(unix_origin_ns);
         }
         let lessor = Lessor::new(me, node.strategy, node.inputs, instance);
         Ok(if timed { lessor.timed() } else { lessor })

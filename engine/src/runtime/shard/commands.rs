@@ -202,18 +202,22 @@ impl Shard {
     }
 
     /// Take `plan` on: the states a checkpoint restored for operators homed
-    /// here (each taken by its operator's first activation), the sources
-    /// homed here, the app's stats.
+    /// here (each taken by its operator's first activation, at once for
+    /// one with processing-time timers: they must fire without a message),
+    /// the sources homed here, the app's stats.
     fn deploy(&mut self, plan: Arc<Plan>, restored: Vec<(OperatorId, Restored)>) {
+        let mut with_timers = Vec::new();
         for (op, state) in restored {
             assert_eq!(
                 plan.node(op).map(|n| n.home),
                 Some(self.env.id),
                 "a restored state goes to its operator's home shard"
             );
-            self.asleep
-                .restored
-                .insert(ActorId { app: plan.id, op }, state);
+            let actor = ActorId { app: plan.id, op };
+            if state.clock.proc.len() > 0 {
+                with_timers.push(actor);
+            }
+            self.asleep.restored.insert(actor, state);
         }
         for (i, node) in plan.nodes.iter().enumerate() {
             if matches!(node.kind, PlanKind::Source) && node.home == self.env.id {
@@ -233,6 +237,9 @@ impl Shard {
             AppStats::new(plan.id, plan.name.clone(), plan.class),
         );
         self.apps.insert(plan.id, Rc::new(plan));
+        for actor in with_timers {
+            self.with_lessor(actor, |_, _| ());
+        }
     }
 
     /// Drop everything of `app` (its runs stay counted in the shard's).
@@ -306,7 +313,7 @@ impl Shard {
                 actor,
                 node,
                 func,
-                (self.env.id, plan.timed),
+                (self.env.id, plan.timed, self.env.clock.unix_origin_ns()),
             ) {
                 Ok(m) => {
                     let now = self.env.clock.now_ns();
@@ -322,6 +329,7 @@ impl Shard {
         let slot = self.lessors.get_mut(&actor)?;
         let mut fx = self.env.fx(actor, &plan, false);
         let r = f(&mut slot.m, &mut fx);
+        slot.arm(actor, &mut self.wakeups);
         slot.schedule(actor, &mut self.ready, &mut *self.env.policy, &plan, || {
             self.env.clock.now_ns()
         });

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::instance::{Instance, Part};
 use super::packet::Packet;
 use crate::durability::split_checkpoint_tag;
-use crate::func::{ErasedFunction, RunCtx};
+use crate::func::{Domain, ErasedFunction, RunCtx};
 use crate::mesh::Outbox;
 use crate::model::{
     panic_message, ActorId, AnyBox, Barrier, BarrierKind, Batch, Header, Kind, Message, Payload,
@@ -24,7 +24,8 @@ use crate::plan::{Plan, PlanKind, PlanNode, SavedState};
 use crate::protocol::time::RETIRED;
 use crate::protocol::Routable;
 use crate::protocol::{
-    CriticalMark, Effects, Epoch, Instance as From, LeaseId, ShardId, Tick, WatermarkMark, Wire,
+    CriticalMark, Effects, Epoch, Instance as From, LeaseId, ShardId, Tick, Time, WatermarkMark,
+    Wire,
 };
 use crate::runtime::clock::{Clock, Gauge};
 use crate::runtime::metrics::AppStats;
@@ -92,7 +93,8 @@ impl<'a> ShardFx<'a> {
             op: self.actor.op,
             delta,
             bytes: bytes.map_err(|e| e.to_string()),
-            clock: self.plan.timed.then(|| state.clock.encode()),
+            clock: (self.plan.timed || state.clock.proc.len() > 0)
+                .then(|| state.clock.encode(self.clock.unix_origin_ns())),
         });
     }
 
@@ -305,11 +307,30 @@ impl ShardFx<'_> {
     /// a lessee's state came home).
     fn fire_due(&mut self, state: &mut Instance, epoch: Epoch) {
         let upto = state.clock.watermark;
+        self.fire(state, (Domain::Event, upto), epoch);
+    }
+
+    /// Fire the instance's processing-time timers due at `now` (the node
+    /// clock), in time order, their outputs in `epoch` (the instance's
+    /// now: see `Lessor::visit`).
+    pub(super) fn fire_processing(&mut self, state: &mut Instance, now: u64, epoch: Epoch) {
+        self.fire(state, (Domain::Processing, now), epoch);
+    }
+
+    /// Fire the timers of `domain` at or before `upto`. Every due timer
+    /// runs into `scratch`, emitted once after: a window's end fires many
+    /// keys at once.
+    fn fire(&mut self, state: &mut Instance, (domain, upto): (Domain, Time), epoch: Epoch) {
         let (f, _) = self.function();
         let mut parent: Option<Header> = None;
-        // Every due timer runs into `scratch`, emitted once after: a
-        // window's end fires many keys at once.
-        while let Some((at, keys)) = state.clock.timers.take_due(upto) {
+        loop {
+            let timers = match domain {
+                Domain::Event => &mut state.clock.timers,
+                Domain::Processing => &mut state.clock.proc,
+            };
+            let Some((at, keys)) = timers.take_due(upto) else {
+                break;
+            };
             let parent = *parent.get_or_insert_with(|| self.timer_header(epoch));
             let (user, scratch) = (&mut *state.user, &mut self.scratch);
             let cx = RunCtx {
@@ -317,7 +338,7 @@ impl ShardFx<'_> {
                 now_ns: parent.ingress_ns,
                 clock: &mut state.clock,
             };
-            if let Err(why) = catch(|| f.run_timers(user, &keys, at, cx, scratch)) {
+            if let Err(why) = catch(|| f.run_timers(user, (&keys, at, domain), cx, scratch)) {
                 self.fail_app("on a timer", why);
                 self.scratch.clear();
                 return;

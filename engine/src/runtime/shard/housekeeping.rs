@@ -43,13 +43,17 @@ impl Shard {
     }
 
     /// Deactivate every lessor idle for `idle_ns`: to a dormant record, its
-    /// state spilled to a file if durable. Returns how many.
+    /// state spilled to a file if durable. Returns how many. One with a
+    /// processing-time timer stays active: the timer wakes it.
     fn deactivate_idle(&mut self, now: u64, idle_ns: u64) -> usize {
         let idle: Vec<ActorId> = self
             .lessors
             .iter()
             .filter(|(_, s)| {
-                !s.queued && s.m.is_idle() && now.saturating_sub(s.last_active_ns) >= idle_ns
+                !s.queued
+                    && s.m.is_idle()
+                    && s.m.state().clock.proc.len() == 0
+                    && now.saturating_sub(s.last_active_ns) >= idle_ns
             })
             .map(|(a, _)| *a)
             .collect();

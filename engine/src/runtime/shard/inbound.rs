@@ -8,12 +8,14 @@
 use std::collections::hash_map::Entry;
 
 use super::asleep::WakeError;
+use super::fx::ShardFx;
 use super::instance::{Instance, Part};
 use super::slots::{LesseeSlot, LessorSlot};
 use super::{Packet, Shard};
 use crate::model::{ActorId, Message, Payload};
 use crate::plan::{Plan, PlanKind};
 use crate::protocol::{LeaseId, Lessee, ShardId, Wire};
+use crate::quiesce::ShardCounters;
 use crate::sync::Ordering;
 
 impl Shard {
@@ -66,6 +68,8 @@ impl Shard {
         };
         let mut fx = self.env.fx(actor, &plan, false);
         slot.m.on_wire(wire, &mut fx);
+        // A lessee's state came home with its timers.
+        slot.arm(actor, &mut self.wakeups);
         slot.schedule(actor, &mut self.ready, &mut *self.env.policy, &plan, || {
             self.env.clock.now_ns()
         });
@@ -106,10 +110,13 @@ impl Shard {
         let slot = match self.lessors.entry(actor) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
-                match self
-                    .asleep
-                    .wake(&mut self.stats, actor, node, f, (self.env.id, plan.timed))
-                {
+                match self.asleep.wake(
+                    &mut self.stats,
+                    actor,
+                    node,
+                    f,
+                    (self.env.id, plan.timed, self.env.clock.unix_origin_ns()),
+                ) {
                     Ok(m) => e.insert(LessorSlot::new(m, now)),
                     Err(WakeError::Retry) => {
                         self.asleep.waking.insert(actor, vec![msg]);
@@ -126,19 +133,11 @@ impl Shard {
         slot.last_active_ns = now;
         let mut msg = msg;
         msg.header.enqueued_ns = now;
+        let me = self.env.id;
         let mut fx = self.env.fx(actor, &plan, false);
-        match msg.payload {
-            Payload::Mark(mark) => {
-                let before = slot.m.stats().ticks;
-                slot.m.on_watermark(msg.header.edge, mark, &mut fx);
-                // Each tick it made is work in flight (the lessor's copy)
-                // until it runs; the mark itself is done.
-                let c = &plan.counters[self.env.id as usize];
-                c.count_sent(slot.m.stats().ticks - before);
-                c.count_done(1);
-            }
-            _ => slot.m.on_input(msg, &mut fx),
-        }
+        hand_over(slot, msg, &mut fx, &plan.counters[me as usize]);
+        // Woken with a checkpoint's timers, or a critical ran and set some.
+        slot.arm(actor, &mut self.wakeups);
         slot.schedule(actor, &mut self.ready, &mut *self.env.policy, &plan, || now);
         self.maybe_lease(actor, &plan, now);
     }
@@ -181,6 +180,8 @@ impl Shard {
         };
         slot.last_active_ns = now;
         slot.m.on_wire(wire);
+        // An `Assign` brings its partitions' timers.
+        slot.arm((actor, lease), &mut self.wakeups);
         slot.schedule(
             (actor, lease),
             &mut self.ready,
@@ -225,5 +226,20 @@ impl Shard {
             now,
         );
         self.lessees.insert((actor, lease), slot);
+    }
+}
+
+/// Give `msg` to its lessor: a mark to its clock (each tick it made is
+/// work in flight, the lessor's copy, until it runs; the mark itself is
+/// done), anything else as an input.
+fn hand_over(slot: &mut LessorSlot, msg: Message, fx: &mut ShardFx<'_>, c: &ShardCounters) {
+    match msg.payload {
+        Payload::Mark(mark) => {
+            let before = slot.m.stats().ticks;
+            slot.m.on_watermark(msg.header.edge, mark, fx);
+            c.count_sent(slot.m.stats().ticks - before);
+            c.count_done(1);
+        }
+        _ => slot.m.on_input(msg, fx),
     }
 }

@@ -43,6 +43,7 @@ mod housekeeping;
 mod inbound;
 mod instance;
 mod packet;
+mod proc_timers;
 mod run;
 mod scale;
 mod slots;
@@ -59,7 +60,7 @@ use std::time::Duration;
 
 use self::asleep::Asleep;
 use self::fx::ShardFx;
-use self::slots::{InstRef, LesseeSlot, LessorSlot, SourceState};
+use self::slots::{InstRef, LesseeSlot, LessorSlot, SourceState, Wakeups};
 use super::clock::{nanos, Clock, Gauge};
 use super::command::Command;
 use super::config::NodeConfig;
@@ -164,6 +165,8 @@ pub(crate) struct Shard {
     limits: ScaleLimits,
     /// (due, lessee): when an idle lessee should be looked at again.
     idle_timers: BinaryHeap<Reverse<(u64, ActorId, LeaseId)>>,
+    /// Instances to wake for their processing-time timers.
+    wakeups: Wakeups,
     stats: ShardStats,
     last_housekeeping_ns: u64,
     /// When the idle-deactivation scan last ran.
@@ -207,6 +210,7 @@ impl Shard {
             held_sinks: Vec::new(),
             limits: p.cfg.autoscale.limits(),
             idle_timers: BinaryHeap::new(),
+            wakeups: Wakeups::default(),
             stats: ShardStats {
                 shard: p.id as usize,
                 ..Default::default()
@@ -271,6 +275,7 @@ impl Shard {
         did += self.run_ready();
         let now = self.env.clock.now_ns();
         did += self.fire_idle_timers(now);
+        did += self.fire_processing_timers(now);
         let dt = now.saturating_sub(self.last_housekeeping_ns);
         if dt >= nanos(self.cfg.housekeeping) {
             self.last_housekeeping_ns = now;
@@ -365,8 +370,9 @@ impl Shard {
             // A reader makes room without ringing: look again soon.
             nap = SINK_RETRY_NAP;
         }
-        match self.idle_timers.peek() {
-            Some(Reverse((due, ..))) => {
+        let idle = self.idle_timers.peek().map(|Reverse((due, ..))| *due);
+        match idle.into_iter().chain(self.wakeups.next_due()).min() {
+            Some(due) => {
                 let until = Duration::from_nanos(due.saturating_sub(self.env.clock.now_ns()));
                 nap.min(until.max(TIMER_NAP_MIN))
             }

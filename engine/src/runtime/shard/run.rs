@@ -80,6 +80,7 @@ impl Shard {
         fx.finish();
         let end = self.env.clock.now_ns();
         slot.last_active_ns = end;
+        slot.arm(a, &mut self.wakeups);
         let more = slot.m.has_work();
         slot.schedule(a, &mut self.ready, &mut *self.env.policy, plan, || end);
         // A run changes what the policy predicts (a learned cost, a shorter
@@ -137,6 +138,7 @@ impl Shard {
             self.lessees.remove(&(a, l));
             return (steps, end);
         }
+        slot.arm((a, l), &mut self.wakeups);
         if !slot.m.has_work() {
             Self::arm_idle_timer(
                 &mut self.idle_timers,

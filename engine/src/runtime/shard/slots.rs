@@ -11,6 +11,8 @@ use crate::plan::Plan;
 use crate::protocol::{Epoch, LeaseId, Lessee, Lessor, Time};
 use crate::sched::policy::{Policy, Rank};
 use crate::sched::runq::RunQueue;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 /// An active lessor and its scheduling marks.
 pub(super) struct LessorSlot {
@@ -19,6 +21,8 @@ pub(super) struct LessorSlot {
     pub(super) last_active_ns: u64,
     /// No scale decision before this time (after a lease was asked for).
     pub(super) scale_after_ns: u64,
+    /// When its next processing-time timer wakes it (`NOT_ARMED`: none).
+    pub(super) wake_at: u64,
 }
 
 /// A lessee hosted here and its scheduling marks.
@@ -30,10 +34,12 @@ pub(super) struct LesseeSlot {
     pub(super) timer_armed: bool,
     /// It asked to go home (`request_release`); it finishes on the revoke.
     pub(super) release_asked: bool,
+    /// When its next processing-time timer wakes it (`NOT_ARMED`: none).
+    pub(super) wake_at: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-/// An instance in the run queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// An instance in the run queue (or in the processing-timer heap).
 pub(super) enum InstRef {
     Lessor(ActorId),
     Lessee(ActorId, LeaseId),
@@ -122,7 +128,15 @@ impl LessorSlot {
             queued: false,
             last_active_ns: now,
             scale_after_ns: 0,
+            wake_at: NOT_ARMED,
         }
+    }
+
+    /// Arm its wake-up for its earliest processing-time timer (after
+    /// anything that may have set one or brought one home).
+    pub(super) fn arm(&mut self, actor: ActorId, wakeups: &mut Wakeups) {
+        let next = self.m.state().clock.proc.next();
+        wakeups.arm(&mut self.wake_at, next, InstRef::Lessor(actor));
     }
 }
 
@@ -151,6 +165,48 @@ impl LesseeSlot {
             last_active_ns: now,
             timer_armed: false,
             release_asked: false,
+            wake_at: NOT_ARMED,
+        }
+    }
+
+    /// Arm its wake-up for its earliest processing-time timer (after
+    /// anything that may have set one or brought one in).
+    pub(super) fn arm(&mut self, key: (ActorId, LeaseId), wakeups: &mut Wakeups) {
+        let next = self.m.state().clock.proc.next();
+        wakeups.arm(&mut self.wake_at, next, InstRef::Lessee(key.0, key.1));
+    }
+}
+
+/// A slot's `wake_at` when it is not in the heap.
+pub(super) const NOT_ARMED: u64 = u64::MAX;
+
+/// Instances to wake, by the time of their earliest processing timer
+/// (fired by `proc_timers`). An entry whose time is not its slot's
+/// `wake_at` is stale and skipped.
+#[derive(Default)]
+pub(super) struct Wakeups {
+    pub(super) heap: BinaryHeap<Reverse<(u64, InstRef)>>,
+}
+
+impl Wakeups {
+    /// Make sure `r`, armed for `wake_at`, is woken by `next` (its
+    /// earliest timer, if any).
+    pub(super) fn arm(&mut self, wake_at: &mut u64, next: Option<u64>, r: InstRef) {
+        if let Some(t) = next.filter(|&t| t < *wake_at) {
+            *wake_at = t;
+            self.heap.push(Reverse((t, r)));
+        }
+    }
+
+    /// The earliest wake-up (perhaps stale).
+    pub(super) fn next_due(&self) -> Option<u64> {
+        self.heap.peek().map(|Reverse((t, _))| *t)
+    }
+
+    pub(super) fn pop_due(&mut self, now: u64) -> Option<(u64, InstRef)> {
+        match self.heap.peek() {
+            Some(Reverse((t, _))) if *t <= now => self.heap.pop().map(|Reverse(e)| e),
+            _ => None,
         }
     }
 }
