@@ -1,23 +1,28 @@
 //! `dirigo demo`: a node with three built-in apps under bursty open-loop
 //! load. Two are latency-critical (wordcount, sensors), one best-effort
-//! (clicks). Windows close every second by a barrier (a critical message).
+//! (clicks). They are on event time (`apps::timed`): each event carries
+//! the time the load made it, and windows (1 s tumbling ones, clicks'
+//! sessions) close when the watermark passes them, on the instance that
+//! owns their key; no client barrier, no consolidation.
 //!
 //! Unless `--volatile`, wordcount is a durable app (data in `--data-dir`,
 //! by default a fresh temporary folder removed at the end): its lines are in
-//! its ingress log before they are acknowledged, a checkpoint follows every
-//! window close, and at the end the node is stopped and a new one recovers
-//! the app from the folder (restore + replay), which the demo reports.
+//! its ingress log before they are acknowledged, a checkpoint (its open
+//! windows with their timers) is taken every second, and at the end the
+//! node is stopped and a new one recovers the app from the folder (restore
+//! + replay), which the demo reports.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use dirigo_bench::apps::{self, Click, Reading};
+use dirigo_bench::apps::timed::{self, Line, TimedClick, TimedReading};
+use dirigo_bench::apps::{Click, Reading};
 use dirigo_bench::load::{self, LoadReport, Shape};
 use dirigo_engine::{
-    AppHandle, AppStats, BarrierKind, EngineError, Node, NodeConfig, NodeStats, Placement,
-    PolicyFactory, Result,
+    AppHandle, AppStats, EngineError, Node, NodeConfig, NodeStats, Placement, PolicyFactory,
+    Result, Time,
 };
 use rand::Rng;
 
@@ -103,18 +108,14 @@ pub(crate) fn run(args: Args) -> Result<()> {
     );
 
     let wc_slo = Duration::from_millis(20);
-    let (wc, wc_rx) = if args.volatile {
-        apps::wordcount("wordcount", wc_slo, args.work_us)
-    } else {
-        apps::wordcount_durable("wordcount", wc_slo, args.work_us)
-    };
+    let (wc, wc_rx) = timed::wordcount("wordcount", wc_slo, args.work_us, !args.volatile);
     if let Some(dir) = &data_dir {
         if !args.volatile {
             println!("wordcount is durable, data in {}", dir.display());
         }
     }
-    let (se, se_rx, se_alerts) = apps::sensors("sensors", Duration::from_millis(50), args.work_us);
-    let (cl, cl_rx) = apps::clicks("clicks", args.work_us * 2);
+    let (se, se_rx, se_alerts) = timed::sensors("sensors", Duration::from_millis(50), args.work_us);
+    let (cl, cl_rx) = timed::clicks("clicks", args.work_us * 2);
     let mut running = vec![
         Running {
             app: node.deploy(wc)?,
@@ -142,8 +143,15 @@ pub(crate) fn run(args: Args) -> Result<()> {
         off: Duration::from_millis(1500),
     };
     let mut gens = Vec::new();
+    // Event time: ms since the load began, as each event is made, up to
+    // the sources' bound out of order.
+    let epoch = Instant::now();
+    let event_time = move |rng: &mut rand_chacha::ChaCha8Rng| -> Time {
+        let now = epoch.elapsed().as_millis() as Time + timed::BOUND_MS;
+        now - rng.gen_range(0..timed::BOUND_MS)
+    };
     {
-        let src = running[0].app.source::<String>("lines")?;
+        let src = running[0].app.source::<Line>("lines")?;
         let stop = stop.clone();
         let seed = args.seed;
         gens.push(std::thread::spawn(move || {
@@ -152,29 +160,30 @@ pub(crate) fn run(args: Args) -> Result<()> {
                 let line: Vec<String> = (0..words)
                     .map(|_| format!("w{}", (rng.gen::<f64>().powi(3) * 5000.0) as u32))
                     .collect();
-                (0, line.join(" "))
+                let ts = event_time(rng);
+                let text = line.join(" ");
+                (0, Line { ts, text })
             })
         }));
     }
     {
-        let src = running[1].app.source::<Reading>("readings")?;
+        let src = running[1].app.source::<TimedReading>("readings")?;
         let stop = stop.clone();
         let seed = args.seed + 1;
         gens.push(std::thread::spawn(move || {
             load::run(src, shape, duration, seed, stop, |rng, _| {
                 let sensor = rng.gen_range(0..500u32);
-                (
-                    sensor as u64,
-                    Reading {
-                        sensor,
-                        value: rng.gen(),
-                    },
-                )
+                let reading = Reading {
+                    sensor,
+                    value: rng.gen(),
+                };
+                let ts = event_time(rng);
+                (sensor as u64, TimedReading { ts, reading })
             })
         }));
     }
     {
-        let src = running[2].app.source::<Click>("clicks")?;
+        let src = running[2].app.source::<TimedClick>("clicks")?;
         let stop = stop.clone();
         let seed = args.seed + 2;
         // Best effort: steady, heavier.
@@ -182,13 +191,13 @@ pub(crate) fn run(args: Args) -> Result<()> {
         gens.push(std::thread::spawn(move || {
             load::run(src, steady, duration, seed, stop, |rng, _| {
                 let user = rng.gen_range(0..20_000u64);
-                (
-                    dirigo_engine::key_hash(&user.to_le_bytes()),
-                    Click {
-                        user,
-                        page: rng.gen_range(0..100),
-                    },
-                )
+                let click = Click {
+                    user,
+                    page: rng.gen_range(0..100),
+                };
+                let ts = event_time(rng);
+                let key = dirigo_engine::key_hash(&user.to_le_bytes());
+                (key, TimedClick { ts, click })
             })
         }));
     }
@@ -199,17 +208,12 @@ pub(crate) fn run(args: Args) -> Result<()> {
     );
     let start = Instant::now();
     let mut checkpoints: Vec<Duration> = Vec::new();
-    let mut window = 0u64;
     let mut last = start;
     let mut prev_runs: Vec<u64> = vec![0; running.len()];
     while start.elapsed() < duration {
         std::thread::sleep(Duration::from_millis(1000).saturating_sub(last.elapsed()));
         let dt = last.elapsed().as_secs_f64();
         last = Instant::now();
-        window += 1;
-        for r in &running {
-            r.app.inject_barrier(BarrierKind::WindowClose, window)?;
-        }
         if !args.volatile {
             let t = Instant::now();
             running[0].app.checkpoint()?;
@@ -243,9 +247,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         .into_iter()
         .map(|g| g.join().unwrap_or_default())
         .collect();
-    for r in &running {
-        r.app.inject_barrier(BarrierKind::WindowClose, window + 1)?;
-    }
+    flush_windows(&running, args.volatile)?;
     let drained = running
         .iter()
         .all(|r| r.app.quiesce(Duration::from_secs(30)).is_ok());
@@ -264,6 +266,28 @@ pub(crate) fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// Close every window still open: the watermark of each source to the
+/// end of time (a durable source refuses a client's: it is idle after
+/// `timed::IDLE` without events, which does the same).
+fn flush_windows(running: &[Running], volatile: bool) -> Result<()> {
+    running[1]
+        .app
+        .source::<TimedReading>("readings")?
+        .watermark(Time::MAX)?;
+    running[2]
+        .app
+        .source::<TimedClick>("clicks")?
+        .watermark(Time::MAX)?;
+    let lines = running[0].app.source::<Line>("lines")?;
+    if volatile {
+        lines.watermark(Time::MAX)?;
+    } else {
+        // Idle detection runs every housekeeping period: a little more.
+        std::thread::sleep(timed::IDLE + Duration::from_millis(200));
+    }
+    Ok(())
+}
+
 /// The durable wordcount's checkpoints, then a restart: a new node on the
 /// same folder recovers the app (newest checkpoint + the log after it).
 fn durability(cfg: &NodeConfig, args: &Args, checkpoints: &mut [Duration]) -> Result<()> {
@@ -272,7 +296,7 @@ fn durability(cfg: &NodeConfig, args: &Args, checkpoints: &mut [Duration]) -> Re
     if let (Some(lo), Some(hi)) = (checkpoints.first(), checkpoints.last()) {
         println!(
             "
-durable wordcount: {} checkpoints after window closes, p50 {:.2} ms (min {:.2}, \
+durable wordcount: {} checkpoints (one a second), p50 {:.2} ms (min {:.2}, \
              max {:.2})",
             checkpoints.len(),
             ms(checkpoints[checkpoints.len() / 2]),
@@ -281,14 +305,14 @@ durable wordcount: {} checkpoints after window closes, p50 {:.2} ms (min {:.2}, 
         );
     }
     let node = Node::start(cfg.clone())?;
-    let (wc, rx) = apps::wordcount_durable("wordcount", Duration::from_millis(20), args.work_us);
+    let (wc, rx) = timed::wordcount("wordcount", Duration::from_millis(20), args.work_us, true);
     let t = Instant::now();
     let app = node.deploy(wc)?;
     let deploy = t.elapsed();
     let rec = app.recovery().cloned().unwrap_or_default();
     app.quiesce(Duration::from_secs(30))?;
-    // Outputs of the replay (a window close logged after the checkpoint
-    // emits the restored counts again).
+    // Outputs of the replay: the windows the restored timers and the
+    // replayed lines' watermarks close.
     let rows = rx.drain().len();
     println!(
         "restart: a new node recovered wordcount from checkpoint {} and replayed {} log \
@@ -318,10 +342,11 @@ fn summary(
         stats.shards.len()
     );
     println!(
-        "{:<10} {:>9} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8}",
+        "{:<10} {:>9} {:>7} {:>6} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8}",
         "app",
         "events",
         "shed",
+        "late",
         "runs",
         "outputs",
         "p50ms",
@@ -338,10 +363,11 @@ fn summary(
             continue;
         };
         println!(
-            "{:<10} {:>9} {:>7} {:>9} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>7.2}% {:>8.2} {:>7} {:>7} {:>8.2}",
+            "{:<10} {:>9} {:>7} {:>6} {:>9} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>7.2}% {:>8.2} {:>7} {:>7} {:>8.2}",
             r.app.name(),
             rep.sent,
             rep.shed,
+            a.late_events,
             a.runs,
             r.outputs,
             pct(a, 0.5),
@@ -357,7 +383,8 @@ fn summary(
     let busy = stats.busy_ns() as f64 / 1e9;
     println!(
         "core-seconds busy: {busy:.2} of {:.2} available ({:.0}%); per shard: {}\n\
-         (q-p99ms: p99 of the queueing delay of every run; lessees~: mean lessees hosted)",
+         (late: events behind their window's watermark, dropped; q-p99ms: p99 of the \
+         queueing delay of every run; lessees~: mean lessees hosted)",
         wall.as_secs_f64() * stats.shards.len() as f64,
         100.0 * busy / (wall.as_secs_f64() * stats.shards.len() as f64),
         stats

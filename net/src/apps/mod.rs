@@ -7,6 +7,11 @@
 //! - `sensors`: readings -> stats (`Merged` per-sensor aggregates, windowed)
 //!   -> sink, and readings -> alerts (stateless filter) -> sink
 //! - `clicks`: clicks -> sessions (`Keyed` per user, windowed) -> sink
+//!
+//! Their windows close on client barriers (the node's `barrier` call);
+//! [`timed`] has the same three on event time, the demo's.
+
+pub mod timed;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
