@@ -184,6 +184,13 @@ pub type Q7 = (Time, u64, u64, u64);
 /// Q7: per tumbling window, the highest bid (the lowest auction, then
 /// bidder, among ties).
 pub fn q7(name: &str, bound: Time) -> (App, SinkReceiver<Q7>) {
+    let (app, rx, _late) = q7_with_late(name, bound);
+    (app, rx)
+}
+
+/// Q7 with its late bids (later than the watermark past their window) on
+/// a sink of their own, `late`.
+pub fn q7_with_late(name: &str, bound: Time) -> (App, SinkReceiver<Q7>, SinkReceiver<Bid>) {
     let (mut b, events) = builder(name, bound);
     let bids = bids(&mut b, events);
     let by_window = map(&mut b, "by-window", bids, |_, x| {
@@ -200,12 +207,13 @@ pub fn q7(name: &str, bound: Time) -> (App, SinkReceiver<Q7>) {
             (x.auction, x.price, x.bidder)
         }),
     );
-    let (top, _late) = b.window("highest", w, by_window);
+    let (top, late) = b.window("highest", w, by_window);
     let out = map(&mut b, "row", top, |k, r| {
         Some((k, (r.start, r.value.0, r.value.1, r.value.2)))
     });
     let rx = b.sink("out", out);
-    (b.build().expect("a valid app"), rx)
+    let late = b.sink("late", late);
+    (b.build().expect("a valid app"), rx, late)
 }
 
 /// Q8's row: (person, name, auction, window start).
