@@ -231,6 +231,83 @@ fn a_watermark_for_a_source_not_on_event_time_is_refused() {
     node.shutdown();
 }
 
+/// Reports the watermark each event runs at.
+struct SeeWatermark;
+impl Function for SeeWatermark {
+    type In = Ev;
+    type Out = Time;
+    type State = dirigo_engine::Sequential<()>;
+    fn on_message(&self, _: &mut Self::State, key: u64, _: Ev, ctx: &mut Context<'_, Time>) {
+        let wm = ctx.watermark();
+        ctx.emit(key, wm);
+    }
+}
+
+/// Send `batches` one-event batches of times 1000, 1010, ... to an app
+/// whose source's watermark period is `period`; the watermarks the events
+/// ran at, and how long the sending took.
+fn watermarks_seen(
+    node: &Node,
+    name: &str,
+    period: Duration,
+    batches: u64,
+) -> (Vec<Time>, Duration, AppHandle, SinkReceiver<Time>) {
+    let mut b = AppBuilder::new(name);
+    let events = b.source::<Ev>("events");
+    b.event_time(events, EventTime::new(|e: &Ev| e.ts).period(period));
+    let seen = b.operator("see", SeeWatermark, &[events]);
+    let rx = b.sink("out", seen);
+    let h = node.deploy(b.build().expect("valid")).expect("deploys");
+    let src = h.source::<Ev>("events").expect("source");
+    let started = std::time::Instant::now();
+    for i in 0..batches {
+        let e = Ev {
+            user: 1,
+            ts: 1_000 + 10 * i,
+        };
+        src.send_batch(vec![(1, e)], Duration::from_secs(5))
+            .expect("accepted");
+    }
+    let took = started.elapsed();
+    h.quiesce(Duration::from_secs(10)).expect("quiesces");
+    (common::values(&rx), took, h, rx)
+}
+
+/// A source sends at most one watermark per period: events sent within
+/// one see a few watermarks, not one per batch as with period 0; and the
+/// latest watermark held back goes out once the period is over.
+#[test]
+fn a_sources_watermark_period_limits_its_marks_and_sends_the_last_after_it() {
+    let node = Node::start(NodeConfig {
+        shards: 2,
+        placement: Placement::Unpinned,
+        ..Default::default()
+    })
+    .expect("node starts");
+    let distinct = |seen: &[Time]| seen.iter().collect::<std::collections::BTreeSet<_>>().len();
+    let (every, _, _, _) = watermarks_seen(&node, "period-0", Duration::ZERO, 60);
+    assert!(distinct(&every) >= 50, "one per batch: {every:?}");
+    let period = Duration::from_secs(1);
+    let (held, took, h, rx) = watermarks_seen(&node, "period-1s", period, 60);
+    // One at the first batch, one per period that ended while sending.
+    let most = 2 + (took.as_secs_f64() / period.as_secs_f64()) as usize;
+    assert!(
+        distinct(&held) <= most,
+        "{} watermarks in {took:?}: {held:?}",
+        distinct(&held)
+    );
+    // After the period, the held-back latest (the last batch's time) is
+    // out: a new event runs at it.
+    std::thread::sleep(period + Duration::from_millis(300));
+    let src = h.source::<Ev>("events").expect("source");
+    let e = Ev { user: 1, ts: 5_000 };
+    src.send_batch(vec![(1, e)], Duration::from_secs(5))
+        .expect("accepted");
+    h.quiesce(Duration::from_secs(10)).expect("quiesces");
+    assert_eq!(common::values(&rx), vec![1_000 + 10 * 59]);
+    node.shutdown();
+}
+
 /// Two sources on event time feed one window: its watermark is the lower
 /// of theirs, so windows wait for the slower one; once it is quiet for its
 /// idle time, the other one alone moves the watermark, and windows fire
@@ -380,6 +457,27 @@ mod durable {
 
     fn outputs(rx: &SinkReceiver<(u64, Time, u64)>) -> Vec<(u64, Time, u64)> {
         common::values(rx)
+    }
+
+    /// Client watermarks are not logged, so a durable source on event time
+    /// refuses them: its watermarks come from its logged events alone,
+    /// and a replay makes them again.
+    #[test]
+    fn a_durable_source_refuses_client_watermarks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let node = node(dir.path());
+        let (a, _rx) = app();
+        let h = node.deploy(a).expect("deploys");
+        let err = h
+            .source::<DEv>("events")
+            .expect("source")
+            .watermark(10)
+            .expect_err("refused");
+        assert!(
+            matches!(err, dirigo_engine::EngineError::NotOnEventTime { .. }),
+            "{err}"
+        );
+        node.shutdown();
     }
 
     #[test]
