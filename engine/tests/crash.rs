@@ -8,7 +8,13 @@
 //! - exactly once: after the last restart, the app's state (per-word counts
 //!   and id sums of a `Keyed` operator, the total of a `Merged` one) equals
 //!   a sequential oracle over exactly the events in the log, and no key saw
-//!   its events out of order.
+//!   its events out of order;
+//! - the same for a second durable app on event time in the same node
+//!   (`common/windowed.rs`): per-user tumbling windows on event-time
+//!   timers, whose open windows and timers are checkpointed with its
+//!   state; each window's count is in exactly one place (still open, or
+//!   fired and summed downstream), equal to the oracle's, and a window is
+//!   open exactly when the final watermark has not passed it.
 //!
 //! This binary has its own `main` (`harness = false`): run with `--child`
 //! it is the node under test; otherwise it is the test, re-running itself.
@@ -17,6 +23,8 @@
 
 #[path = "common/counter.rs"]
 mod counter;
+#[path = "common/windowed.rs"]
+mod windowed;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -141,6 +149,12 @@ fn parent() {
                         if kill_at.is_none() {
                             kill_at = Some(Instant::now() + delay);
                         }
+                    } else if let Some(next) = field(&line, "wrecovered ") {
+                        assert!(
+                            next >= acked,
+                            "round {round}: the windowed app's log holds {next} events, \
+                             but {acked} were acknowledged before the kill"
+                        );
                     } else if let Some(n) = field(&line, "acked ") {
                         acked = acked.max(n);
                     } else if line == "checkpointing" {
@@ -191,6 +205,7 @@ fn parent() {
     // The last run: recover, send a little more, and report the state.
     let (mut child, lines) = spawn_child(dir.path(), seed ^ rounds, true);
     let mut report = Vec::new();
+    let mut windows = Vec::new();
     let mut total = None;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -204,6 +219,8 @@ fn parent() {
             );
         } else if let Some(n) = field(&line, "final ") {
             total = Some(n);
+        } else if line.starts_with("win ") {
+            windows.push(line);
         } else if line.starts_with("word ")
             || line.starts_with("total ")
             || line.starts_with("disorder ")
@@ -225,6 +242,18 @@ fn parent() {
     assert_eq!(
         report, expect,
         "state after {rounds} kills != sequential oracle over {total} events"
+    );
+    let want_windows: Vec<String> = windowed::oracle(total)
+        .into_iter()
+        .map(|((k, start), (n, fired))| format!("win {k} {start} {n} {fired}"))
+        .collect();
+    assert!(
+        want_windows.iter().filter(|w| w.ends_with("true")).count() > 10,
+        "windows fired"
+    );
+    assert_eq!(
+        windows, want_windows,
+        "windows after {rounds} kills != sequential oracle over {total} events"
     );
     eprintln!(
         "crash: {rounds} SIGKILLs ({during_recovery} before recovery finished, \
@@ -251,8 +280,13 @@ fn child(args: &[String]) {
     let (app, rx) = counter::app("crash");
     let h = node.deploy(app).expect("deploys (recovers)");
     let rec = h.recovery().expect("durable").clone();
+    let (wapp, wrx) = windowed::app("crash-windows");
+    let wh = node.deploy(wapp).expect("deploys (recovers)");
     // No barriers are logged before the last run, so log entries = events.
     let mut next = rec.log_next_seq;
+    // Its batches follow the counter's (so it holds no more than it).
+    let mut wnext = wh.recovery().expect("durable").log_next_seq;
+    assert!(wnext <= next, "the windowed app's log is not ahead");
     let mut out = std::io::stdout();
     let say = |out: &mut std::io::Stdout, s: String| {
         let _ = writeln!(out, "{s}");
@@ -265,7 +299,9 @@ fn child(args: &[String]) {
             rec.checkpoint, rec.replayed_events
         ),
     );
+    say(&mut out, format!("wrecovered {wnext}"));
     let src = h.source::<counter::Ev>("events").expect("source");
+    let wsrc = wh.source::<windowed::TEv>("events").expect("source");
     let stop_at = if last { next + 5_000 } else { u64::MAX };
     // Some runs checkpoint often, some rarely (long replays to kill).
     let every = [5u64, 25, 200, 2_000][rng.gen_range(0..4)];
@@ -277,11 +313,18 @@ fn child(args: &[String]) {
             .map_err(|r| r.error)
             .expect("acknowledged");
         next += n;
+        // The windowed app catches up to the same events.
+        let batch = (wnext..next).map(windowed::event).collect();
+        wsrc.send_batch(batch, Duration::from_secs(30))
+            .map_err(|r| r.error)
+            .expect("acknowledged");
+        wnext = next;
         say(&mut out, format!("acked {next}"));
         batches += 1;
         if batches % every == 0 {
             say(&mut out, "checkpointing".to_string());
             let id = h.checkpoint().expect("checkpoint");
+            wh.checkpoint().expect("checkpoint");
             say(&mut out, format!("checkpoint {id}"));
         }
     }
@@ -295,6 +338,9 @@ fn child(args: &[String]) {
         format!("total {} {}", st.total_n, st.total_id_sum),
     );
     say(&mut out, format!("disorder {}", st.disorder));
+    for ((k, start), (n, fired)) in windowed::query(&wh, &wrx) {
+        say(&mut out, format!("win {k} {start} {n} {fired}"));
+    }
     say(&mut out, "done".to_string());
     node.shutdown();
 }
