@@ -459,6 +459,60 @@ mod durable {
         common::values(rx)
     }
 
+    /// A durable operator spilled with windows open: its timers stay with
+    /// its dormant record while its state is in a spill file, and the
+    /// watermark that wakes it fires them on the state read back.
+    #[test]
+    fn timers_of_a_spilled_actor_fire_when_it_wakes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let node = Node::start(NodeConfig {
+            shards: 2,
+            placement: Placement::Unpinned,
+            data_dir: Some(dir.path().to_owned()),
+            idle_deactivate: Duration::from_millis(5),
+            ..Default::default()
+        })
+        .expect("node starts");
+        let (a, rx) = app();
+        let h = node.deploy(a).expect("deploys");
+        let evs: Vec<DEv> = (0..200u64)
+            .map(|i| DEv {
+                user: i % 5,
+                ts: 1_000 + i,
+            })
+            .collect();
+        send(&h, &evs);
+        h.quiesce(Duration::from_secs(30)).expect("quiesces");
+        let before = outputs(&rx);
+        // The count operator goes dormant and is spilled, windows open.
+        common::wait_spilled(&node, 1);
+        send(
+            &h,
+            &[DEv {
+                user: 0,
+                ts: 1 << 40,
+            }],
+        );
+        h.quiesce(Duration::from_secs(30)).expect("quiesces");
+        let mut fired = before;
+        fired.extend(outputs(&rx));
+        fired.sort_unstable();
+        let mut want: BTreeMap<(u64, Time), u64> = BTreeMap::new();
+        for e in &evs {
+            *want
+                .entry((key_hash(&e.user.to_le_bytes()), e.ts / WINDOW * WINDOW))
+                .or_default() += 1;
+        }
+        let want: Vec<(u64, Time, u64)> = want.into_iter().map(|((k, s), n)| (k, s, n)).collect();
+        assert_eq!(fired, want);
+        let stats = node.stats().expect("stats");
+        assert!(
+            stats.shards.iter().map(|s| s.unspills).sum::<u64>() > 0,
+            "woken from a spill"
+        );
+        node.shutdown();
+    }
+
     /// Client watermarks are not logged, so a durable source on event time
     /// refuses them: its watermarks come from its logged events alone,
     /// and a replay makes them again.
