@@ -308,6 +308,52 @@ fn a_sources_watermark_period_limits_its_marks_and_sends_the_last_after_it() {
     node.shutdown();
 }
 
+/// A lone source that goes quiet for its idle time and comes back: idle,
+/// it holds its watermark where it was (it is the highest of the app's
+/// inputs), so the events after the quiet are on time, not late for a
+/// watermark gone to the end of time.
+#[test]
+fn a_lone_idle_source_holds_its_watermark_and_what_follows_is_on_time() {
+    let node = Node::start(NodeConfig {
+        shards: 2,
+        placement: Placement::Unpinned,
+        housekeeping: Duration::from_millis(2),
+        ..Default::default()
+    })
+    .expect("node starts");
+    let mut b = AppBuilder::new("lone");
+    let events = b.source::<Ev>("events");
+    let quiet = Duration::from_millis(30);
+    b.event_time(
+        events,
+        EventTime::new(|e: &Ev| e.ts)
+            .out_of_orderness(BOUND)
+            .idle_after(quiet),
+    );
+    let counts = b.operator("window", Tumbling, &[events]);
+    let rx = b.sink("out", counts);
+    let h = node.deploy(b.build().expect("valid")).expect("deploys");
+    let src = h.source::<Ev>("events").expect("source");
+    let send = |from: Time, to: Time| {
+        for ts in (from..to).step_by(10) {
+            src.send_batch(vec![(1, Ev { user: 1, ts })], Duration::from_secs(5))
+                .expect("accepted");
+        }
+    };
+    send(1_000, 1_500);
+    // Quiet: the source goes idle (housekeeping looks every 2 ms).
+    std::thread::sleep(quiet * 5);
+    send(1_500, 2_000);
+    src.watermark(Time::MAX).expect("the end");
+    h.quiesce(Duration::from_secs(10)).expect("quiesces");
+    let rows = common::values(&rx);
+    let late: Vec<_> = rows.iter().filter(|r| matches!(r, Row::Late(..))).collect();
+    assert!(late.is_empty(), "late after the quiet: {late:?}");
+    let windows = rows.iter().filter(|r| matches!(r, Row::Window(..))).count();
+    assert_eq!(windows, 10, "{rows:?}");
+    node.shutdown();
+}
+
 /// Two sources on event time feed one window: its watermark is the lower
 /// of theirs, so windows wait for the slower one; once it is quiet for its
 /// idle time, the other one alone moves the watermark, and windows fire

@@ -504,6 +504,7 @@ fn with_marks(
                 from,
                 seq: k,
                 time: time(k),
+                idle: false,
                 roster: if j == 0 { roster(k) } else { Vec::new() },
             })
             .collect();
@@ -513,6 +514,7 @@ fn with_marks(
                 from,
                 seq: RETIRED,
                 time: 0,
+                idle: false,
                 roster: Vec::new(),
             }));
         }

@@ -267,8 +267,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
 }
 
 /// Close every window still open: the watermark of each source to the
-/// end of time (a durable source refuses a client's: it is idle after
-/// `timed::IDLE` without events, which does the same).
+/// end of time (a durable source refuses a client's: it takes the line at
+/// the end of time instead).
 fn flush_windows(running: &[Running], volatile: bool) -> Result<()> {
     running[1]
         .app
@@ -282,8 +282,10 @@ fn flush_windows(running: &[Running], volatile: bool) -> Result<()> {
     if volatile {
         lines.watermark(Time::MAX)?;
     } else {
-        // Idle detection runs every housekeeping period: a little more.
-        std::thread::sleep(timed::IDLE + Duration::from_millis(200));
+        let end = vec![(0, timed::end_of_lines())];
+        lines
+            .send_batch(end, Duration::from_secs(10))
+            .map_err(|r| r.error)?;
     }
     Ok(())
 }

@@ -50,8 +50,12 @@ impl<T: Send + 'static> EventTime<T> {
         self
     }
 
-    /// After `quiet` without events the source is idle: its watermark is
-    /// `Time::MAX` until its next event, so other inputs go on.
+    /// After `quiet` without events the source is idle until its next
+    /// event: operators downstream leave it out of their watermark (the
+    /// minimum over their inputs), so other inputs go on. An operator all
+    /// of whose inputs are idle holds the highest of their watermarks (it
+    /// does not jump to the end of time, so what comes after the quiet is
+    /// not late for that), and is idle downstream in turn.
     pub fn idle_after(mut self, quiet: Duration) -> Self {
         self.idle = Some(quiet);
         self

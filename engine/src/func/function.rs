@@ -41,7 +41,8 @@ impl<'a, O> Context<'a, O> {
 
     /// The instance's input watermark: event time up to which every input
     /// has arrived (an event at or before it is late). `0` before the
-    /// first watermark; `Time::MAX` once every input is idle or done.
+    /// first watermark; `Time::MAX` once every input is done; while every
+    /// input is idle, the highest of their watermarks.
     pub fn watermark(&self) -> Time {
         self.clock.watermark
     }

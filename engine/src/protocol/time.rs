@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, VecDeque};
 use super::LeaseId;
 
 /// Event time, in the app's unit (the engine only orders it). `0` is "no
-/// watermark yet"; `Time::MAX` is "this input is idle or done".
+/// watermark yet"; `Time::MAX` is "this input is done".
 pub type Time = u64;
 
 /// The seq of a lease's last mark: it sends nothing more on this edge.
@@ -54,6 +54,9 @@ pub struct Tick {
     pub seq: u64,
     /// The input watermark from now on.
     pub time: Time,
+    /// Every input is idle (see [`WatermarkMark::idle`]): `time` is the
+    /// highest of their watermarks, and the actor's outputs are idle too.
+    pub idle: bool,
     /// The lessor's epoch when it sent the tick out: the epoch of the
     /// outputs its timers emit. (An instance that consolidated for the
     /// barrier in progress holds no state and no timers, so a tick it
@@ -72,6 +75,10 @@ pub struct WatermarkMark {
     /// The watermark: the sender's later data on this edge is of later
     /// event time (or late).
     pub time: Time,
+    /// The sender is idle (a source quiet for its idle time, or an
+    /// operator all of whose inputs are): the receiver leaves this edge out
+    /// of its minimum until a mark says otherwise.
+    pub idle: bool,
     /// From `Home` only: the leases that got tick `seq` and send mark
     /// `seq` too. Empty from a lease and from an actor without lessees.
     pub roster: Vec<LeaseId>,
@@ -80,8 +87,9 @@ pub struct WatermarkMark {
 /// One input edge's watermark, from the marks of its upstream instances.
 #[derive(Debug, Default)]
 pub struct EdgeClock {
-    /// The home's marks whose roster has not caught up yet, in order.
-    waiting: VecDeque<(u64, Time, Vec<LeaseId>)>,
+    /// The home's marks whose roster has not caught up yet, in order:
+    /// seq, time, idle, roster.
+    waiting: VecDeque<(u64, Time, bool, Vec<LeaseId>)>,
     /// Each lease heard from or named: its latest mark's seq, and whether
     /// a completed roster named it.
     leases: BTreeMap<LeaseId, (u64, bool)>,
@@ -89,6 +97,8 @@ pub struct EdgeClock {
     home_seq: u64,
     /// The edge's watermark.
     time: Time,
+    /// Whether the edge's sender is idle (its latest completed mark's).
+    idle: bool,
 }
 
 impl EdgeClock {
@@ -97,12 +107,18 @@ impl EdgeClock {
         self.time
     }
 
+    /// Whether its sender is idle.
+    pub fn is_idle(&self) -> bool {
+        self.idle
+    }
+
     /// Whether marks wait for lessees' marks (then the actor is not idle).
     pub fn is_settled(&self) -> bool {
         self.waiting.is_empty()
     }
 
-    /// Take a mark; returns whether the edge's watermark moved.
+    /// Take a mark; returns whether the edge's watermark moved or its
+    /// sender's idleness changed.
     pub fn on_mark(&mut self, mark: WatermarkMark) -> bool {
         match mark.from {
             Instance::Home => {
@@ -113,7 +129,8 @@ impl EdgeClock {
                     self.home_seq
                 );
                 self.home_seq = mark.seq;
-                self.waiting.push_back((mark.seq, mark.time, mark.roster));
+                self.waiting
+                    .push_back((mark.seq, mark.time, mark.idle, mark.roster));
             }
             Instance::Lease(l) => {
                 assert!(mark.roster.is_empty(), "a lease's mark has no roster");
@@ -127,17 +144,18 @@ impl EdgeClock {
 
     /// Complete every waiting home mark whose roster caught up.
     fn advance(&mut self) -> bool {
-        let before = self.time;
-        while let Some((seq, time, roster)) = self.waiting.front() {
+        let before = (self.time, self.idle);
+        while let Some((seq, time, idle, roster)) = self.waiting.front() {
             let caught_up = roster
                 .iter()
                 .all(|l| self.leases.get(l).is_some_and(|(s, _)| s >= seq));
             if !caught_up {
                 break;
             }
-            let time = *time;
-            let (_, _, roster) = self.waiting.pop_front().expect("checked above");
+            let (time, idle) = (*time, *idle);
+            let (_, _, _, roster) = self.waiting.pop_front().expect("checked above");
             self.time = self.time.max(time);
+            self.idle = idle;
             // Rosters name a lease over one run of ticks: one that a
             // completed roster named and this one leaves out is done with
             // (unless a waiting mark names it still). One never named yet
@@ -148,19 +166,25 @@ impl EdgeClock {
                 if roster.contains(l) {
                     *named = true;
                 }
-                roster.contains(l) || !*named || waiting.iter().any(|(_, _, r)| r.contains(l))
+                roster.contains(l) || !*named || waiting.iter().any(|(.., r)| r.contains(l))
             });
         }
-        self.time > before
+        (self.time, self.idle) != before
     }
 }
 
 /// An actor's input watermark over its edges, and the ticks of its
 /// advances.
+///
+/// The watermark is the minimum over the edges whose sender is not idle;
+/// while every sender is idle, the highest of their watermarks (not the
+/// end of time: what comes after the quiet is not late for it), and the
+/// actor is idle too. It never moves back.
 #[derive(Debug)]
 pub struct InputClock {
     edges: Vec<EdgeClock>,
     time: Time,
+    idle: bool,
     ticks: u64,
 }
 
@@ -170,11 +194,13 @@ impl InputClock {
         InputClock {
             edges: (0..inputs).map(|_| EdgeClock::default()).collect(),
             time: 0,
+            idle: false,
             ticks: 0,
         }
     }
 
-    /// The input watermark: the minimum over the edges, never moving back.
+    /// The input watermark: the minimum over the edges not idle (the
+    /// highest while all are), never moving back.
     pub fn time(&self) -> Time {
         self.time
     }
@@ -189,21 +215,35 @@ impl InputClock {
         self.edges.iter().all(EdgeClock::is_settled)
     }
 
-    /// Take a mark on `edge`; the tick of the advance, if it advanced.
+    /// Take a mark on `edge`; the tick of the advance (or of a change of
+    /// idleness), if there was one.
     pub fn on_mark(&mut self, edge: u16, mark: WatermarkMark) -> Option<Tick> {
         let e = &mut self.edges[edge as usize];
         if !e.on_mark(mark) {
             return None;
         }
-        let min = self.edges.iter().map(EdgeClock::time).min().unwrap_or(0);
-        if min <= self.time {
+        let active = self
+            .edges
+            .iter()
+            .filter(|e| !e.is_idle())
+            .map(EdgeClock::time);
+        let (time, idle) = match active.min() {
+            Some(min) => (min, false),
+            None => (
+                self.edges.iter().map(EdgeClock::time).max().unwrap_or(0),
+                true,
+            ),
+        };
+        let time = time.max(self.time);
+        if (time, idle) == (self.time, self.idle) {
             return None;
         }
-        self.time = min;
+        (self.time, self.idle) = (time, idle);
         self.ticks += 1;
         Some(Tick {
             seq: self.ticks,
-            time: min,
+            time,
+            idle,
             epoch: 0,
         })
     }
@@ -218,6 +258,7 @@ mod tests {
             from: Instance::Home,
             seq,
             time,
+            idle: false,
             roster: roster.iter().map(|&l| LeaseId(l)).collect(),
         }
     }
@@ -227,6 +268,7 @@ mod tests {
             from: Instance::Lease(LeaseId(l)),
             seq,
             time,
+            idle: false,
             roster: Vec::new(),
         }
     }
@@ -289,6 +331,7 @@ mod tests {
             Some(Tick {
                 seq: 1,
                 time: 30,
+                idle: false,
                 epoch: 0
             })
         );
@@ -297,18 +340,44 @@ mod tests {
             Some(Tick {
                 seq: 2,
                 time: 50,
+                idle: false,
                 epoch: 0
             })
         );
-        // An edge that goes idle (MAX) leaves the other one in charge.
+        // An edge that is done (MAX) leaves the other one in charge.
         assert_eq!(
             c.on_mark(0, home(2, Time::MAX, &[])),
             Some(Tick {
                 seq: 3,
                 time: 70,
+                idle: false,
                 epoch: 0
             })
         );
         assert_eq!(c.time(), 70);
+    }
+
+    #[test]
+    fn idle_edges_are_left_out_and_all_idle_holds_the_highest() {
+        let idle = |seq: u64, time: Time| WatermarkMark {
+            idle: true,
+            ..home(seq, time, &[])
+        };
+        let mut c = InputClock::new(2);
+        assert_eq!(c.on_mark(0, home(1, 50, &[])), None);
+        assert_eq!(c.on_mark(1, home(1, 30, &[])).map(|t| t.time), Some(30));
+        // Edge 1 goes quiet: edge 0 alone decides.
+        let t = c.on_mark(1, idle(2, 30)).expect("a tick");
+        assert_eq!((t.time, t.idle), (50, false));
+        // Both quiet: the highest, not the end of time, and idle.
+        let t = c.on_mark(0, idle(2, 60)).expect("a tick");
+        assert_eq!((t.time, t.idle), (60, true));
+        // Edge 1 wakes behind: the watermark stays, no longer idle.
+        let t = c.on_mark(1, home(3, 40, &[])).expect("a tick");
+        assert_eq!((t.time, t.idle), (60, false));
+        assert_eq!(c.on_mark(1, home(4, 55, &[])), None);
+        // Edge 0 still idle: edge 1 alone moves it on.
+        let t = c.on_mark(1, home(5, 80, &[])).expect("a tick");
+        assert_eq!((t.time, t.idle), (80, false));
     }
 }

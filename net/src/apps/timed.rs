@@ -15,10 +15,11 @@
 //! - `clicks`: per user, sessions closed after [`SESSION_GAP_MS`] without
 //!   a click (the library's session `Window`).
 //!
-//! Outputs are [`WindowRow`]s tagged with the window's start (ms). The
-//! durable source refuses client watermarks, so the durable wordcount is
-//! idle (flushing its windows) after [`IDLE`] without lines; the others
-//! take a client's `Time::MAX` at the end of a run.
+//! Outputs are [`WindowRow`]s tagged with the window's start (ms). To
+//! close every window at the end of a run, the volatile sources take a
+//! client's watermark at `Time::MAX`; the durable source refuses client
+//! watermarks (they are not logged), so it takes [`end_of_lines`], an
+//! empty line at the end of time, which is logged and replayed like any.
 
 use std::time::Duration;
 
@@ -38,9 +39,6 @@ pub const BOUND_MS: Time = 50;
 pub const SESSION_GAP_MS: Time = 2_000;
 /// At most one watermark per source per this long.
 pub const MARK_PERIOD: Duration = Duration::from_millis(10);
-/// The durable wordcount's source is idle after this long without lines
-/// (longer than the demo load's quiet phases).
-pub const IDLE: Duration = Duration::from_secs(3);
 
 /// A line of text at event time `ts` (ms).
 #[derive(Clone, Debug, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -50,6 +48,15 @@ pub struct Line {
     pub ts: Time,
     /// The text.
     pub text: String,
+}
+
+/// The line that ends a durable wordcount's run: no words, at the end of
+/// time, so its watermark closes every window.
+pub fn end_of_lines() -> Line {
+    Line {
+        ts: Time::MAX,
+        text: String::new(),
+    }
 }
 
 /// A reading at event time `ts` (ms).
@@ -176,7 +183,7 @@ pub fn wordcount_on(
     let counts = if durable {
         b = b.durable();
         let lines = b.durable_source::<Line>("lines");
-        b.event_time(lines, time.idle_after(IDLE));
+        b.event_time(lines, time);
         let words = b.durable_operator("split", Split { work_us }, &[lines]);
         b.durable_operator("count", count, &[words])
     } else {

@@ -540,6 +540,7 @@ impl Effects<Message, Instance> for ShardFx<'_> {
             from,
             seq: tick.seq,
             time: tick.time,
+            idle: tick.idle,
             roster: roster.to_vec(),
         };
         self.send_marks(&mark);
@@ -551,6 +552,7 @@ impl Effects<Message, Instance> for ShardFx<'_> {
             from: From::Lease(lease),
             seq: RETIRED,
             time: 0,
+            idle: false,
             roster: Vec::new(),
         };
         self.send_marks(&mark);

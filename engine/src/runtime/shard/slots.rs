@@ -61,8 +61,9 @@ pub(super) struct SourceClock {
     pub(super) latest: Time,
     /// The highest watermark a client sent.
     pub(super) client: Time,
-    /// The last mark sent, and how many.
-    pub(super) sent: Time,
+    /// The last mark sent (its time and whether it said idle), and how
+    /// many.
+    pub(super) sent: (Time, bool),
     pub(super) marks: u64,
     pub(super) last_event_ns: u64,
     pub(super) last_mark_ns: u64,

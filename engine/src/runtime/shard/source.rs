@@ -9,8 +9,8 @@
 //! A source on event time also makes watermarks: the latest event time it
 //! sent less its out-of-orderness (or a client's watermark, the higher),
 //! sent as a mark on every out-edge after the events before it, at most
-//! once per period (housekeeping sends one the period held back), and
-//! `Time::MAX` while it is idle.
+//! once per period (housekeeping sends one the period held back); while
+//! it is idle its marks say so (downstream leaves it out of the minimum).
 
 use super::fx::{send_input, send_marks};
 use super::slots::SourceClock;
@@ -107,18 +107,19 @@ impl Shard {
         else {
             return false;
         };
-        let time = target(c, t);
+        let (time, idle) = target(c, t);
         let early = clock_ns.saturating_sub(c.last_mark_ns) < t.period_ns && c.marks > 0;
-        if time == c.sent || (early && !now) {
+        if (time, idle) == c.sent || (early && !now) {
             return false;
         }
-        c.sent = time;
+        c.sent = (time, idle);
         c.marks += 1;
         c.last_mark_ns = clock_ns;
         let mark = WatermarkMark {
             from: Instance::Home,
             seq: c.marks,
             time,
+            idle,
             roster: Vec::new(),
         };
         send_marks(self.env.id, plan, &mut self.env.outbox, source, &mark);
@@ -223,13 +224,11 @@ impl Shard {
     }
 }
 
-/// A source's watermark now: `Time::MAX` while idle, else the latest event
+/// A source's watermark now, and whether it is idle: the latest event
 /// time less the out-of-orderness, or the client's if higher (0: none).
-fn target(c: &SourceClock, t: &SourceTime) -> Time {
-    if c.idle {
-        return Time::MAX;
-    }
-    c.latest.saturating_sub(t.out_of_order).max(c.client)
+fn target(c: &SourceClock, t: &SourceTime) -> (Time, bool) {
+    let time = c.latest.saturating_sub(t.out_of_order).max(c.client);
+    (time, c.idle)
 }
 
 /// Events came: the latest event time moves, and the source is not idle.
