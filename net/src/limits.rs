@@ -7,8 +7,9 @@
 use std::time::Duration;
 
 /// The protocol version a client and a node agree on in the handshake
-/// (2: `ErrorCode::ShuttingDown`).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// (2: `ErrorCode::ShuttingDown`; 3: JSON ingest and subscriptions, an
+/// output's latency).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The first two bytes of every frame: a connection that sends anything
 /// else (an HTTP request on the binary port, garbage) is refused at once.

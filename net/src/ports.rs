@@ -157,8 +157,13 @@ pub(crate) enum Format {
 /// One item of a subscription, encoded for its subscriber.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Delivery {
-    /// An output: key hash and value (binary, or JSON text).
-    Data { key: u64, value: Vec<u8> },
+    /// An output: key hash, value (binary, or JSON text) and the
+    /// engine's latency of its root message, ns.
+    Data {
+        key: u64,
+        value: Vec<u8>,
+        latency_ns: u64,
+    },
     /// A window-close barrier passed the sink.
     Barrier { window: u64 },
     /// This many outputs were dropped before the next one.
@@ -312,13 +317,22 @@ impl<T: WireValue> Hub<T> {
 
     fn encode(ev: &SinkEvent<T>, format: Format) -> Option<Delivery> {
         match ev {
-            SinkEvent::Data { key, value, .. } => {
+            SinkEvent::Data {
+                key,
+                value,
+                latency_ns,
+                ..
+            } => {
                 let value = match format {
                     Format::Binary => value.to_binary(),
                     Format::Json => value.to_json().map(|j| j.to_string().into_bytes()),
                 };
                 Some(match value {
-                    Ok(value) => Delivery::Data { key: *key, value },
+                    Ok(value) => Delivery::Data {
+                        key: *key,
+                        value,
+                        latency_ns: *latency_ns,
+                    },
                     Err(e) => Delivery::Closed {
                         reason: format!("an output does not encode: {e}"),
                     },

@@ -108,6 +108,17 @@ pub enum Request {
         /// The events, in order.
         events: Vec<Event>,
     },
+    /// Events for one source of an app in their JSON form (one JSON text
+    /// each), read by the source's own reading of JSON, as over HTTP: for
+    /// a client that does not know the source's type (the command line).
+    IngestJson {
+        /// The app.
+        app: String,
+        /// The source.
+        source: String,
+        /// The events, in order, each a JSON text.
+        events: Vec<String>,
+    },
     /// Close window `window` of an app (a barrier at every source).
     Barrier {
         /// The app.
@@ -123,6 +134,9 @@ pub enum Request {
         sink: String,
         /// What to do when the subscriber falls behind.
         lag: Lag,
+        /// Outputs' values as JSON texts instead of the sink's binary
+        /// codec.
+        json: bool,
     },
     /// An app's stats (or the node's, for `None`), JSON.
     Stats {
@@ -192,12 +206,17 @@ pub enum Response {
 /// One item of a subscription's stream.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// An output: its key hash and value in the sink's binary codec.
+    /// An output: its key hash and value in the sink's binary codec (or
+    /// JSON text, for a JSON subscription).
     Data {
         /// The key hash.
         key: u64,
         /// The encoded value.
         value: Vec<u8>,
+        /// The engine's end-to-end latency of the output's root message
+        /// (from its ingest to the sink), ns: a loader that knows when it
+        /// meant to send finds the root's send time from here.
+        latency_ns: u64,
     },
     /// Every output before the barrier of this window came above.
     Barrier {

@@ -177,3 +177,40 @@ fn ingest_takes_the_shard_local_path() {
     assert_eq!(shard["local_ingests"], 20, "{shard}");
     assert_eq!(shard["inbox_ingests"], 0, "{shard}");
 }
+
+#[test]
+fn json_events_and_a_json_subscription_travel_the_binary_protocol() {
+    let server = common::serve(2, ServerConfig::default());
+    let mut c = Client::connect(server.local_addr(), "").expect("connects");
+    c.deploy("aggregate", "t", &json!({"fn": "sum"}), &slo())
+        .expect("deploys");
+    let sub = c.subscribe_as("t", "out", Lag::Disconnect, true).unwrap();
+    let good = |k: &str, v: u32| format!("{{\"key\":\"{k}\",\"value\":{v}}}");
+    // A text that is not JSON refuses its batch, naming it; nothing of
+    // the batch is taken.
+    let bad = Client::ingest_json_request("t", "events", vec![good("a", 1), "{nope".into()]);
+    match c.call(&bad) {
+        Err(ClientError::Node {
+            code: ErrorCode::InvalidInput,
+            message,
+        }) => assert!(message.contains("event 1 is not JSON"), "{message}"),
+        r => panic!("{r:?}"),
+    }
+    let ok = Client::ingest_json_request("t", "events", vec![good("a", 2), good("a", 3)]);
+    assert!(matches!(
+        c.call(&ok),
+        Ok(dirigo_net::Response::Accepted { events: 2 })
+    ));
+    c.barrier("t", 1).unwrap();
+    let (id, o) = c.next_output(Duration::from_secs(10)).unwrap().unwrap();
+    assert_eq!(id, sub);
+    let dirigo_net::Output::Data {
+        value, latency_ns, ..
+    } = o
+    else {
+        panic!("{o:?}")
+    };
+    let row: serde_json::Value = serde_json::from_slice(&value).unwrap();
+    assert_eq!(row, json!([1, "a", 5.0]));
+    assert!(latency_ns > 0);
+}

@@ -47,15 +47,25 @@ fn requests() -> impl Strategy<Value = Request> {
                 source,
                 events: ev.into_iter().map(|value| Event { value }).collect(),
             }),
+        (name, name, proptest::collection::vec(".{0,12}", 0..8)).prop_map(
+            |(app, source, events)| Request::IngestJson {
+                app,
+                source,
+                events,
+            }
+        ),
         (name, any::<u64>()).prop_map(|(app, window)| Request::Barrier { app, window }),
-        (name, name, any::<bool>()).prop_map(|(app, sink, drop)| Request::Subscribe {
-            app,
-            sink,
-            lag: if drop {
-                Lag::DropOldest
-            } else {
-                Lag::Disconnect
-            },
+        (name, name, any::<bool>(), any::<bool>()).prop_map(|(app, sink, drop, json)| {
+            Request::Subscribe {
+                app,
+                sink,
+                lag: if drop {
+                    Lag::DropOldest
+                } else {
+                    Lag::Disconnect
+                },
+                json,
+            }
         }),
         proptest::option::of(name).prop_map(|app| Request::Stats { app }),
         name.prop_map(|app| Request::Checkpoint { app }),

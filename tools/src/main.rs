@@ -1,7 +1,10 @@
-//! `dirigo`: a thin command-line front over the engine and the workloads.
+//! `dirigo`: the command line of a node: run one (`node`, or `demo` with
+//! built-in apps and load in-process), and work with a running one over
+//! its binary protocol (`remote`: deploy, send, tail, stats, ...).
 
 mod demo;
 mod node;
+mod remote;
 
 /// The allocator of the binaries (see the workspace `Cargo.toml`).
 #[global_allocator]
@@ -13,7 +16,10 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "dirigo",
     version,
-    about = "Dirigo: self-scaling stateful actors on a thread-per-core node"
+    about = "Dirigo: self-scaling stateful actors on a thread-per-core node",
+    after_help = "Commands that talk to a node find it with --addr (or DIRIGO_ADDR) and present \
+--token (or DIRIGO_TOKEN).\n\nExit codes: 0 done; 1 the operation failed; 2 usage or config error; \
+3 cannot reach the node; 4 refused (token or limit).\n\nLogs go to stderr; RUST_LOG sets their level."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,6 +35,22 @@ enum Cmd {
     /// Run a node on the network (binary protocol and HTTP) until SIGINT
     /// or SIGTERM, with the apps its config deploys at start.
     Node(node::Args),
+    /// Deploy an app of a catalog kind.
+    Deploy(remote::admin::DeployArgs),
+    /// Undeploy an app: its state is dropped, its subscribers are closed.
+    Undeploy(remote::admin::NameArgs),
+    /// List the deployed apps.
+    Apps(remote::admin::AppsArgs),
+    /// An app's stats, or the node's (every app, every shard).
+    Stats(remote::admin::StatsArgs),
+    /// Close a window of an app: a barrier at every source.
+    Barrier(remote::admin::BarrierArgs),
+    /// Checkpoint a durable app now.
+    Checkpoint(remote::admin::NameArgs),
+    /// Send JSON lines (stdin or --file) to an app's source, in batches.
+    Send(remote::send::SendArgs),
+    /// Print a sink's outputs as JSON lines as they come.
+    Tail(remote::tail::TailArgs),
 }
 
 fn main() {
@@ -44,9 +66,22 @@ fn main() {
     let code = match cli.cmd {
         Cmd::Demo(args) => demo::run(args).map_err(|e| (e.to_string(), 1)),
         Cmd::Node(args) => node::run(args).map_err(|e| (e.to_string(), e.exit_code())),
+        Cmd::Deploy(a) => remote_result(remote::admin::deploy(a)),
+        Cmd::Undeploy(a) => remote_result(remote::admin::undeploy(a)),
+        Cmd::Apps(a) => remote_result(remote::admin::apps(a)),
+        Cmd::Stats(a) => remote_result(remote::admin::stats(a)),
+        Cmd::Barrier(a) => remote_result(remote::admin::barrier(a)),
+        Cmd::Checkpoint(a) => remote_result(remote::admin::checkpoint(a)),
+        Cmd::Send(a) => remote_result(remote::send::send(a)),
+        Cmd::Tail(a) => remote_result(remote::tail::tail(a)),
     };
     if let Err((e, code)) = code {
         eprintln!("dirigo: {e}");
         std::process::exit(code);
     }
+}
+
+/// A remote command's error with its exit code.
+fn remote_result(r: Result<(), remote::CliError>) -> Result<(), (String, i32)> {
+    r.map_err(|e| (e.to_string(), e.exit_code()))
 }

@@ -121,6 +121,7 @@ impl LocalClient {
             app: app.to_owned(),
             sink: sink.to_owned(),
             lag,
+            json: false,
         };
         let id = self.send(&r).await?;
         ok(self.answer(id).await?)?;

@@ -219,7 +219,17 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Connect and shake hands with `token` (empty for none).
     pub fn connect(addr: SocketAddr, token: &str) -> Result<Client, ClientError> {
-        let stream = TcpStream::connect(addr)?;
+        Client::connect_within(addr, token, Duration::from_secs(10))
+    }
+
+    /// Connect and shake hands with `token`, giving up after `timeout` for
+    /// the connection and again for the handshake.
+    pub fn connect_within(
+        addr: SocketAddr,
+        token: &str,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_nodelay(true)?;
         let mut c = Client {
             stream,
@@ -232,7 +242,7 @@ impl Client {
             buf: vec![0; READ_CHUNK],
         };
         c.stream.write_all(&Session::hello(token)?)?;
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(a) = c.session.welcomed()? {
                 c.accepted = a;
@@ -395,6 +405,16 @@ impl Client {
         }
     }
 
+    /// The ingest request of events in their JSON form (each a JSON
+    /// text), read by the source's own reading of JSON.
+    pub fn ingest_json_request(app: &str, source: &str, events: Vec<String>) -> Request {
+        Request::IngestJson {
+            app: app.to_owned(),
+            source: source.to_owned(),
+            events,
+        }
+    }
+
     /// Send every batch, keeping up to `window` unacknowledged; returns
     /// the events accepted. Stops at the first refusal (the batches after
     /// it that were sent may have been accepted: their count is in the
@@ -431,10 +451,23 @@ impl Client {
     /// Subscribe to `app`'s `sink`; returns the subscription's id, which
     /// tags its outputs.
     pub fn subscribe(&mut self, app: &str, sink: &str, lag: Lag) -> Result<u64, ClientError> {
+        self.subscribe_as(app, sink, lag, false)
+    }
+
+    /// Subscribe to `app`'s `sink` with outputs as JSON texts (`json`) or
+    /// in the sink's binary codec; the subscription's id.
+    pub fn subscribe_as(
+        &mut self,
+        app: &str,
+        sink: &str,
+        lag: Lag,
+        json: bool,
+    ) -> Result<u64, ClientError> {
         let id = self.send(&Request::Subscribe {
             app: app.to_owned(),
             sink: sink.to_owned(),
             lag,
+            json,
         })?;
         ok(self.answer(id, Duration::from_secs(10))?)?;
         Ok(id)

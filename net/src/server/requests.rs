@@ -55,9 +55,23 @@ pub(super) async fn handle(conn: &mut Conn, f: Frame) -> Result<(), String> {
         }
     };
     let answer = match request {
-        Request::Subscribe { app, sink, lag } => {
-            return subscribe(conn, req, &app, &sink, lag).await
+        Request::Subscribe {
+            app,
+            sink,
+            lag,
+            json,
+        } => {
+            let format = if json { Format::Json } else { Format::Binary };
+            return subscribe(conn, req, &app, &sink, lag, format).await;
         }
+        Request::IngestJson {
+            app,
+            source,
+            events,
+        } => match json_events(&events) {
+            Ok(values) => return ingest(conn, req, &app, &source, Batch::Json(values)).await,
+            Err(refusal) => refusal,
+        },
         Request::Barrier { app, window } => {
             ops::barrier(&conn.ctx, &conn.token, &app, window).await
         }
@@ -99,6 +113,23 @@ pub(super) async fn handle(conn: &mut Conn, f: Frame) -> Result<(), String> {
         Request::Checkpoint { app } => control(conn, Control::Checkpoint(app)).await,
     };
     conn.send(frame(&answer, req)).await
+}
+
+/// The JSON texts of an `IngestJson` parsed, or its refusal naming the
+/// first that is not JSON (nothing of the batch is sent).
+fn json_events(events: &[String]) -> Result<Vec<serde_json::Value>, Response> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            serde_json::from_str(e).map_err(|err| {
+                ops::refusal(
+                    ErrorCode::InvalidInput,
+                    format!("event {i} is not JSON: {err}"),
+                )
+            })
+        })
+        .collect()
 }
 
 async fn control(conn: &Conn, c: Control) -> Response {
@@ -143,6 +174,7 @@ async fn subscribe(
     app: &str,
     sink: &str,
     lag: Lag,
+    format: Format,
 ) -> Result<(), String> {
     if !conn.subscription_room() {
         let answer = ops::refusal(
@@ -151,7 +183,7 @@ async fn subscribe(
         );
         return conn.send(frame(&answer, req)).await;
     }
-    match ops::subscribe(&conn.ctx, &conn.token, app, sink, lag, Format::Binary) {
+    match ops::subscribe(&conn.ctx, &conn.token, app, sink, lag, format) {
         Err(answer) => conn.send(frame(&answer, req)).await,
         Ok(sub) => {
             conn.send(frame(&Response::Ok, req)).await?;
@@ -197,7 +229,18 @@ async fn pump(sub: Subscription, req: u64, out: Out, ended: Rc<Cell<bool>>, stop
 /// A delivery as an output frame's body, and whether it is the last.
 fn output(d: Delivery) -> (Output, bool) {
     match d {
-        Delivery::Data { key, value } => (Output::Data { key, value }, false),
+        Delivery::Data {
+            key,
+            value,
+            latency_ns,
+        } => (
+            Output::Data {
+                key,
+                value,
+                latency_ns,
+            },
+            false,
+        ),
         Delivery::Barrier { window } => (Output::Barrier { window }, false),
         Delivery::Lagged { dropped } => (Output::Lagged { dropped }, false),
         Delivery::Closed { reason } => {

@@ -52,7 +52,7 @@ pub(crate) fn read_window<T: WireValue>(c: &mut Client, sub: u64, window: u64) -
             continue;
         }
         match o {
-            Output::Data { key, value } => {
+            Output::Data { key, value, .. } => {
                 out.push((key, T::from_binary(&value).expect("decodes")))
             }
             Output::Barrier { window: w } if w == window => return out,

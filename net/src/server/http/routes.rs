@@ -344,7 +344,7 @@ fn shutdown_event() -> (Bytes, bool) {
 /// One SSE event.
 fn sse_event(d: Delivery) -> (Bytes, bool) {
     let (name, data, last) = match d {
-        Delivery::Data { key, value } => {
+        Delivery::Data { key, value, .. } => {
             let v: Value = serde_json::from_slice(&value).unwrap_or(Value::Null);
             ("output", json!({"key": key, "value": v}), false)
         }

@@ -1,0 +1,267 @@
+//! The `dirigo` command line against a node, both as child processes over
+//! loopback: deploy, send, tail, barrier, stats, checkpoint and undeploy
+//! round trip with the outputs checked against what was sent; and every
+//! bad input with its one line on stderr and its exit code (0 done, 1
+//! failed, 2 usage or config, 3 unreachable, 4 refused).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+const ADMIN: &str = "admin-secret";
+
+/// A node of this test: killed when dropped.
+struct Node {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_node(dir: &Path) -> Node {
+    let cfg = dir.join("node.toml");
+    let text = format!(
+        "[node]\nshards = 2\nplacement = \"unpinned\"\ndata_dir = {:?}\n\n\
+         [server]\nlisten = \"127.0.0.1:0\"\nhttp = false\nadmin_token = \"{ADMIN}\"\nmax_subscribers = 1\n",
+        dir.join("data")
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dirigo"))
+        .args(["node", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("dirigo starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split_whitespace()
+        .nth(3)
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    Node { child, addr }
+}
+
+/// `dirigo ARGS` against `node` with `token`, stdin from `input`.
+fn dirigo(node: &Node, token: &str, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dirigo"))
+        .args(args)
+        .env("DIRIGO_ADDR", &node.addr)
+        .env("DIRIGO_TOKEN", token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dirigo runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Run and require exit code `code`; stdout, and stderr.
+fn expect(node: &Node, token: &str, args: &[&str], input: &str, code: i32) -> (String, String) {
+    let o = dirigo(node, token, args, input);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "dirigo {args:?}: stdout {out:?} stderr {err:?}"
+    );
+    (out, err)
+}
+
+/// Events of the `aggregate` kind: `n` rows over 5 keys; the sum per key.
+fn rows(n: u64) -> (String, std::collections::BTreeMap<String, f64>) {
+    let mut lines = String::new();
+    let mut sums = std::collections::BTreeMap::new();
+    for i in 0..n {
+        let key = format!("k{}", i % 5);
+        lines += &format!("{{\"key\":\"{key}\",\"value\":{}}}\n", i);
+        *sums.entry(key).or_insert(0.0) += i as f64;
+    }
+    (lines, sums)
+}
+
+#[test]
+fn deploy_send_tail_stats_checkpoint_and_undeploy_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path());
+    let deploy = [
+        "deploy",
+        "aggregate",
+        "totals",
+        "-p",
+        "fn=sum",
+        "--slo",
+        "50ms",
+        "--durable",
+    ];
+    let (out, _) = expect(&node, ADMIN, &deploy, "", 0);
+    assert!(out.contains("deployed totals"), "{out}");
+    let (out, _) = expect(&node, ADMIN, &["apps"], "", 0);
+    assert_eq!(out.trim(), "totals");
+
+    // A tail subscribed before the events sees every window row.
+    let tail = subscribed(
+        &node,
+        &["tail", "totals", "out", "--count", "5", "--duration", "60s"],
+    );
+    let (lines, sums) = rows(2000);
+    let (out, _) = expect(
+        &node,
+        ADMIN,
+        &["send", "totals", "events", "--batch", "64"],
+        &lines,
+        0,
+    );
+    assert_eq!(out.trim(), "acknowledged 2000 events");
+    expect(&node, ADMIN, &["barrier", "totals", "--window", "1"], "", 0);
+    let got = tail.wait_with_output().unwrap();
+    assert_eq!(got.status.code(), Some(0));
+    let mut seen = std::collections::BTreeMap::new();
+    for l in text(&got.stdout).lines() {
+        let row: Value = serde_json::from_str(l).unwrap();
+        assert_eq!(row[0], 1, "{l}");
+        seen.insert(
+            row[1].as_str().unwrap().to_owned(),
+            row[2].as_f64().unwrap(),
+        );
+    }
+    assert_eq!(seen, sums);
+
+    let (out, _) = expect(&node, ADMIN, &["stats", "totals", "--json"], "", 0);
+    let s: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s["delivered"], 5);
+    let (table, _) = expect(&node, ADMIN, &["stats"], "", 0);
+    assert!(table.lines().any(|l| l.starts_with("totals ")), "{table}");
+    assert!(table.contains("shard"), "{table}");
+    let (out, _) = expect(&node, ADMIN, &["checkpoint", "totals"], "", 0);
+    assert!(out.starts_with("checkpoint "), "{out}");
+    expect(&node, ADMIN, &["undeploy", "totals"], "", 0);
+    let (out, _) = expect(&node, ADMIN, &["apps", "--json"], "", 0);
+    assert_eq!(out.trim(), "[]");
+}
+
+/// `dirigo tail ...` in the background, once it says it has subscribed
+/// (its stderr's first line); the rest of its stderr is not read.
+fn subscribed(node: &Node, args: &[&str]) -> Child {
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_dirigo"))
+        .args(args)
+        .env("DIRIGO_ADDR", &node.addr)
+        .env("DIRIGO_TOKEN", ADMIN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut err = BufReader::new(tail.stderr.take().unwrap());
+    err.read_line(&mut first).unwrap();
+    assert!(first.contains("subscribed"), "{first:?}");
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    tail
+}
+
+#[test]
+fn bad_input_gets_one_line_and_its_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path());
+    let e = |args: &[&str], input: &str, code: i32, says: &str| {
+        let (_, err) = expect(&node, ADMIN, args, input, code);
+        assert!(
+            err.contains(says),
+            "dirigo {args:?}: {err:?} lacks {says:?}"
+        );
+    };
+    e(&["deploy", "aggregate", "a", "-p", "fn=sum"], "", 0, "");
+    // Usage: flags, parameters (2).
+    e(
+        &["deploy", "aggregate", "b", "--slo", "fast"],
+        "",
+        2,
+        "not a duration",
+    );
+    e(
+        &["deploy", "aggregate", "b", "-p", "fn"],
+        "",
+        2,
+        "KEY=VALUE",
+    );
+    e(
+        &["deploy", "aggregate", "b", "-p", "fn=nosuch"],
+        "",
+        2,
+        "params.fn",
+    );
+    e(
+        &["send", "a", "events", "--file", "/no/such/file"],
+        "",
+        2,
+        "/no/such/file",
+    );
+    e(
+        &["stats", "--addr", "no-such-host.invalid:1"],
+        "",
+        2,
+        "--addr",
+    );
+    // Failed (1): unknown kind, app, sink; a taken name.
+    e(&["deploy", "nokind", "b"], "", 1, "nokind");
+    e(
+        &["deploy", "aggregate", "a", "-p", "fn=sum"],
+        "",
+        1,
+        "already deployed",
+    );
+    e(&["stats", "nope"], "", 1, "nope");
+    e(&["tail", "a", "nosink", "--count", "1"], "", 1, "nosink");
+    e(&["checkpoint", "a"], "", 1, "not durable");
+    // A line that is not JSON: named by number; the rest sent (skip) or
+    // not (stop), and the count acknowledged says which.
+    let input = "{\"key\":\"x\",\"value\":1}\nnot json\n{\"key\":\"y\",\"value\":2}\n";
+    let (out, err) = expect(&node, ADMIN, &["send", "a", "events"], input, 1);
+    assert!(err.contains("line 2: not JSON"), "{err}");
+    assert_eq!(out.trim(), "acknowledged 1 events");
+    let skip = ["send", "a", "events", "--on-error", "skip"];
+    let (out, _) = expect(&node, ADMIN, &skip, input, 1);
+    assert_eq!(out.trim(), "acknowledged 2 events");
+    // JSON the source refuses: that line, the others of its batch sent.
+    let input = "{\"key\":\"x\",\"value\":1}\n{\"nokey\":1}\n{\"key\":\"y\",\"value\":2}\n";
+    let (out, err) = expect(&node, ADMIN, &skip, input, 1);
+    assert!(err.contains("line 2: refused"), "{err}");
+    assert_eq!(out.trim(), "acknowledged 2 events");
+    // Refused (4): a wrong token; over a limit.
+    let (_, err) = expect(&node, "wrong", &["apps"], "", 4);
+    assert!(err.contains("Unauthorized"), "{err}");
+    let (_, err) = expect(&node, "", &["apps"], "", 4);
+    assert!(err.contains("Unauthorized"), "{err}");
+    // One subscriber per sink in this node's config: a second is refused.
+    let mut first = subscribed(&node, &["tail", "a", "out", "--duration", "60s"]);
+    e(&["tail", "a", "out", "--count", "1"], "", 4, "subscribers");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // Unreachable (3): nothing listens there.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    e(&["apps", "--addr", &addr], "", 3, "cannot reach the node");
+    // clap's own usage errors are 2 too.
+    e(&["deploy"], "", 2, "Usage");
+}
