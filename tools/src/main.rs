@@ -51,6 +51,10 @@ enum Cmd {
     Send(remote::send::SendArgs),
     /// Print a sink's outputs as JSON lines as they come.
     Tail(remote::tail::TailArgs),
+    /// Open-loop load from a built-in generator: latency from each event's
+    /// due time to its output, a progress line, a summary and an .hgrm
+    /// percentile file.
+    Load(remote::load::LoadArgs),
 }
 
 fn main() {
@@ -74,6 +78,7 @@ fn main() {
         Cmd::Checkpoint(a) => remote_result(remote::admin::checkpoint(a)),
         Cmd::Send(a) => remote_result(remote::send::send(a)),
         Cmd::Tail(a) => remote_result(remote::tail::tail(a)),
+        Cmd::Load(a) => remote_result(remote::load::load(a)),
     };
     if let Err((e, code)) = code {
         eprintln!("dirigo: {e}");

@@ -265,3 +265,101 @@ fn bad_input_gets_one_line_and_its_exit_code() {
     // clap's own usage errors are 2 too.
     e(&["deploy"], "", 2, "Usage");
 }
+
+#[test]
+fn load_against_a_node_reports_latency_and_writes_an_hgrm_that_parses() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path());
+    expect(
+        &node,
+        ADMIN,
+        &["deploy", "sensors", "s", "--slo", "20ms"],
+        "",
+        0,
+    );
+    let hgrm = dir.path().join("run.hgrm");
+    let hgrm_s = hgrm.to_str().unwrap();
+    let args = [
+        "load",
+        "s",
+        "readings",
+        "--generator",
+        "sensors",
+        "--sink",
+        "alert-sink",
+        "--rate",
+        "5000",
+        "--duration",
+        "2s",
+        "--pattern",
+        "poisson",
+        "--drain",
+        "1s",
+        "--hgrm",
+        hgrm_s,
+    ];
+    let (out, err) = expect(&node, ADMIN, &args, "", 0);
+    // About 1% of readings are alerts; every one sent was acknowledged.
+    let outputs: u64 = out
+        .split_whitespace()
+        .zip(out.split_whitespace().skip(1))
+        .find(|(_, w)| *w == "outputs")
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no output count in {out:?}"));
+    assert!(outputs > 20, "{out}");
+    assert!(out.contains("0 shed"), "{out}");
+    assert!(err.contains("sent "), "a progress line: {err:?}");
+    // The file: a header, then (value ms, percentile, count) rows,
+    // non-decreasing, ending at 100% with every output counted.
+    let text = std::fs::read_to_string(&hgrm).unwrap();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().contains("Percentile"));
+    let rows: Vec<(f64, f64, u64)> = lines
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("#["))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    assert!(rows
+        .windows(2)
+        .all(|w| w[0].0 <= w[1].0 && w[0].2 <= w[1].2));
+    let last = rows.last().unwrap();
+    assert_eq!((last.1, last.2), (1.0, outputs));
+    assert!(last.0 > 0.0 && last.0 < 10_000.0, "{last:?}");
+    assert!(
+        text.contains(&format!("Total count    = {outputs:>12}")),
+        "{text}"
+    );
+    // A load whose sink stays silent says so (exit 1); a replay without
+    // its file is a usage error.
+    let silent = [
+        "load",
+        "s",
+        "readings",
+        "--generator",
+        "sensors",
+        "--duration",
+        "300ms",
+        "--drain",
+        "200ms",
+        "--hgrm",
+        hgrm_s,
+    ];
+    expect(&node, ADMIN, &silent, "", 1);
+    let replay = [
+        "load",
+        "s",
+        "readings",
+        "--generator",
+        "sensors",
+        "--pattern",
+        "replay",
+    ];
+    let (_, err) = expect(&node, ADMIN, &replay, "", 2);
+    assert!(err.contains("--replay"), "{err}");
+}

@@ -1,6 +1,7 @@
 //! The commands that talk to a running node over its binary protocol:
 //! deploy and undeploy apps, list them, read their stats, close windows,
-//! checkpoint, send events and tail outputs (`admin`, `send`, `tail`).
+//! checkpoint, send events and tail outputs (`admin`, `send`, `tail`), and
+//! run an open-loop load with latency percentiles (`load`).
 //!
 //! This module owns what they share: how to reach the node (`--addr`,
 //! `--token`, `--connect-timeout`, each also from the environment), the
@@ -16,6 +17,7 @@
 //! | 4 | refused: the token does not allow it, or a limit (batch, subscribers, backpressure) |
 
 pub(crate) mod admin;
+pub(crate) mod load;
 pub(crate) mod send;
 pub(crate) mod tail;
 
