@@ -102,7 +102,7 @@ mod exports {
         Ack, AppBuilder, AppHandle, EventTime, JournalAck, Node, Rejected, SinkEvent, SinkPolicy,
         SinkReceiver, SourceHandle, Stream,
     };
-    pub use crate::durability::{DurableStats, Recovery};
+    pub use crate::durability::{inspect, DurableStats, Recovery};
     pub use crate::func::{
         Agg, AggAcc, Aggregate, Buffered, Context, DurableState, FullWindow, Function,
         IntervalJoin, InvalidWindows, JoinWindows, Joined, KeyWindows, Keyed, KeyedJoin, Merge,

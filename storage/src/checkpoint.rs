@@ -69,7 +69,7 @@ pub const STATE_CHUNK_LEN: usize = 8 << 20;
 pub const MAX_STATE_CHUNK_LEN: usize = MAX_RECORD_LEN - 1024;
 
 /// File name prefix of checkpoint segments.
-const PREFIX: &str = "ckpt-";
+pub(crate) const PREFIX: &str = "ckpt-";
 
 /// A record of a checkpoint segment.
 #[derive(rkyv::Archive, rkyv::Serialize, Debug)]
@@ -179,7 +179,7 @@ impl Checkpoint {
     }
 
     /// Maps and validates the segment of the checkpoint `listed` in `dir`.
-    fn load(dir: &Path, listed: &Listed) -> Result<Self> {
+    pub(crate) fn load(dir: &Path, listed: &Listed) -> Result<Self> {
         let path = dir.join(numbered(PREFIX, listed.epoch));
         let file_len = fs::metadata(&path)
             .map_err(|source| StorageError::Io {

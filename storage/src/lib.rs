@@ -47,6 +47,9 @@
 //!
 //! On top of segments:
 //!
+//! - [`inspect`]: read-only reports of segments, checkpoint folders and
+//!   logs (framing and checksums, what each checkpoint lists), for tools.
+//!
 //! - [`IngressLog`]: the append-only log of one source, a folder of
 //!   segments `log-<first seq>.seg`; records get implicit sequence numbers,
 //!   appends are group-committed (one fdatasync per batch), replay hands out
@@ -115,6 +118,7 @@ mod checkpoint;
 pub mod disk;
 mod error;
 pub mod format;
+pub mod inspect;
 mod log;
 mod manifest;
 mod reader;

@@ -63,7 +63,7 @@ use crate::manifest::{numbered, numbered_files, remove_if_exists, sync_dir};
 use crate::{Record, Segment, SegmentWriter};
 
 /// File name prefix of ingress log segments.
-const PREFIX: &str = "log-";
+pub(crate) const PREFIX: &str = "log-";
 
 /// One segment file of the log.
 #[derive(Debug)]

@@ -3,6 +3,7 @@
 //! its binary protocol (`remote`: deploy, send, tail, stats, ...).
 
 mod demo;
+mod inspect;
 mod node;
 mod remote;
 
@@ -51,6 +52,9 @@ enum Cmd {
     Send(remote::send::SendArgs),
     /// Print a sink's outputs as JSON lines as they come.
     Tail(remote::tail::TailArgs),
+    /// What is on disk in a data folder, an app's folder or a segment
+    /// file: checkpoints, log segments, spill files; every checksum checked.
+    Inspect(inspect::Args),
     /// Open-loop load from a built-in generator: latency from each event's
     /// due time to its output, a progress line, a summary and an .hgrm
     /// percentile file.
@@ -79,6 +83,7 @@ fn main() {
         Cmd::Send(a) => remote_result(remote::send::send(a)),
         Cmd::Tail(a) => remote_result(remote::tail::tail(a)),
         Cmd::Load(a) => remote_result(remote::load::load(a)),
+        Cmd::Inspect(a) => remote_result(inspect::run(a)),
     };
     if let Err((e, code)) = code {
         eprintln!("dirigo: {e}");

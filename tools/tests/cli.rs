@@ -155,9 +155,50 @@ fn deploy_send_tail_stats_checkpoint_and_undeploy_round_trip() {
     assert!(table.contains("shard"), "{table}");
     let (out, _) = expect(&node, ADMIN, &["checkpoint", "totals"], "", 0);
     assert!(out.starts_with("checkpoint "), "{out}");
+    inspect_the_data_folder(&node, &dir.path().join("data"));
     expect(&node, ADMIN, &["undeploy", "totals"], "", 0);
     let (out, _) = expect(&node, ADMIN, &["apps", "--json"], "", 0);
     assert_eq!(out.trim(), "[]");
+}
+
+/// `dirigo inspect` beside the running node: the checkpoint and the log
+/// (2000 events and a barrier) as they are; then a flipped byte in the
+/// log reported with its file and offset, exit 1.
+fn inspect_the_data_folder(node: &Node, data: &Path) {
+    let data_s = data.to_str().unwrap();
+    let (out, _) = expect(node, "", &["inspect", data_s], "", 0);
+    assert!(
+        out.contains("app folder") && out.contains("totals"),
+        "{out}"
+    );
+    assert!(out.contains("full"), "{out}");
+    assert!(
+        out.contains("2001 entries") && out.contains("damage: none"),
+        "{out}"
+    );
+    let (json, _) = expect(node, "", &["inspect", "--json", data_s], "", 0);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v[0]["checkpoints"][0]["kind"], "full", "{v}");
+    assert_eq!(v[0]["log"][0]["end_seq"], 2001, "{v}");
+    let seg = v[0]["log"][0]["segment"]["path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[100] ^= 0x10;
+    std::fs::write(&seg, &bytes).unwrap();
+    let (out, _) = expect(node, "", &["inspect", data_s], "", 1);
+    assert!(out.contains("DAMAGED") && out.contains(&seg), "{out}");
+    assert!(
+        out.contains("at byte 96"),
+        "the damaged record header: {out}"
+    );
+    let (out, _) = expect(node, "", &["inspect", &seg], "", 1);
+    assert!(out.contains("DAMAGED"), "{out}");
+    bytes[100] ^= 0x10;
+    std::fs::write(&seg, &bytes).unwrap();
+    let (_, err) = expect(node, "", &["inspect", "/no/such/place"], "", 2);
+    assert!(err.contains("no such file"), "{err}");
 }
 
 /// `dirigo tail ...` in the background, once it says it has subscribed

@@ -9,7 +9,8 @@
 //! - `journal`: the group-commit loop and checkpoints;
 //! - `recovery`: open an app's folder, restore, replay;
 //! - `spill`: dormant state in segment files;
-//! - `figures`: the journal's log and checkpoint figures, for stats.
+//! - `figures`: the journal's log and checkpoint figures, for stats;
+//! - `inspect`: an app folder as it is on disk, read-only, for tools.
 //!
 //! Imports `plan`, `func` and the vocabulary, never the runtime or the
 //! client API: what the journal logged reaches the shards through
@@ -18,6 +19,7 @@
 
 mod codec;
 mod figures;
+pub mod inspect;
 mod journal;
 mod recovery;
 mod request;
