@@ -52,6 +52,9 @@ enum Cmd {
     Send(remote::send::SendArgs),
     /// Print a sink's outputs as JSON lines as they come.
     Tail(remote::tail::TailArgs),
+    /// A live view of a node: per app throughput, latency, SLO
+    /// satisfaction, queueing and lessees; per shard busy share.
+    Top(remote::top::TopArgs),
     /// What is on disk in a data folder, an app's folder or a segment
     /// file: checkpoints, log segments, spill files; every checksum checked.
     Inspect(inspect::Args),
@@ -84,6 +87,7 @@ fn main() {
         Cmd::Tail(a) => remote_result(remote::tail::tail(a)),
         Cmd::Load(a) => remote_result(remote::load::load(a)),
         Cmd::Inspect(a) => remote_result(inspect::run(a)),
+        Cmd::Top(a) => remote_result(remote::top::top(a)),
     };
     if let Err((e, code)) = code {
         eprintln!("dirigo: {e}");

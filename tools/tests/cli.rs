@@ -308,7 +308,7 @@ fn bad_input_gets_one_line_and_its_exit_code() {
 }
 
 #[test]
-fn load_against_a_node_reports_latency_and_writes_an_hgrm_that_parses() {
+fn load_and_top_against_a_node_report_latency_and_an_hgrm_that_parses() {
     let dir = tempfile::tempdir().unwrap();
     let node = start_node(dir.path());
     expect(
@@ -339,7 +339,36 @@ fn load_against_a_node_reports_latency_and_writes_an_hgrm_that_parses() {
         "--hgrm",
         hgrm_s,
     ];
-    let (out, err) = expect(&node, ADMIN, &args, "", 0);
+    let load = Command::new(env!("CARGO_BIN_EXE_dirigo"))
+        .args(args)
+        .env("DIRIGO_ADDR", &node.addr)
+        .env("DIRIGO_TOKEN", ADMIN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `top` meanwhile: the app's row shows outputs flowing, and each shard.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (view, _) = expect(
+        &node,
+        ADMIN,
+        &["top", "--once", "--interval", "800ms"],
+        "",
+        0,
+    );
+    let row = view
+        .lines()
+        .find(|l| l.starts_with("s "))
+        .unwrap_or_else(|| panic!("no row for s in {view}"));
+    let rate: f64 = row.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(rate > 0.0, "{view}");
+    assert!(
+        view.contains("shard 0 busy") && view.contains("shard 1 busy"),
+        "{view}"
+    );
+    let o = load.wait_with_output().unwrap();
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{out} {err}");
     // About 1% of readings are alerts; every one sent was acknowledged.
     let outputs: u64 = out
         .split_whitespace()

@@ -1,7 +1,8 @@
 //! The commands that talk to a running node over its binary protocol:
 //! deploy and undeploy apps, list them, read their stats, close windows,
 //! checkpoint, send events and tail outputs (`admin`, `send`, `tail`), and
-//! run an open-loop load with latency percentiles (`load`).
+//! run an open-loop load with latency percentiles (`load`), and watch a
+//! node live (`top`).
 //!
 //! This module owns what they share: how to reach the node (`--addr`,
 //! `--token`, `--connect-timeout`, each also from the environment), the
@@ -20,6 +21,7 @@ pub(crate) mod admin;
 pub(crate) mod load;
 pub(crate) mod send;
 pub(crate) mod tail;
+pub(crate) mod top;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
