@@ -103,6 +103,10 @@ pub const SEND_WAIT: Duration = Duration::from_secs(1);
 /// Most requests the journal takes into one group commit.
 pub const MAX_GROUP: usize = 1024;
 
+/// Largest deploy note a durable app's folder keeps (`App::with_deploy_note`),
+/// bytes: a description, not data.
+pub const MAX_DEPLOY_NOTE: usize = 64 << 10;
+
 /// Smallest segment size of an ingress log, bytes.
 pub const MIN_LOG_SEGMENT_BYTES: u64 = 4096;
 

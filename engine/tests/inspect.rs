@@ -1,7 +1,8 @@
 //! `inspect::app_folder` on a live durable app's folder: checkpoints with
 //! their kind and chain (a full one, then incremental ones applied to it),
 //! the log's segments and their seqs, every operator's part, nothing on
-//! disk changed by looking; and a damaged byte reported with its file and
+//! disk changed by looking; an operator's state restored through the
+//! chain, equal to the oracle's; and a damaged byte reported with its file and
 //! offset, the checkpoints that need it marked as missing their base.
 
 #[path = "common/counter.rs"]
@@ -10,8 +11,10 @@ mod counter;
 use std::path::Path;
 use std::time::Duration;
 
-use dirigo_engine::inspect::{app_folder, is_app_folder, CheckpointKind};
-use dirigo_engine::{Node, NodeConfig, Placement};
+use std::collections::BTreeMap;
+
+use dirigo_engine::inspect::{app_folder, is_app_folder, saved_state, CheckpointKind};
+use dirigo_engine::{Keyed, Node, NodeConfig, Placement};
 
 fn send(src: &dirigo_engine::SourceHandle<counter::Ev>, lo: u64, hi: u64) {
     let batch = (lo..hi).map(counter::event).collect();
@@ -85,6 +88,26 @@ fn a_live_apps_folder_reads_as_its_checkpoints_chains_and_log() {
     assert!(f.checkpoints[0].operators.iter().any(|o| o.delta));
     let logged: u64 = f.log.iter().map(|s| s.report.records).sum();
     assert_eq!((f.log[0].first_seq, logged), (0, 2015));
+
+    // The counts as checkpoint 3 has them (its changes applied to 2's
+    // and 1's): the oracle's.
+    let saved = saved_state(&app_dir, counter::app("insp").0, "counts").unwrap();
+    assert_eq!(saved.epoch, 3);
+    let tallies = saved
+        .state
+        .downcast::<Keyed<counter::Tally>>()
+        .expect("the counts' state");
+    let words: BTreeMap<u32, (u64, u64)> = tallies
+        .iter()
+        .map(|(_, t)| (t.word, (t.n, t.id_sum)))
+        .collect();
+    assert_eq!(
+        words,
+        counter::oracle(&[counter::Step::Events(0, 2015)]).words
+    );
+    let e = saved_state(&app_dir, counter::app("insp").0, "nope").unwrap_err();
+    assert!(e.to_string().contains("no operator \"nope\""), "{e}");
+    assert_eq!(listing(&app_dir), before, "reading a state changes nothing");
 
     // One flipped byte in checkpoint 2: named with its file and offset;
     // checkpoint 3's chain now misses its base.

@@ -374,6 +374,8 @@ pub struct Checkpoints {
     floor: Option<u64>,
     skipped: Vec<StorageError>,
     chunk_len: usize,
+    /// Opened with `open_read_only`: nothing may be written.
+    read_only: bool,
 }
 
 impl Checkpoints {
@@ -411,7 +413,34 @@ impl Checkpoints {
                 })
             }
         };
+        let (checkpoints, newest) = Self::from_manifest(dir, &manifest, &files)?;
+        checkpoints.clean_up(&manifest, &files)?;
+        Ok((checkpoints, newest))
+    }
 
+    /// Like [`open`](Self::open), for reading only: nothing is created,
+    /// cleaned up or changed, so it can run beside the node that owns the
+    /// folder (a tool's view of the newest checkpoint). A folder without
+    /// a manifest has no checkpoint. The `Checkpoints` returned must not
+    /// be written through: `begin` refuses.
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<(Checkpoints, Option<Checkpoint>)> {
+        let dir = dir.as_ref().to_path_buf();
+        let files = segment_files(&dir)?;
+        let manifest = manifest::read(&dir)?.unwrap_or(Manifest {
+            generation: 0,
+            checkpoints: Vec::new(),
+        });
+        let (mut checkpoints, newest) = Self::from_manifest(dir, &manifest, &files)?;
+        checkpoints.read_only = true;
+        Ok((checkpoints, newest))
+    }
+
+    /// The newest valid listed checkpoint, and the folder's state.
+    fn from_manifest(
+        dir: PathBuf,
+        manifest: &Manifest,
+        files: &[(u64, PathBuf)],
+    ) -> Result<(Checkpoints, Option<Checkpoint>)> {
         let mut skipped = Vec::new();
         let mut loaded = None;
         for (i, listed) in manifest.checkpoints.iter().enumerate() {
@@ -437,24 +466,7 @@ impl Checkpoints {
             }
         };
 
-        // Everything checked out: clean up what an interrupted commit left.
         let listed: BTreeSet<u64> = manifest.checkpoints.iter().map(|c| c.epoch).collect();
-        let mut removed = false;
-        for (epoch, path) in &files {
-            if !listed.contains(epoch) {
-                remove_if_exists(path)?;
-                removed = true;
-            }
-        }
-        let tmp = dir.join(MANIFEST_TMP);
-        if tmp.exists() {
-            remove_if_exists(&tmp)?;
-            removed = true;
-        }
-        if removed {
-            sync_dir(&dir)?;
-        }
-
         let floor = listed
             .iter()
             .chain(files.iter().map(|(e, _)| e))
@@ -467,8 +479,31 @@ impl Checkpoints {
             floor,
             skipped,
             chunk_len: STATE_CHUNK_LEN,
+            read_only: false,
         };
         Ok((checkpoints, checkpoint))
+    }
+
+    /// Everything checked out: delete what an interrupted commit left (a
+    /// `MANIFEST.tmp`, segments the manifest does not list).
+    fn clean_up(&self, manifest: &Manifest, files: &[(u64, PathBuf)]) -> Result<()> {
+        let listed: BTreeSet<u64> = manifest.checkpoints.iter().map(|c| c.epoch).collect();
+        let mut removed = false;
+        for (epoch, path) in files {
+            if !listed.contains(epoch) {
+                remove_if_exists(path)?;
+                removed = true;
+            }
+        }
+        let tmp = self.dir.join(MANIFEST_TMP);
+        if tmp.exists() {
+            remove_if_exists(&tmp)?;
+            removed = true;
+        }
+        if removed {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
     }
 
     /// Damage found at open: the checkpoints skipped, newest first, each
@@ -480,6 +515,13 @@ impl Checkpoints {
     /// Starts writing checkpoint `epoch`, which must be greater than every
     /// epoch in the manifest and every epoch begun before.
     pub fn begin(&mut self, epoch: u64) -> Result<CheckpointWriter> {
+        if self.read_only {
+            return Err(StorageError::Invalid {
+                path: self.dir.clone(),
+                offset: 0,
+                reason: "the checkpoints were opened read-only".into(),
+            });
+        }
         self.check_newer(epoch)?;
         let path = self.dir.join(numbered(PREFIX, epoch));
         let writer = SegmentWriter::create(&path, epoch)?;
@@ -774,6 +816,32 @@ impl std::fmt::Debug for CheckpointWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_only_open_reads_the_newest_and_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (none, newest) = Checkpoints::open_read_only(dir.path()).expect("empty");
+        assert!(newest.is_none() && none.listed().is_empty());
+        assert!(!dir.path().join(MANIFEST).exists(), "nothing created");
+        let (mut cps, _) = Checkpoints::open(dir.path()).expect("open");
+        let mut w = cps.begin(1).expect("begin");
+        w.put(0, b"state").expect("put");
+        cps.commit(w, &[(0, 9)]).expect("commit");
+        // A commit in progress (as a live node has): left alone.
+        let pending = cps.begin(2).expect("begin");
+        let (mut ro, newest) = Checkpoints::open_read_only(dir.path()).expect("read-only");
+        let newest = newest.expect("checkpoint 1");
+        assert_eq!((newest.epoch(), newest.sources()), (1, &[(0, 9)][..]));
+        assert!(
+            dir.path().join(numbered(PREFIX, 2)).exists(),
+            "not cleaned up"
+        );
+        let Err(e) = ro.begin(3) else {
+            panic!("a read-only begin is refused")
+        };
+        assert!(e.to_string().contains("read-only"), "{e}");
+        drop(pending);
+    }
 
     #[test]
     fn large_state_is_split_and_joined() {

@@ -6,12 +6,19 @@
 //! numbers) and its spill files; every checksum is checked, and damage is
 //! reported with its file and byte offset. Exit 0 when nothing is
 //! damaged, 1 when something is, 2 when PATH is none of those.
+//!
+//! `--dump OPERATOR` on an app's folder prints that operator's state as
+//! the newest valid checkpoint has it (through its chain), as JSON: the
+//! folder's `DEPLOY` note names the catalog kind and parameters it was
+//! deployed with, so the app is built again and the kind's JSON form of
+//! the state is used (the built-in durable kinds have one).
 
 use std::path::{Path, PathBuf};
 
 use dirigo_engine::inspect::{
-    app_folder, is_app_folder, AppFolder, CheckpointInfo, CheckpointKind,
+    app_folder, is_app_folder, saved_state, AppFolder, CheckpointInfo, CheckpointKind,
 };
+use dirigo_net::{Catalog, DeploySpec};
 use dirigo_storage::inspect::SegmentReport;
 use dirigo_storage::StorageError;
 use serde_json::{json, Value};
@@ -26,6 +33,10 @@ pub(crate) struct Args {
     /// The report as JSON.
     #[arg(long)]
     json: bool,
+    /// Print this operator's state, as the newest valid checkpoint has it,
+    /// as JSON (PATH: an app's folder, deployed from the node's catalog).
+    #[arg(long, value_name = "OPERATOR")]
+    dump: Option<String>,
 }
 
 fn storage(e: StorageError) -> CliError {
@@ -33,6 +44,9 @@ fn storage(e: StorageError) -> CliError {
 }
 
 pub(crate) fn run(a: Args) -> Result<(), CliError> {
+    if let Some(op) = &a.dump {
+        return dump(&a.path, op);
+    }
     let p = &a.path;
     let (text, report, damaged) = if p.is_file() {
         let r = dirigo_storage::inspect::segment(p).map_err(storage)?;
@@ -61,6 +75,50 @@ pub(crate) fn run(a: Args) -> Result<(), CliError> {
     if damaged {
         return Err(CliError::Failed("inspect: damage found (see above)".into()));
     }
+    Ok(())
+}
+
+/// `--dump OPERATOR`: build the app again from the folder's deploy note
+/// (its catalog kind and parameters), restore the operator's state from
+/// the newest checkpoint and print it through the kind's JSON form.
+fn dump(p: &Path, op: &str) -> Result<(), CliError> {
+    if !p.is_dir() || !is_app_folder(p) {
+        return Err(CliError::Usage(format!(
+            "--dump needs an app's folder; {} is not one",
+            p.display()
+        )));
+    }
+    let folder = app_folder(p).map_err(storage)?;
+    let note = folder.deploy_note.as_deref().ok_or_else(|| {
+        CliError::Failed(format!(
+            "{} has no DEPLOY note (not deployed from a node's catalog): its state's type is unknown",
+            p.display()
+        ))
+    })?;
+    let note: Value = serde_json::from_str(note).map_err(|e| {
+        CliError::Failed(format!("{}: the DEPLOY note is not JSON: {e}", p.display()))
+    })?;
+    let kind = note["kind"].as_str().unwrap_or_default();
+    let name = p
+        .file_name()
+        .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    let spec = DeploySpec {
+        name: name.clone(),
+        slo: None,
+        durable: true,
+    };
+    let catalog = Catalog::builtin();
+    let fail = |e: &dyn std::fmt::Display| CliError::Failed(format!("--dump {op}: {e}"));
+    let app = catalog
+        .build(kind, &spec, note["params"].clone())
+        .map_err(|e| fail(&e))?
+        .into_app();
+    let saved = saved_state(p, app, op).map_err(|e| fail(&e))?;
+    let state = catalog
+        .dump_state(kind, op, saved.state)
+        .map_err(|e| fail(&e))?;
+    let out = json!({"app": name, "kind": kind, "operator": op, "checkpoint": saved.epoch, "state": state});
+    println!("{out:#}");
     Ok(())
 }
 

@@ -153,18 +153,26 @@ fn deploy_send_tail_stats_checkpoint_and_undeploy_round_trip() {
     let (table, _) = expect(&node, ADMIN, &["stats"], "", 0);
     assert!(table.lines().any(|l| l.starts_with("totals ")), "{table}");
     assert!(table.contains("shard"), "{table}");
+    // An open window's events, then a checkpoint: they are its state.
+    let (open, open_sums) = rows(50);
+    expect(&node, ADMIN, &["send", "totals", "events"], &open, 0);
     let (out, _) = expect(&node, ADMIN, &["checkpoint", "totals"], "", 0);
     assert!(out.starts_with("checkpoint "), "{out}");
-    inspect_the_data_folder(&node, &dir.path().join("data"));
+    inspect_the_data_folder(&node, &dir.path().join("data"), &open_sums);
     expect(&node, ADMIN, &["undeploy", "totals"], "", 0);
     let (out, _) = expect(&node, ADMIN, &["apps", "--json"], "", 0);
     assert_eq!(out.trim(), "[]");
 }
 
 /// `dirigo inspect` beside the running node: the checkpoint and the log
-/// (2000 events and a barrier) as they are; then a flipped byte in the
+/// (2000 events, a barrier, 50 events) as they are; the aggregate's state
+/// (`--dump`) the sums of the 50 in the open window; then a flipped byte in the
 /// log reported with its file and offset, exit 1.
-fn inspect_the_data_folder(node: &Node, data: &Path) {
+fn inspect_the_data_folder(
+    node: &Node,
+    data: &Path,
+    open: &std::collections::BTreeMap<String, f64>,
+) {
     let data_s = data.to_str().unwrap();
     let (out, _) = expect(node, "", &["inspect", data_s], "", 0);
     assert!(
@@ -173,13 +181,37 @@ fn inspect_the_data_folder(node: &Node, data: &Path) {
     );
     assert!(out.contains("full"), "{out}");
     assert!(
-        out.contains("2001 entries") && out.contains("damage: none"),
+        out.contains("2051 entries") && out.contains("damage: none"),
         "{out}"
     );
     let (json, _) = expect(node, "", &["inspect", "--json", data_s], "", 0);
     let v: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v[0]["checkpoints"][0]["kind"], "full", "{v}");
-    assert_eq!(v[0]["log"][0]["end_seq"], 2001, "{v}");
+    assert_eq!(v[0]["log"][0]["end_seq"], 2051, "{v}");
+    let app = data.join("totals");
+    let dump = ["inspect", "--dump", "aggregate", app.to_str().unwrap()];
+    let (out, _) = expect(node, "", &dump, "", 0);
+    let d: Value = serde_json::from_str(&out).unwrap();
+    let state: std::collections::BTreeMap<String, f64> = d["state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap().to_owned(),
+                r["sum"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(&state, open, "{d}");
+    let (_, err) = expect(
+        node,
+        "",
+        &["inspect", "--dump", "nope", app.to_str().unwrap()],
+        "",
+        1,
+    );
+    assert!(err.contains("nope"), "{err}");
     let seg = v[0]["log"][0]["segment"]["path"]
         .as_str()
         .unwrap()

@@ -374,6 +374,7 @@ impl AppBuilder {
             nodes: self.nodes,
             durable: self.durable,
             colocated: self.colocated,
+            note: None,
         })
     }
 }

@@ -3,19 +3,26 @@
 //! state, its changes since the last checkpoint, its event clock), each
 //! checkpoint's kind (full or incremental) and the chain of older ones an
 //! incremental one is applied to; its ingress log's segments and their
-//! sequence numbers; its spill files. Read-only (the storage layer's
-//! `inspect`): it can run beside the node that owns the folder.
+//! sequence numbers; its spill files. And one operator's state as the
+//! newest valid checkpoint has it, restored through its chain exactly as
+//! recovery restores it, for a tool that knows the state's type to show.
+//! Read-only (the storage layer's `inspect`, `Checkpoints::open_read_only`):
+//! it can run beside the node that owns the folder.
 //!
 //! Kept here because the key bits (`limits::DELTA`, `limits::CLOCK`) and
 //! the folder's layout (`log/`, `dormant/`) are this layer's format.
 
+use std::any::Any;
 use std::path::{Path, PathBuf};
 
 use dirigo_storage::inspect::{self as disk, LogSegment, SegmentReport};
-use dirigo_storage::{Result, StorageError};
+use dirigo_storage::{Checkpoints, Result, StorageError};
 
+use super::recovery::{durability_err, restore, storage_err};
 use super::spill;
 use crate::limits::{CLOCK, DELTA};
+use crate::model::{AppId, EngineError};
+use crate::plan::{App, Plan};
 
 /// Whole states, or changes over an older checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +89,8 @@ pub struct AppFolder {
     pub log: Vec<LogSegment>,
     /// Spill files of dormant actors.
     pub spills: Vec<SegmentReport>,
+    /// The note its last deploy wrote (`App::with_deploy_note`), if any.
+    pub deploy_note: Option<String>,
 }
 
 impl AppFolder {
@@ -128,7 +137,22 @@ pub fn app_folder(dir: &Path) -> Result<AppFolder> {
         manifest_damage: f.manifest_damage,
         log,
         spills: spills(dir)?,
+        deploy_note: deploy_note(dir)?,
     })
+}
+
+/// The deploy note in `dir`, if there is one.
+fn deploy_note(dir: &Path) -> Result<Option<String>> {
+    let path = dir.join(super::recovery::NOTE);
+    match std::fs::read(&path) {
+        Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StorageError::Io {
+            path,
+            op: "read",
+            source,
+        }),
+    }
 }
 
 /// A listed checkpoint's keys read as operators.
@@ -218,4 +242,58 @@ fn spills(dir: &Path) -> Result<Vec<SegmentReport>> {
         .collect();
     paths.sort();
     paths.iter().map(|p| disk::segment(p)).collect()
+}
+
+/// One operator's state as a checkpoint has it.
+pub struct SavedState {
+    /// The checkpoint it is from (the newest valid one).
+    pub epoch: u64,
+    /// The operator's state, of its function's `State` type: the caller
+    /// downcasts it.
+    pub state: Box<dyn Any>,
+}
+
+impl std::fmt::Debug for SavedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SavedState")
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The state of `app`'s operator `operator` in the newest valid checkpoint
+/// of the app folder `dir`, with an incremental checkpoint's changes
+/// applied to its base as recovery applies them. `app` must be the app the
+/// folder was written by (the same DAG): a different one is an error, as
+/// at a deploy. Reads only.
+pub fn saved_state(
+    dir: &Path,
+    app: App,
+    operator: &str,
+) -> std::result::Result<SavedState, EngineError> {
+    let plan = Plan::compile(app, AppId(0), 1, None);
+    let name = plan.name.clone();
+    let (ckpts, newest) = Checkpoints::open_read_only(dir)
+        .map_err(|e| storage_err(&name, "reading its checkpoints", e))?;
+    let ckpt = newest.ok_or_else(|| durability_err(&name, "the folder holds no checkpoint"))?;
+    let op = plan
+        .nodes
+        .iter()
+        .position(|n| n.name == operator)
+        .ok_or_else(|| durability_err(&name, format!("the app has no operator {operator:?}")))?;
+    let mut states = Vec::new();
+    restore(&ckpts, &ckpt, &plan, &mut states)?;
+    let (_, restored) = states
+        .into_iter()
+        .find(|(o, _)| o.0 as usize == op)
+        .ok_or_else(|| {
+            durability_err(
+                &name,
+                format!("operator {operator:?} is not durable: it saves no state"),
+            )
+        })?;
+    Ok(SavedState {
+        epoch: ckpt.epoch(),
+        state: restored.user.into_any(),
+    })
 }

@@ -18,7 +18,7 @@ use super::codec::{kind_of, ArchivedLogEntry, LogEntry};
 use super::request::Forward;
 use super::spill;
 use crate::func::{aligned_copy, EventClock, Restored, StateCodec};
-use crate::limits::{CLOCK, DELTA};
+use crate::limits::{CLOCK, DELTA, MAX_DEPLOY_NOTE};
 use crate::model::{AnyBox, EngineError, OperatorId, Result, StorageFailure};
 use crate::plan::{Plan, PlanKind};
 
@@ -126,6 +126,9 @@ pub(crate) fn open(dir: &Path, plan: &Plan, log_segment_bytes: u64) -> Result<Op
         .map_err(|e| storage_err(app, "creating its data folder", e))?;
     // One node at a time: before anything in the folder is read or cleaned.
     let lock = lock_folder(dir).map_err(|e| durability_err(app, e))?;
+    if let Some(note) = &plan.note {
+        write_note(dir, note).map_err(|e| durability_err(app, e))?;
+    }
     let (ckpts, newest) =
         Checkpoints::open(dir).map_err(|e| storage_err(app, "opening its checkpoints", e))?;
     clear_spills(app, dir)?;
@@ -166,6 +169,29 @@ pub(crate) fn open(dir: &Path, plan: &Plan, log_segment_bytes: u64) -> Result<Op
         None => {}
     }
     Ok(opened)
+}
+
+/// The deploy note's file in an app's folder.
+pub(super) const NOTE: &str = "DEPLOY";
+
+/// Write the deploy note whole or not at all: a temporary file, synced,
+/// renamed over the old one, the folder synced.
+fn write_note(dir: &Path, note: &str) -> std::result::Result<(), String> {
+    if note.len() > MAX_DEPLOY_NOTE {
+        return Err(format!(
+            "its deploy note is {} bytes, over {MAX_DEPLOY_NOTE}",
+            note.len()
+        ));
+    }
+    let tmp = dir.join("DEPLOY.tmp");
+    let io = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", tmp.display());
+    let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", e))?;
+    std::io::Write::write_all(&mut f, note.as_bytes()).map_err(|e| io("write", e))?;
+    f.sync_all().map_err(|e| io("sync", e))?;
+    std::fs::rename(&tmp, dir.join(NOTE)).map_err(|e| io("rename", e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("cannot sync {}: {e}", dir.display()))
 }
 
 /// Dormant states spilled by an earlier run are stale: the checkpoint and
@@ -266,7 +292,7 @@ impl<'a> Chain<'a> {
 /// newest earlier listed checkpoint that has it, with the changes of every
 /// checkpoint after that one applied in order. Returns the log position to
 /// replay from and the oldest checkpoint used.
-fn restore(
+pub(super) fn restore(
     ckpts: &Checkpoints,
     ckpt: &Checkpoint,
     plan: &Plan,

@@ -107,6 +107,8 @@ pub(crate) struct Plan {
     pub state_sink: Option<StateSink>,
     /// Durable apps: the app's data folder (`<data_dir>/<app>`).
     pub dir: Option<PathBuf>,
+    /// The app's deploy note (`App::with_deploy_note`).
+    pub note: Option<String>,
     /// Why the app failed, once it did (an operator panicked, a spilled
     /// state is damaged): set once, by the shard that saw it. A failed app
     /// runs nothing more and takes no input; undeploy clears it away.
@@ -222,6 +224,7 @@ impl Plan {
             timed,
             state_sink,
             dir,
+            note: app.note,
             failure: OnceLock::new(),
         }
     }
@@ -370,6 +373,7 @@ mod tests {
             nodes,
             durable: false,
             colocated,
+            note: None,
         };
         Plan::compile(app, AppId(1), shards, None)
     }

@@ -69,6 +69,8 @@ pub struct App {
     pub(crate) durable: bool,
     /// Every node homed on one shard (`AppBuilder::colocated`).
     pub(crate) colocated: bool,
+    /// A durable app's deploy note (`App::with_deploy_note`).
+    pub(crate) note: Option<String>,
 }
 
 impl App {
@@ -80,5 +82,15 @@ impl App {
     /// Whether the app was built `durable`.
     pub fn is_durable(&self) -> bool {
         self.durable
+    }
+
+    /// A note on how the app was made (a catalog's kind and parameters,
+    /// say): a durable deploy writes it to `DEPLOY` in the app's folder,
+    /// where tools read it back (`inspect::AppFolder::deploy_note`) to
+    /// build the same app again and read its state. At most
+    /// `limits::MAX_DEPLOY_NOTE` bytes (a longer one fails the deploy).
+    pub fn with_deploy_note(mut self, note: impl Into<String>) -> App {
+        self.note = Some(note.into());
+        self
     }
 }

@@ -549,3 +549,41 @@ mod tests {
         assert_eq!((a.count, a.sum, a.min, a.max), (3, 8.0, 1.0, 5.0));
     }
 }
+
+// ---------------------------------------------------------------------
+// checkpointed state as JSON (`dirigo inspect --dump`)
+// ---------------------------------------------------------------------
+
+/// A durable `wordcount` operator's checkpointed state as JSON: `count`'s
+/// open window as `[{"word", "count"}]` by word; `split` keeps none.
+/// `None` for another operator or a state of another type.
+pub fn wordcount_state_json(op: &str, state: Box<dyn std::any::Any>) -> Option<serde_json::Value> {
+    match op {
+        "split" => Some(serde_json::Value::Null),
+        "count" => {
+            let s = state.downcast::<Keyed<WordCount>>().ok()?;
+            let mut rows: Vec<_> = s.iter().map(|(_, w)| (w.word.clone(), w.count)).collect();
+            rows.sort();
+            let rows = rows
+                .into_iter()
+                .map(|(word, count)| serde_json::json!({"word": word, "count": count}));
+            Some(serde_json::Value::Array(rows.collect()))
+        }
+        _ => None,
+    }
+}
+
+/// A durable `aggregate` operator's checkpointed state as JSON: the open
+/// window's `[{"key", "count", "sum", "min", "max"}]` by key.
+pub fn aggregate_state_json(op: &str, state: Box<dyn std::any::Any>) -> Option<serde_json::Value> {
+    if op != "aggregate" {
+        return None;
+    }
+    let s = state.downcast::<Keyed<RowAgg>>().ok()?;
+    let mut rows: Vec<&RowAgg> = s.iter().map(|(_, a)| a).collect();
+    rows.sort_by(|a, b| a.key.cmp(&b.key));
+    let rows = rows.into_iter().map(|a| {
+        serde_json::json!({"key": a.key, "count": a.count, "sum": a.sum, "min": a.min, "max": a.max})
+    });
+    Some(serde_json::Value::Array(rows.collect()))
+}

@@ -58,6 +58,7 @@ fn wordcount() -> AppKind {
             Ok(Built::new(app, ports))
         },
     )
+    .with_state_dump(apps::wordcount_state_json)
 }
 
 fn sensors() -> AppKind {
@@ -130,6 +131,7 @@ fn aggregate() -> AppKind {
             Ok(Built::new(app, ports))
         },
     )
+    .with_state_dump(apps::aggregate_state_json)
 }
 
 /// A JSON object's `key` field (a string, or a number as its text) and

@@ -13,6 +13,7 @@
 mod builtin;
 pub(crate) mod schema;
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +58,11 @@ impl Built {
     /// The app and the ports of its sources and sinks.
     pub fn new(app: App, ports: Ports) -> Built {
         Built { app, ports }
+    }
+
+    /// The app alone (a tool that reads its folder needs no ports).
+    pub fn into_app(self) -> App {
+        self.app
     }
 }
 
@@ -110,12 +116,17 @@ impl Ports {
 /// Builds an app of a kind from its checked parameters.
 pub type Factory = dyn Fn(&DeploySpec, &Value) -> Result<Built, String> + Send + Sync;
 
+/// An operator's checkpointed state (its function's `State`, erased) as
+/// JSON; `None` when the kind has no such operator or state.
+pub type StateDump = dyn Fn(&str, Box<dyn Any>) -> Option<Value> + Send + Sync;
+
 /// One kind of app.
 pub struct AppKind {
     name: String,
     description: String,
     schema: Value,
     factory: Box<Factory>,
+    dump: Option<Box<StateDump>>,
 }
 
 impl AppKind {
@@ -132,7 +143,18 @@ impl AppKind {
             description: description.to_owned(),
             schema,
             factory: Box::new(factory),
+            dump: None,
         }
+    }
+
+    /// How its durable operators' checkpointed states read as JSON (for
+    /// `dirigo inspect --dump`).
+    pub fn with_state_dump(
+        mut self,
+        dump: impl Fn(&str, Box<dyn Any>) -> Option<Value> + Send + Sync + 'static,
+    ) -> AppKind {
+        self.dump = Some(Box::new(dump));
+        self
     }
 
     /// Its name.
@@ -206,9 +228,34 @@ impl Catalog {
             .get(kind)
             .ok_or_else(|| CatalogError::UnknownKind(kind.to_owned()))?;
         let params = schema::validate(&k.schema, params)?;
-        (k.factory)(spec, &params).map_err(|reason| CatalogError::Factory {
+        let note = serde_json::json!({"kind": kind, "params": params}).to_string();
+        let mut built = (k.factory)(spec, &params).map_err(|reason| CatalogError::Factory {
             kind: kind.to_owned(),
             reason,
+        })?;
+        // A durable app's folder says how to build it again (`inspect`).
+        built.app = built.app.with_deploy_note(note);
+        Ok(built)
+    }
+
+    /// Operator `op`'s checkpointed state of an app of `kind`, as JSON.
+    pub fn dump_state(
+        &self,
+        kind: &str,
+        op: &str,
+        state: Box<dyn Any>,
+    ) -> Result<Value, CatalogError> {
+        let k = self
+            .kinds
+            .get(kind)
+            .ok_or_else(|| CatalogError::UnknownKind(kind.to_owned()))?;
+        let dump = k.dump.as_ref().ok_or_else(|| CatalogError::Factory {
+            kind: kind.to_owned(),
+            reason: "its states have no JSON form".into(),
+        })?;
+        dump(op, state).ok_or_else(|| CatalogError::Factory {
+            kind: kind.to_owned(),
+            reason: format!("no operator {op:?} with a state to show"),
         })
     }
 }
