@@ -165,11 +165,7 @@ pub(super) async fn control(ctx: &Ctx, token: &str, request: Control) -> Respons
             None => failed(),
         },
         Control::Apps => Response::Apps(state.app_names()),
-        Control::Stats(None) => match ctl.run(move || state.node.stats()).await {
-            Some(Ok(s)) => Response::Stats(stats::node_json(&s).to_string()),
-            Some(Err(e)) => refusal(codes::engine(&e), e.to_string()),
-            None => failed(),
-        },
+        Control::Stats(None) => node_stats(ctx).await,
         Control::Checkpoint(app) => {
             let Some(d) = state.app(&app) else {
                 return no_app(&app);
@@ -187,6 +183,23 @@ fn failed() -> Response {
     refusal(ErrorCode::Failed, "the control thread failed this request")
 }
 
+/// The node's stats (the token was checked): the snapshot, the node clock
+/// right after it, and the apps' SLOs.
+async fn node_stats(ctx: &Ctx) -> Response {
+    let state = ctx.state.clone();
+    let snapshot = move || {
+        let s = state.node.stats();
+        s.map(|s| (s, state.node.now_ns(), state.slos()))
+    };
+    match ctx.control.run(snapshot).await {
+        Some(Ok((s, now_ns, slos))) => {
+            Response::Stats(stats::node_json(&s, now_ns, &slos).to_string())
+        }
+        Some(Err(e)) => refusal(codes::engine(&e), e.to_string()),
+        None => failed(),
+    }
+}
+
 /// One app's stats, for a token that may read it.
 async fn app_stats(ctx: &Ctx, token: &str, app: String) -> Response {
     let d = match app_for(ctx, token, &app, Right::Read) {
@@ -197,7 +210,7 @@ async fn app_stats(ctx: &Ctx, token: &str, app: String) -> Response {
     let state = ctx.state.clone();
     match ctx.control.run(move || state.node.stats()).await {
         Some(Ok(s)) => match s.apps.get(&id) {
-            Some(a) => Response::Stats(stats::app_json(a).to_string()),
+            Some(a) => Response::Stats(stats::app_json(a, d.slo).to_string()),
             None => no_app(&app),
         },
         Some(Err(e)) => refusal(codes::engine(&e), e.to_string()),

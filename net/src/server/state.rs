@@ -23,6 +23,8 @@ use crate::ports::{IngestPort, SubscribePort};
 pub(crate) struct Deployed {
     pub(crate) handle: AppHandle,
     pub(crate) durable: bool,
+    /// The SLO it was deployed with; `None`: best effort.
+    pub(crate) slo: Option<Duration>,
     pub(crate) sources: HashMap<String, Arc<dyn IngestPort>>,
     pub(crate) sinks: HashMap<String, Arc<dyn SubscribePort>>,
     ingest_token: Option<String>,
@@ -111,6 +113,14 @@ impl State {
             .collect()
     }
 
+    /// Each app's SLO (`None`: best effort), by name, for the stats.
+    pub(crate) fn slos(&self) -> HashMap<String, Option<Duration>> {
+        lock(&self.apps)
+            .iter()
+            .map(|(name, d)| (name.clone(), d.slo))
+            .collect()
+    }
+
     pub(crate) fn app_names(&self) -> Vec<String> {
         let mut v: Vec<_> = lock(&self.apps).keys().cloned().collect();
         v.sort();
@@ -181,6 +191,7 @@ impl State {
         let d = Deployed {
             handle,
             durable,
+            slo: req.spec.slo,
             sources,
             sinks: built.ports.sinks.into_iter().collect(),
             ingest_token: token(req.ingest_token),

@@ -5,7 +5,9 @@
 //! - `io`: hyper's I/O and timer traits over glommio;
 //! - `routes`: the routes (apps, events, SSE sinks, barriers, checkpoints,
 //!   stats, health, metrics);
-//! - `metrics`: the Prometheus text of a stats snapshot.
+//! - `metrics`: the Prometheus text of a stats snapshot;
+//! - `dashboard`: the live dashboard's page and assets (`GET /`), embedded
+//!   in the binary, which polls `GET /v1/stats`.
 //!
 //! hyper reads the request head within `handshake_timeout` (its header
 //! read timeout); a keep-alive connection silent for `idle_timeout` is
@@ -14,6 +16,7 @@
 //! (with `connection: close`), an event stream sends what its buffer
 //! holds and a `closed` event of `shutting_down`, then it closes.
 
+mod dashboard;
 mod io;
 mod metrics;
 mod routes;

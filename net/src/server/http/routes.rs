@@ -2,7 +2,8 @@
 //! `{"error": {"code", "message"}}` with a stable code), Server-Sent Events
 //! for sinks, the Prometheus text for `/metrics`. Tokens come as
 //! `Authorization: Bearer <token>`. Every route runs the same operation as
-//! the binary protocol (`ops`).
+//! the binary protocol (`ops`). The dashboard's page and assets
+//! (`dashboard`) are public; its data, `GET /v1/stats`, is the admin's.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use serde_json::{json, Value};
 use super::super::link::{Ctx, Stop, SHUTTING_DOWN};
 use super::super::ops::{self, Control};
 use super::super::state::DeployReq;
-use super::metrics;
+use super::{dashboard, metrics};
 use crate::catalog::DeploySpec;
 use crate::ports::{Acked, Batch, Delivery, Format, Subscription};
 use crate::wire::{self, ErrorCode, Lag};
@@ -141,6 +142,9 @@ pub(super) async fn route(
         (&Method::GET, ["healthz"]) => json_response(StatusCode::OK, &json!({"ok": true})),
         (&Method::GET, ["readyz"]) => ready(c).await,
         (&Method::GET, ["metrics"]) => scrape(c, &token).await,
+        (&Method::GET, ["v1", "stats"]) => {
+            answer(ops::control(c, &token, Control::Stats(None)).await)
+        }
         (&Method::GET, ["v1", "apps"]) => answer(ops::control(c, &token, Control::Apps).await),
         (&Method::POST, ["v1", "apps"]) => match body(req, c.state.cfg.max_frame).await {
             Ok(b) => deploy(c, &token, &b).await,
@@ -175,17 +179,26 @@ pub(super) async fn route(
         (&Method::GET, ["v1", "apps", app, "sinks", sink]) => {
             sse(c, stop, &token, app, sink, &query)
         }
-        (_, ["healthz" | "readyz" | "metrics"] | ["v1", "apps", ..]) => {
-            let mut r = error(
-                ErrorCode::InvalidInput,
-                format!("{method} is not allowed on {path}"),
-            );
-            *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            r
+        (&Method::GET, [name]) if dashboard::is_asset(name) => match dashboard::asset(name) {
+            Some(r) => r.map(BodyExt::boxed_unsync),
+            None => error(ErrorCode::NotFound, format!("no route {path}")),
+        },
+        (_, ["healthz" | "readyz" | "metrics"] | ["v1", "apps" | "stats", ..]) => {
+            not_allowed(&method, &path)
         }
+        (_, [name]) if dashboard::is_asset(name) => not_allowed(&method, &path),
         _ => error(ErrorCode::NotFound, format!("no route {path}")),
     };
     Ok(r)
+}
+
+fn not_allowed(method: &Method, path: &str) -> Response<Body> {
+    let mut r = error(
+        ErrorCode::InvalidInput,
+        format!("{method} is not allowed on {path}"),
+    );
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
 }
 
 async fn ready(c: &Ctx) -> Response<Body> {
