@@ -520,36 +520,6 @@ pub fn aggregate_on(
     Ok((b.build()?, rx))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spin_work_takes_about_the_asked_time() {
-        let t = Instant::now();
-        spin_work(200);
-        assert!(t.elapsed() >= Duration::from_micros(200));
-    }
-
-    #[test]
-    fn agg_merge_is_the_aggregate_of_the_union() {
-        let mut a = Agg::default();
-        a.merge(Agg {
-            count: 2,
-            sum: 3.0,
-            min: 1.0,
-            max: 2.0,
-        });
-        a.merge(Agg {
-            count: 1,
-            sum: 5.0,
-            min: 5.0,
-            max: 5.0,
-        });
-        assert_eq!((a.count, a.sum, a.min, a.max), (3, 8.0, 1.0, 5.0));
-    }
-}
-
 // ---------------------------------------------------------------------
 // checkpointed state as JSON (`dirigo inspect --dump`)
 // ---------------------------------------------------------------------
@@ -586,4 +556,34 @@ pub fn aggregate_state_json(op: &str, state: Box<dyn std::any::Any>) -> Option<s
         serde_json::json!({"key": a.key, "count": a.count, "sum": a.sum, "min": a.min, "max": a.max})
     });
     Some(serde_json::Value::Array(rows.collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spin_work_takes_about_the_asked_time() {
+        let t = Instant::now();
+        spin_work(200);
+        assert!(t.elapsed() >= Duration::from_micros(200));
+    }
+
+    #[test]
+    fn agg_merge_is_the_aggregate_of_the_union() {
+        let mut a = Agg::default();
+        a.merge(Agg {
+            count: 2,
+            sum: 3.0,
+            min: 1.0,
+            max: 2.0,
+        });
+        a.merge(Agg {
+            count: 1,
+            sum: 5.0,
+            min: 5.0,
+            max: 5.0,
+        });
+        assert_eq!((a.count, a.sum, a.min, a.max), (3, 8.0, 1.0, 5.0));
+    }
 }
