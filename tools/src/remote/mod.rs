@@ -116,13 +116,19 @@ impl Remote {
     /// is the node's answer, not an unreachable node.
     pub(crate) fn connect(&self) -> Result<Client, CliError> {
         let addr = self.socket_addr()?;
-        Client::connect_within(addr, &self.token, self.connect_timeout).map_err(|e| match e {
-            ClientError::Node { .. } => CliError::node("the node refused the connection", e),
-            e => CliError::Unreachable {
-                addr: self.addr.clone(),
-                source: e,
+        tracing::debug!(%addr, "connecting");
+        let c = Client::connect_within(addr, &self.token, self.connect_timeout).map_err(
+            |e| match e {
+                ClientError::Node { .. } => CliError::node("the node refused the connection", e),
+                e => CliError::Unreachable {
+                    addr: self.addr.clone(),
+                    source: e,
+                },
             },
-        })
+        )?;
+        let a = c.accepted();
+        tracing::debug!(%addr, shard = a.shard, max_batch = a.max_batch, max_frame = a.max_frame, "connected");
+        Ok(c)
     }
 }
 

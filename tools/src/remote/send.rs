@@ -203,6 +203,12 @@ impl Sender {
             .client
             .send(&r)
             .map_err(|e| CliError::node("send", e))?;
+        tracing::debug!(
+            request = id,
+            events = b.events.len(),
+            first_line = b.lines[0],
+            "batch sent"
+        );
         self.in_flight.push_back((id, b));
         Ok(())
     }

@@ -108,6 +108,15 @@ pub(crate) fn rows(prev: &Value, cur: &Value, dt: Duration) -> (Vec<AppRow>, Vec
     (apps.collect(), shards.collect())
 }
 
+/// The time between two readings on the node's clock (its stats' `now_ns`,
+/// so the request's trip does not count), or on ours.
+fn interval(prev: &Snapshot, cur: &Snapshot) -> Duration {
+    match (prev.stats["now_ns"].as_u64(), cur.stats["now_ns"].as_u64()) {
+        (Some(a), Some(b)) if b > a => Duration::from_nanos(b - a),
+        _ => cur.at - prev.at,
+    }
+}
+
 fn read(c: &mut Client) -> Result<Snapshot, CliError> {
     let stats = c.stats(None).map_err(|e| CliError::node("top: stats", e))?;
     Ok(Snapshot {
@@ -122,7 +131,7 @@ pub(crate) fn top(a: TopArgs) -> Result<(), CliError> {
         let first = read(&mut c)?;
         std::thread::sleep(a.interval);
         let second = read(&mut c)?;
-        let (apps, shards) = rows(&first.stats, &second.stats, second.at - first.at);
+        let (apps, shards) = rows(&first.stats, &second.stats, interval(&first, &second));
         print!("{}", text(&apps, &shards));
         return Ok(());
     }
@@ -154,7 +163,7 @@ fn live(
             }
         }
         let cur = read(c)?;
-        view = rows(&prev.stats, &cur.stats, cur.at - prev.at);
+        view = rows(&prev.stats, &cur.stats, interval(&prev, &cur));
         prev = cur;
     }
 }
