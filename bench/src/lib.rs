@@ -8,6 +8,7 @@
 /// The built-in applications, which live with the node's catalog.
 pub use dirigo_net::apps;
 pub mod cpu;
+pub mod hgrm;
 pub mod load;
 pub mod nexmark;
 pub mod slo_mix;

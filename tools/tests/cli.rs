@@ -4,6 +4,8 @@
 //! bad input with its one line on stderr and its exit code (0 done, 1
 //! failed, 2 usage or config, 3 unreachable, 4 refused).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -33,23 +35,11 @@ fn start_node(dir: &Path) -> Node {
         dir.join("data")
     );
     std::fs::write(&cfg, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dirigo"))
-        .args(["node", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("dirigo starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split_whitespace()
-        .nth(3)
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    Node { child, addr }
+    let (child, addr) = common::start_node(&cfg);
+    Node {
+        child,
+        addr: addr.to_string(),
+    }
 }
 
 /// `dirigo ARGS` against `node` with `token`, stdin from `input`.

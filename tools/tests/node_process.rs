@@ -6,11 +6,12 @@
 //! batch is logged whole or not at all), never anything twice. A second
 //! signal during a shutdown that cannot finish exits at once.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,26 +41,7 @@ fn config_with(dir: &Path, server: &str, more: &str) -> std::path::PathBuf {
 
 /// Start the node; its binary protocol's address.
 fn start(cfg: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dirigo"))
-        .args(["node", "--config"])
-        .arg(cfg)
-        .env(
-            "RUST_LOG",
-            std::env::var("TEST_RUST_LOG").unwrap_or("warn".into()),
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("dirigo starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split_whitespace()
-        .nth(3)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    (child, addr)
+    common::start_node(cfg)
 }
 
 fn rows(batch: usize) -> Vec<Row> {

@@ -13,12 +13,11 @@ use std::path::Path;
 
 use dirigo_engine::{AppClass, Placement};
 use hdrhistogram::serialization::{Serializer, V2Serializer};
-use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use super::run::{AppResult, ConfigResult};
 use super::workload::{AppKind, AppSpec, Config, Workload};
-use super::{ms, Error};
+use super::Error;
 
 // ---------------------------------------------------------------------
 // Reports
@@ -318,48 +317,6 @@ fn yes(b: bool) -> &'static str {
 // Files
 // ---------------------------------------------------------------------
 
-/// A latency histogram (ns) as HdrHistogram's percentile distribution
-/// text, values in ms.
-fn percentile_distribution(h: &Histogram<u64>) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:>12} {:>14} {:>10} {:>14}\n",
-        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
-    );
-    let mut total = 0u64;
-    for v in h.iter_quantiles(5) {
-        total += v.count_since_last_iteration();
-        let q = v.quantile_iterated_to();
-        let inv = if q < 1.0 {
-            format!("{:>14.2}", 1.0 / (1.0 - q))
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            s,
-            "{:>12.3} {:>14.12} {:>10} {}",
-            ms(v.value_iterated_to()),
-            q,
-            total,
-            inv
-        );
-    }
-    let _ = writeln!(
-        s,
-        "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
-        h.mean() / 1e6,
-        h.stdev() / 1e6
-    );
-    let _ = writeln!(
-        s,
-        "#[Max     = {:>12.3}, Total count    = {:>12}]",
-        ms(h.max()),
-        h.len()
-    );
-    s
-}
-
 fn timeline_csv(r: &ConfigResult, apps: &[AppSpec]) -> String {
     let mut s = String::from("t_s,busy_cores");
     for a in apps {
@@ -513,7 +470,7 @@ pub fn write_outputs(
             std::fs::write(&hdr, buf).map_err(|e| with_path(&hdr, e))?;
             written.push(hdr);
             let txt = dir.join(format!("{}.txt", a.name));
-            std::fs::write(&txt, percentile_distribution(&a.latency))
+            std::fs::write(&txt, crate::hgrm::percentiles(&a.latency))
                 .map_err(|e| with_path(&txt, e))?;
             written.push(txt);
         }
@@ -525,28 +482,4 @@ pub fn write_outputs(
     std::fs::write(&json, to_json(w, results)).map_err(|e| with_path(&json, e))?;
     written.push(json);
     Ok(written)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentile_file_ends_at_the_max_and_counts_everything() {
-        let mut h = Histogram::<u64>::new_with_bounds(1_000, 100_000_000_000, 3).expect("bounds");
-        for v in 1..=1000u64 {
-            h.record(v * 1_000_000).expect("in range");
-        }
-        let txt = percentile_distribution(&h);
-        let last = txt
-            .lines()
-            .rfind(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .expect("rows");
-        let cols: Vec<&str> = last.split_whitespace().collect();
-        assert_eq!(cols[2], "1000", "{last}");
-        assert!(
-            (cols[0].parse::<f64>().expect("value") - 1000.0).abs() < 1.0,
-            "{last}"
-        );
-    }
 }

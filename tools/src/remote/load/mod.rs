@@ -23,11 +23,10 @@
 //!
 //! A progress line each second (rate, outputs, p50/p99 of that second,
 //! shed) goes to stderr; at the end a summary goes to stdout and the whole
-//! run's histogram to an `.hgrm` percentile file (`hgrm`).
+//! run's histogram to an `.hgrm` percentile file (`dirigo_bench::hgrm`).
 
 mod arrivals;
 mod generators;
-pub(crate) mod hgrm;
 mod receiver;
 
 use std::collections::HashMap;
@@ -384,7 +383,7 @@ fn report(
     h: &hdrhistogram::Histogram<u64>,
     wall: Duration,
 ) -> Result<(), CliError> {
-    std::fs::write(&a.hgrm, hgrm::percentiles(h))
+    std::fs::write(&a.hgrm, dirigo_bench::hgrm::percentiles(h))
         .map_err(|e| CliError::Failed(format!("{}: {e}", a.hgrm.display())))?;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1e6;
     println!(

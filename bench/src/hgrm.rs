@@ -2,7 +2,8 @@
 //! `.hgrm` file its plotters read): a header line, one line per percentile
 //! step (value in milliseconds, percentile, count up to it, and
 //! `1/(1-percentile)`), then the mean, deviation, max, count and the
-//! histogram's bucket figures.
+//! histogram's bucket figures. Shared by the benchmarks' reports and
+//! `dirigo load`.
 
 use std::fmt::Write;
 
@@ -13,7 +14,7 @@ use hdrhistogram::Histogram;
 const TICKS_PER_HALF: u32 = 5;
 
 /// The `.hgrm` text of `h`, whose values are nanoseconds.
-pub(crate) fn percentiles(h: &Histogram<u64>) -> String {
+pub fn percentiles(h: &Histogram<u64>) -> String {
     let ms = |ns: u64| ns as f64 / 1e6;
     let mut t = format!(
         "{:>12} {:>14} {:>10} {:>14}\n\n",
