@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// The protocol version a client and a node agree on in the handshake
 /// (2: `ErrorCode::ShuttingDown`; 3: JSON ingest and subscriptions, an
-/// output's latency).
+/// output's latency and ingress time, an ingest answer's node clock).
 pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The first two bytes of every frame: a connection that sends anything

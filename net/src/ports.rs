@@ -163,6 +163,7 @@ pub(crate) enum Delivery {
         key: u64,
         value: Vec<u8>,
         latency_ns: u64,
+        ingress_ns: u64,
     },
     /// A window-close barrier passed the sink.
     Barrier { window: u64 },
@@ -321,7 +322,7 @@ impl<T: WireValue> Hub<T> {
                 key,
                 value,
                 latency_ns,
-                ..
+                at_ns,
             } => {
                 let value = match format {
                     Format::Binary => value.to_binary(),
@@ -332,6 +333,7 @@ impl<T: WireValue> Hub<T> {
                         key: *key,
                         value,
                         latency_ns: *latency_ns,
+                        ingress_ns: at_ns.saturating_sub(*latency_ns),
                     },
                     Err(e) => Delivery::Closed {
                         reason: format!("an output does not encode: {e}"),

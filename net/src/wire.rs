@@ -186,6 +186,11 @@ pub enum Response {
     Accepted {
         /// How many.
         events: u64,
+        /// The node clock (`Node::now_ns`) when they were: every event of
+        /// the batch entered the engine before it, every event of a batch
+        /// sent later on the connection after it (a loader maps an
+        /// output's `ingress_ns` to its batch with it).
+        node_ns: u64,
     },
     /// Stats, JSON.
     Stats(String),
@@ -214,9 +219,12 @@ pub enum Output {
         /// The encoded value.
         value: Vec<u8>,
         /// The engine's end-to-end latency of the output's root message
-        /// (from its ingest to the sink), ns: a loader that knows when it
-        /// meant to send finds the root's send time from here.
+        /// (from its ingest to the sink), ns.
         latency_ns: u64,
+        /// When the root message entered the engine, on the node clock
+        /// (`Node::now_ns`): with the `node_ns` of ingest answers, a
+        /// loader finds the batch the root came in.
+        ingress_ns: u64,
     },
     /// Every output before the barrier of this window came above.
     Barrier {

@@ -199,7 +199,7 @@ fn json_events_and_a_json_subscription_travel_the_binary_protocol() {
     let ok = Client::ingest_json_request("t", "events", vec![good("a", 2), good("a", 3)]);
     assert!(matches!(
         c.call(&ok),
-        Ok(dirigo_net::Response::Accepted { events: 2 })
+        Ok(dirigo_net::Response::Accepted { events: 2, .. })
     ));
     c.barrier("t", 1).unwrap();
     let (id, o) = c.next_output(Duration::from_secs(10)).unwrap().unwrap();

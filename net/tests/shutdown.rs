@@ -76,7 +76,10 @@ fn shutdown_answers_what_it_took_and_tells_every_connection() {
     let mut ing = Client::connect(addr, "").expect("connects");
     let lines = vec!["a b".to_owned(), "b c".to_owned()];
     let req = Client::ingest_request("wc", "lines", &lines).unwrap();
-    assert_eq!(ing.call(&req).unwrap(), Response::Accepted { events: 2 });
+    assert!(matches!(
+        ing.call(&req).unwrap(),
+        Response::Accepted { events: 2, .. }
+    ));
     // Pipelined, unread: the shutdown finds them queued or in flight.
     let sent: Vec<u64> = (0..200).map(|_| ing.send(&req).unwrap()).collect();
 

@@ -399,7 +399,10 @@ fn load_and_top_against_a_node_report_latency_and_an_hgrm_that_parses() {
         .and_then(|(n, _)| n.parse().ok())
         .unwrap_or_else(|| panic!("no output count in {out:?}"));
     assert!(outputs > 20, "{out}");
-    assert!(out.contains("0 shed"), "{out}");
+    assert!(
+        out.contains("0 shed") && out.contains("(0 untimed)"),
+        "{out}"
+    );
     assert!(err.contains("sent "), "a progress line: {err:?}");
     // The file: a header, then (value ms, percentile, count) rows,
     // non-decreasing, ending at 100% with every output counted.

@@ -100,7 +100,7 @@ impl LocalClient {
             .call(&super::Client::ingest_request(app, source, events)?)
             .await?
         {
-            Response::Accepted { events } => Ok(events),
+            Response::Accepted { events, .. } => Ok(events),
             r => Err(unexpected(r)),
         }
     }

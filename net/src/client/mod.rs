@@ -400,7 +400,7 @@ impl Client {
         events: &[T],
     ) -> Result<u64, ClientError> {
         match self.call(&Self::ingest_request(app, source, events)?)? {
-            Response::Accepted { events } => Ok(events),
+            Response::Accepted { events, .. } => Ok(events),
             r => Err(unexpected(r)),
         }
     }
@@ -443,7 +443,7 @@ impl Client {
     fn acked(&mut self, id: Option<u64>) -> Result<u64, ClientError> {
         let Some(id) = id else { return Ok(0) };
         match ok(self.answer(id, Duration::from_secs(60))?)? {
-            Response::Accepted { events } => Ok(events),
+            Response::Accepted { events, .. } => Ok(events),
             r => Err(unexpected(r)),
         }
     }

@@ -49,9 +49,14 @@ pub(super) fn app_for(
     Ok(d)
 }
 
-pub(super) fn accepted(r: Result<usize, crate::error::PortError>) -> Response {
+/// An ingest's answer: accepted at `node_ns` (the node clock, read after
+/// the engine took the batch), or its refusal.
+pub(super) fn accepted(r: Result<usize, crate::error::PortError>, node_ns: u64) -> Response {
     match r {
-        Ok(n) => Response::Accepted { events: n as u64 },
+        Ok(n) => Response::Accepted {
+            events: n as u64,
+            node_ns,
+        },
         Err(e) => refusal(codes::port(&e), e.to_string()),
     }
 }

@@ -151,11 +151,12 @@ async fn ingest(
     };
     let answer = match ops::submit(&conn.ctx, &conn.token, app, source, batch).await {
         Err(r) => r,
-        Ok(Acked::Now(r)) => ops::accepted(r),
+        Ok(Acked::Now(r)) => ops::accepted(r, conn.ctx.state.node.now_ns()),
         Ok(Acked::Later(ack)) => {
-            let out = conn.out.clone();
+            let (out, node) = (conn.out.clone(), conn.ctx.state.node.clone());
             glommio::spawn_local(async move {
-                let answer = ops::accepted(ack.await);
+                let r = ack.await;
+                let answer = ops::accepted(r, node.now_ns());
                 let _ = out.send(frame(&answer, req)).await;
                 drop(permit);
             })
@@ -233,11 +234,13 @@ fn output(d: Delivery) -> (Output, bool) {
             key,
             value,
             latency_ns,
+            ingress_ns,
         } => (
             Output::Data {
                 key,
                 value,
                 latency_ns,
+                ingress_ns,
             },
             false,
         ),

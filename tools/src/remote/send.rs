@@ -235,7 +235,7 @@ impl Sender {
 
     fn settled(&mut self, answer: Response, b: Batch) -> Result<(), CliError> {
         match answer {
-            Response::Accepted { events } => {
+            Response::Accepted { events, .. } => {
                 self.acknowledged += events;
                 Ok(())
             }

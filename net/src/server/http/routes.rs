@@ -89,7 +89,7 @@ fn answer(r: wire::Response) -> Response<Body> {
     match r {
         wire::Response::Ok => ok(json!({"ok": true})),
         wire::Response::Apps(v) => ok(json!({ "apps": v })),
-        wire::Response::Accepted { events } => ok(json!({ "accepted": events })),
+        wire::Response::Accepted { events, .. } => ok(json!({ "accepted": events })),
         wire::Response::Stats(s) => ok(serde_json::from_str(&s).unwrap_or(Value::String(s))),
         wire::Response::Checkpointed { checkpoint } => ok(json!({ "checkpoint": checkpoint })),
         wire::Response::Error { code, message } => error(code, message),
@@ -327,8 +327,11 @@ async fn ingest(c: &Ctx, token: &str, app: &str, source: &str, body: &[u8]) -> R
     };
     match ops::submit(c, token, app, source, Batch::Json(events)).await {
         Err(r) => answer(r),
-        Ok(Acked::Now(r)) => answer(ops::accepted(r)),
-        Ok(Acked::Later(ack)) => answer(ops::accepted(ack.await)),
+        Ok(Acked::Now(r)) => answer(ops::accepted(r, c.state.node.now_ns())),
+        Ok(Acked::Later(ack)) => {
+            let r = ack.await;
+            answer(ops::accepted(r, c.state.node.now_ns()))
+        }
     }
 }
 

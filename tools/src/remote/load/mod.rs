@@ -9,16 +9,24 @@
 //! then sends late still count from when they were due. A subscriber on
 //! its own connection reads the sink.
 //!
-//! **Latency without coordinated omission.** Each output carries the
-//! engine's latency of its root message (ingest to sink); its arrival
-//! here minus that is when the root entered the node, and the root is in
-//! the last batch sent before then. The output's latency is its arrival
-//! minus the time that batch's first event was due: it includes every
-//! wait of the sender, the network and the node. (The attribution is
-//! exact to one batch: the output's trip from the sink to here is not
-//! known, so a batch sent during that trip may stand in for the root's
-//! and the latency is short by at most the gap between two sends; at low
-//! rates, where sends are single events, that gap is the events'.) Batches the node refused for
+//! **Latency without coordinated omission.** Each output carries when its
+//! root message entered the engine, on the node clock (`ingress_ns`), and
+//! each ingest answer the node clock when the node took the batch
+//! (`node_ns`; on one connection batches are taken in send order, every
+//! event before its batch's answer, every later batch after it). So the
+//! root came in the first batch answered at or after its `ingress_ns`, and
+//! the output's latency is its arrival here minus the time that batch's
+//! first event was due: every wait of the sender, both network trips, the
+//! node and this subscriber count. An output that arrives before its
+//! batch's answer has been read is held (bounded) until it has. Two
+//! approximations, both toward less latency by at most one batch: a batch
+//! stands for its first event; a durable app answers at commit, which may
+//! come before its events enter the engine; what a barrier closes is timed
+//! from the first batch answered after the barrier reached the operator
+//! (an empty batch follows each barrier, and after the last one empty
+//! batches go on while the last outputs come, so there is one). Outputs no batch of the run
+//! accounts for (another client's, or after the last answer) are counted
+//! as untimed, not timed. Batches the node refused for
 //! backpressure or a limit are *shed*, counted and reported, never resent.
 //!
 //! A progress line each second (rate, outputs, p50/p99 of that second,
@@ -101,6 +109,10 @@ pub(crate) struct LoadArgs {
     /// run ends.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     drain: Duration,
+    /// After the last send, the longest the run waits for outputs, quiet
+    /// or not (a sink another client keeps busy never goes quiet).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    drain_max: Duration,
     /// Where the run's latency percentiles go.
     #[arg(long, default_value = "load.hgrm")]
     hgrm: PathBuf,
@@ -143,11 +155,16 @@ pub(crate) fn load(a: LoadArgs) -> Result<(), CliError> {
     let mut run = Run::new(&a, sender, arrivals, shared.clone());
     let sent = run.send_all();
     let ended = Instant::now();
-    let outputs = rx.finish(a.drain);
-    let sent = sent?;
-    let hist = outputs?;
     let wall = ended.duration_since(run.start);
-    report(&a, &sent, &hist, wall)
+    let ends = receiver::Ends {
+        quiet: a.drain,
+        at: ended + a.drain_max,
+    };
+    let outputs = rx.finish(ends, || run.heartbeat());
+    // The subscriber's error first: it is why a send stopped early.
+    let hist = outputs?;
+    let sent = sent?;
+    report(&a, &sent, &hist, shared.untimed(), wall)
 }
 
 /// Flags that cannot work together, before anything is sent.
@@ -188,10 +205,15 @@ struct Run {
     max_batch: usize,
     max_bytes: usize,
     window: usize,
-    /// Requests in flight: their event counts (0 for a barrier).
-    pending: HashMap<u64, u64>,
+    /// Requests in flight: their event counts (0 for a barrier), their
+    /// first event's due time, and their number in send order.
+    pending: HashMap<u64, (u64, u64, u64)>,
+    /// Requests sent.
+    requests: u64,
     barrier_every_ns: Option<u64>,
     barriers: u64,
+    /// When the last barrier sent was due.
+    last_barrier_due: Option<u64>,
     sent: Sent,
 }
 
@@ -213,8 +235,10 @@ impl Run {
             duration_ns: a.duration.as_nanos() as u64,
             window: a.window,
             pending: HashMap::new(),
+            requests: 0,
             barrier_every_ns: a.barrier_every.map(|d| d.as_nanos() as u64),
             barriers: 0,
+            last_barrier_due: None,
             sent: Sent::default(),
         }
     }
@@ -232,7 +256,7 @@ impl Run {
         loop {
             let now = self.now_ns();
             let more = self.next_due.is_some_and(|d| d < self.duration_ns);
-            if !more {
+            if !more || self.shared.receiver_failed() {
                 break;
             }
             self.send_due(now)?;
@@ -303,28 +327,55 @@ impl Run {
 
     fn barrier(&mut self, due: u64) -> Result<(), CliError> {
         self.barriers += 1;
+        self.last_barrier_due = Some(due);
         let r = Request::Barrier {
             app: self.app.clone(),
             window: self.barriers,
         };
-        self.request(r, 0, due)
+        self.request(r, 0, due)?;
+        // A barrier's answer carries no node clock: an empty batch right
+        // after it does, so what the barrier closes is timed from it.
+        let marker = Request::IngestJson {
+            app: self.app.clone(),
+            source: self.source.clone(),
+            events: Vec::new(),
+        };
+        self.request(marker, 0, due)
     }
 
     /// Send `r` (of `n` events, the first due at `due`), first waiting for
-    /// room in the window; noted in the schedule the receiver reads.
+    /// room in the window; its answer goes into the receiver's schedule.
     fn request(&mut self, r: Request, n: u64, due: u64) -> Result<(), CliError> {
         while self.pending.len() >= self.window {
             self.wait_one()?;
         }
-        let sent_at = self.now_ns();
-        self.shared.note_send(sent_at, due);
         let id = self
             .client
             .send(&r)
             .map_err(|e| CliError::node("load", e))?;
-        self.pending.insert(id, n);
+        self.pending.insert(id, (n, due, self.requests));
+        self.requests += 1;
         self.sent.sent += n;
         Ok(())
+    }
+
+    /// While the last outputs come: after barriers, an empty batch now and
+    /// then, due when the last barrier was, so what the last barrier
+    /// closes (which may enter the node after its answer) has a batch
+    /// answered after it.
+    fn heartbeat(&mut self) -> Result<(), CliError> {
+        let Some(due) = self.last_barrier_due else {
+            return Ok(());
+        };
+        if self.pending.len() < self.window {
+            let marker = Request::IngestJson {
+                app: self.app.clone(),
+                source: self.source.clone(),
+                events: Vec::new(),
+            };
+            self.request(marker, 0, due)?;
+        }
+        self.settle_answers()
     }
 
     /// Answers read so far, without waiting.
@@ -359,9 +410,12 @@ impl Run {
     }
 
     fn settle(&mut self, id: u64, a: Response) -> Result<(), CliError> {
-        let n = self.pending.remove(&id).unwrap_or(0);
+        let (n, due, seq) = self.pending.remove(&id).unwrap_or((0, 0, 0));
         match a {
-            Response::Accepted { events } => self.sent.acked += events,
+            Response::Accepted { events, node_ns } => {
+                self.sent.acked += events;
+                self.shared.note_answer(node_ns, seq, due);
+            }
             Response::Ok => {}
             Response::Error { code, .. } if refusal(code) && code != ErrorCode::Unauthorized => {
                 self.sent.shed += n
@@ -381,6 +435,7 @@ fn report(
     a: &LoadArgs,
     s: &Sent,
     h: &hdrhistogram::Histogram<u64>,
+    untimed: u64,
     wall: Duration,
 ) -> Result<(), CliError> {
     std::fs::write(&a.hgrm, dirigo_bench::hgrm::percentiles(h))
@@ -398,7 +453,7 @@ fn report(
         s.max_behind_ns as f64 / 1e6
     );
     println!(
-        "{} outputs at {}; latency from due time, ms: p50 {:.3} p90 {:.3} p99 {:.3} p99.9 {:.3} max {:.3}",
+        "{} outputs at {} ({untimed} untimed); latency from due time, ms: p50 {:.3} p90 {:.3} p99 {:.3} p99.9 {:.3} max {:.3}",
         h.len(),
         a.sink,
         ms(0.5),
