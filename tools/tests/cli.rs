@@ -310,6 +310,19 @@ fn bad_input_gets_one_line_and_its_exit_code() {
     let (out, err) = expect(&node, ADMIN, &skip, input, 1);
     assert!(err.contains("line 2: refused"), "{err}");
     assert_eq!(out.trim(), "acknowledged 2 events");
+    // Under stop: the line before the refused one is sent, the one after
+    // it is not.
+    let (out, err) = expect(&node, ADMIN, &["send", "a", "events"], input, 1);
+    assert!(err.contains("line 2: refused"), "{err}");
+    assert_eq!(out.trim(), "acknowledged 1 events");
+    // A line over the frame limit is named, and the others still go.
+    let huge = format!(
+        "{{\"key\":\"x\",\"value\":1}}\n\"{}\"\n{{\"key\":\"y\",\"value\":2}}\n",
+        "w".repeat(2 << 20)
+    );
+    let (out, err) = expect(&node, ADMIN, &skip, &huge, 1);
+    assert!(err.contains("line 2: over the node's frame limit"), "{err}");
+    assert_eq!(out.trim(), "acknowledged 2 events");
     // Refused (4): a wrong token; over a limit.
     let (_, err) = expect(&node, "wrong", &["apps"], "", 4);
     assert!(err.contains("Unauthorized"), "{err}");

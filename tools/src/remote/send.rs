@@ -3,14 +3,20 @@
 //!
 //! Every line is checked as JSON here, and the node reads each event with
 //! the source's own reading of JSON (a batch is taken whole or refused
-//! whole, naming its first bad event). What a bad line does is
-//! `--on-error`'s choice: `stop` sends the lines before it and reads
-//! nothing after it (batches already sent are still acknowledged and
-//! counted); `skip` reports it and goes on, and when the node refuses one
-//! event of a batch, the batch is sent again without it (after the batches
-//! already in flight, so those events may arrive after them). Either way
-//! the count acknowledged is printed, and the exit code is 1 when any
-//! line was not sent.
+//! whole, naming its first bad event; the events before that one are
+//! good). What a bad line does is `--on-error`'s choice:
+//! - `stop`: a line that is not JSON: the lines before it are sent, none
+//!   after it is read. A line the node refuses: the lines of its batch
+//!   before it are sent, nothing more is (batches already in flight may
+//!   still be taken, and are counted).
+//! - `skip`: the line is reported and the rest is sent; when the node
+//!   refuses a line, the lines of its batch before it go as one batch and
+//!   the ones after it one at a time (after the batches already in
+//!   flight, so they may arrive after those).
+//!
+//! Either way the count acknowledged is printed, and the exit code is 1
+//! when any line was not sent. A line longer than the node's frame limit
+//! is refused without being held in memory whole.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -69,6 +75,23 @@ struct Batch {
     bytes: usize,
 }
 
+impl Batch {
+    /// The events from `at` on, taken out of this batch.
+    fn split_off(&mut self, at: usize) -> Batch {
+        Batch {
+            lines: self.lines.split_off(at),
+            events: self.events.split_off(at),
+            bytes: 0,
+        }
+    }
+
+    /// Drop the last event.
+    fn pop(&mut self) {
+        self.lines.pop();
+        self.events.pop();
+    }
+}
+
 /// A send in progress.
 struct Sender {
     client: Client,
@@ -80,8 +103,12 @@ struct Sender {
     acknowledged: u64,
     /// Lines not sent (bad, or refused).
     bad: u64,
-    /// `--on-error stop` met a bad line: send nothing more.
+    /// `--on-error stop` met a bad line: read nothing more.
     stopped: bool,
+    /// `--on-error stop` met a line the node refused: send nothing more
+    /// (a line the client found bad stops the reading only: the lines
+    /// before it are still sent).
+    halted: bool,
 }
 
 pub(crate) fn send(a: SendArgs) -> Result<(), CliError> {
@@ -112,6 +139,7 @@ pub(crate) fn send(a: SendArgs) -> Result<(), CliError> {
         acknowledged: 0,
         bad: 0,
         stopped: false,
+        halted: false,
     };
     let read = s.read_all(input, max_events, max_bytes);
     let drained = s.drain();
@@ -138,13 +166,15 @@ impl Sender {
         let mut line_no = 0u64;
         while !self.stopped {
             buf.clear();
-            let n = input
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| CliError::Failed(format!("reading the input: {e}")))?;
-            if n == 0 {
+            let Some(whole) = read_line(&mut input, &mut buf, max_bytes)? else {
                 break;
-            }
+            };
             line_no += 1;
+            if !whole {
+                let why = format!("over the node's frame limit of {max_bytes} bytes");
+                self.bad_line(line_no, &why);
+                continue;
+            }
             let Some(text) = self.check_line(line_no, &buf, max_bytes) else {
                 continue;
             };
@@ -197,6 +227,10 @@ impl Sender {
     fn submit(&mut self, b: Batch) -> Result<(), CliError> {
         while self.in_flight.len() >= self.window {
             self.settle_oldest()?;
+        }
+        if self.halted {
+            self.bad += b.lines.len() as u64;
+            return Ok(());
         }
         let r = Client::ingest_json_request(&self.app, &self.source, b.events.clone());
         let id = self
@@ -251,43 +285,128 @@ impl Sender {
         }
     }
 
-    /// The node refused a batch for one of its events: report that line;
-    /// under `skip`, send the others again, as many times as it takes.
+    /// The node refused a batch for one of its events: a port decodes in
+    /// order and stops at the first bad event, so the ones before it are
+    /// good. Report that line, send the good ones; under `stop`, nothing
+    /// more; under `skip`, the rest one at a time (each refused one
+    /// reported), so a batch of bad lines costs one request per line, not
+    /// a resend of the rest per line.
     fn refused_event(&mut self, mut b: Batch, message: &str) -> Result<(), CliError> {
-        let index = refused_index(message).filter(|i| *i < b.events.len());
-        let Some(i) = index else {
+        let Some(i) = refused_index(message).filter(|i| *i < b.events.len()) else {
             // The refusal names no event: every line of the batch is bad.
-            eprintln!(
-                "dirigo send: lines {}..={}: refused: {message}",
-                b.lines[0],
-                b.lines[b.lines.len() - 1]
-            );
+            let (first, last) = (b.lines[0], b.lines[b.lines.len() - 1]);
+            eprintln!("dirigo send: lines {first}..={last}: refused: {message}");
             self.bad += b.lines.len() as u64;
-            self.stopped |= self.on_error == OnError::Stop;
+            self.halt_on_stop();
             return Ok(());
         };
         eprintln!("dirigo send: line {}: refused: {message}", b.lines[i]);
         self.bad += 1;
+        let rest = b.split_off(i + 1);
+        b.pop();
+        if !b.events.is_empty() {
+            self.send_good(b)?;
+        }
+        if self.on_error == OnError::Stop {
+            self.bad += rest.lines.len() as u64;
+            self.halt_on_stop();
+            return Ok(());
+        }
+        for (line, event) in rest.lines.into_iter().zip(rest.events) {
+            self.send_one(line, event)?;
+        }
+        Ok(())
+    }
+
+    /// Under `stop`: read no more and send nothing more.
+    fn halt_on_stop(&mut self) {
         if self.on_error == OnError::Stop {
             self.stopped = true;
-            self.bad += (b.lines.len() - 1) as u64;
-            return Ok(());
+            self.halted = true;
         }
-        b.lines.remove(i);
-        b.events.remove(i);
-        if b.events.is_empty() {
-            return Ok(());
+    }
+
+    /// Send a batch the node is known to decode, and wait for it.
+    fn send_good(&mut self, b: Batch) -> Result<(), CliError> {
+        match self.call(b.events.clone())? {
+            Response::Accepted { events, .. } => {
+                self.acknowledged += events;
+                Ok(())
+            }
+            Response::Error { code, message } => Err(CliError::node(
+                format!("send (lines {}..)", b.lines[0]),
+                ClientError::Node { code, message },
+            )),
+            r => Err(CliError::Failed(format!("unexpected answer {r:?}"))),
         }
-        let r = Client::ingest_json_request(&self.app, &self.source, b.events.clone());
+    }
+
+    /// Send one event alone (the rest of a refused batch, under `skip`).
+    fn send_one(&mut self, line: u64, event: String) -> Result<(), CliError> {
+        match self.call(vec![event])? {
+            Response::Accepted { events, .. } => self.acknowledged += events,
+            Response::Error {
+                code: ErrorCode::InvalidInput,
+                message,
+            } => {
+                eprintln!("dirigo send: line {line}: refused: {message}");
+                self.bad += 1;
+            }
+            Response::Error { code, message } => {
+                let e = ClientError::Node { code, message };
+                return Err(CliError::node(format!("send (line {line})"), e));
+            }
+            r => return Err(CliError::Failed(format!("unexpected answer {r:?}"))),
+        }
+        Ok(())
+    }
+
+    /// One ingest request, waited for.
+    fn call(&mut self, events: Vec<String>) -> Result<Response, CliError> {
+        let r = Client::ingest_json_request(&self.app, &self.source, events);
         let id = self
             .client
             .send(&r)
             .map_err(|e| CliError::node("send", e))?;
-        let answer = self
-            .client
+        self.client
             .answer(id, ACK_TIMEOUT)
-            .map_err(|e| CliError::node("send", e))?;
-        self.settled(answer, b)
+            .map_err(|e| CliError::node("send", e))
+    }
+}
+
+/// Read one line into `buf`, keeping at most `max` bytes of it: `None`
+/// at the end of the input, `Some(false)` for a longer line (the rest of
+/// it read and dropped, never held), `Some(true)` otherwise.
+fn read_line(
+    input: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<Option<bool>, CliError> {
+    let io = |e: std::io::Error| CliError::Failed(format!("reading the input: {e}"));
+    let mut limited = std::io::Read::take(&mut *input, max as u64 + 1);
+    let n = limited.read_until(b'\n', buf).map_err(io)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.ends_with(b"\n") || n <= max {
+        return Ok(Some(true));
+    }
+    // Over the limit: skip to the end of the line.
+    loop {
+        let chunk = input.fill_buf().map_err(io)?;
+        if chunk.is_empty() {
+            return Ok(Some(false));
+        }
+        match chunk.iter().position(|&c| c == b'\n') {
+            Some(at) => {
+                input.consume(at + 1);
+                return Ok(Some(false));
+            }
+            None => {
+                let len = chunk.len();
+                input.consume(len);
+            }
+        }
     }
 }
 
