@@ -125,3 +125,51 @@ fn a_live_apps_folder_reads_as_its_checkpoints_chains_and_log() {
     assert!(f.checkpoints[0].base_missing);
     node.shutdown();
 }
+
+#[test]
+fn the_deploy_note_is_the_last_successful_deploys() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || NodeConfig {
+        shards: 2,
+        placement: Placement::Unpinned,
+        data_dir: Some(dir.path().to_owned()),
+        ..NodeConfig::default()
+    };
+    let app_dir = dir.path().join("noted");
+    let note = || app_folder(&app_dir).unwrap().deploy_note;
+    let deploy = |node: &Node, n: Option<&str>| {
+        let (app, _rx) = counter::app("noted");
+        let app = match n {
+            Some(n) => app.with_deploy_note(n),
+            None => app,
+        };
+        node.deploy(app)
+    };
+    let node = Node::start(cfg()).unwrap();
+    let h = deploy(&node, Some("one")).unwrap();
+    send(&h.source::<counter::Ev>("events").unwrap(), 0, 100);
+    assert_eq!(h.checkpoint().unwrap(), 1);
+    node.shutdown();
+    assert_eq!(note().as_deref(), Some("one"));
+    // A deploy that fails (its only checkpoint damaged) leaves the note.
+    let ckpt = app_folder(&app_dir).unwrap().checkpoints[0].path.clone();
+    let mut bytes = std::fs::read(&ckpt).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(&ckpt, &bytes).unwrap();
+    let node = Node::start(cfg()).unwrap();
+    assert!(deploy(&node, Some("two")).is_err());
+    node.shutdown();
+    assert_eq!(note().as_deref(), Some("one"));
+    bytes[at] ^= 1;
+    std::fs::write(&ckpt, &bytes).unwrap();
+    let node = Node::start(cfg()).unwrap();
+    deploy(&node, Some("two")).unwrap();
+    node.shutdown();
+    assert_eq!(note().as_deref(), Some("two"));
+    // A deploy without one removes the old one: it would describe another.
+    let node = Node::start(cfg()).unwrap();
+    deploy(&node, None).unwrap();
+    node.shutdown();
+    assert_eq!(note(), None);
+}

@@ -420,16 +420,27 @@ impl Checkpoints {
 
     /// Like [`open`](Self::open), for reading only: nothing is created,
     /// cleaned up or changed, so it can run beside the node that owns the
-    /// folder (a tool's view of the newest checkpoint). A folder without
-    /// a manifest has no checkpoint. The `Checkpoints` returned must not
+    /// folder (a tool's view of the newest checkpoint). The same checks
+    /// and the same errors, but an empty folder (or none) has no
+    /// checkpoint rather than a new manifest. The `Checkpoints` returned must not
     /// be written through: `begin` refuses.
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<(Checkpoints, Option<Checkpoint>)> {
         let dir = dir.as_ref().to_path_buf();
         let files = segment_files(&dir)?;
-        let manifest = manifest::read(&dir)?.unwrap_or(Manifest {
-            generation: 0,
-            checkpoints: Vec::new(),
-        });
+        let manifest = match manifest::read(&dir)? {
+            Some(m) => m,
+            None if files.is_empty() => Manifest {
+                generation: 0,
+                checkpoints: Vec::new(),
+            },
+            // What `open` refuses, this refuses too.
+            None => {
+                return Err(StorageError::ManifestMissing {
+                    path: dir.join(MANIFEST),
+                    found: files.into_iter().map(|(_, p)| p).collect(),
+                })
+            }
+        };
         let (mut checkpoints, newest) = Self::from_manifest(dir, &manifest, &files)?;
         checkpoints.read_only = true;
         Ok((checkpoints, newest))
@@ -841,6 +852,12 @@ mod tests {
         };
         assert!(e.to_string().contains("read-only"), "{e}");
         drop(pending);
+        // Segments without a manifest: refused as `open` refuses them.
+        fs::remove_file(dir.path().join(MANIFEST)).expect("remove");
+        let Err(e) = Checkpoints::open_read_only(dir.path()) else {
+            panic!("refused")
+        };
+        assert!(matches!(e, StorageError::ManifestMissing { .. }), "{e}");
     }
 
     #[test]

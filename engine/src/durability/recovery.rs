@@ -126,9 +126,6 @@ pub(crate) fn open(dir: &Path, plan: &Plan, log_segment_bytes: u64) -> Result<Op
         .map_err(|e| storage_err(app, "creating its data folder", e))?;
     // One node at a time: before anything in the folder is read or cleaned.
     let lock = lock_folder(dir).map_err(|e| durability_err(app, e))?;
-    if let Some(note) = &plan.note {
-        write_note(dir, note).map_err(|e| durability_err(app, e))?;
-    }
     let (ckpts, newest) =
         Checkpoints::open(dir).map_err(|e| storage_err(app, "opening its checkpoints", e))?;
     clear_spills(app, dir)?;
@@ -168,6 +165,9 @@ pub(crate) fn open(dir: &Path, plan: &Plan, log_segment_bytes: u64) -> Result<Op
         }
         None => {}
     }
+    // Only once the folder restored: a deploy that fails (another DAG, a
+    // damaged folder) leaves the note of the deploy that wrote the folder.
+    write_note(dir, plan.note.as_deref()).map_err(|e| durability_err(app, e))?;
     Ok(opened)
 }
 
@@ -175,8 +175,17 @@ pub(crate) fn open(dir: &Path, plan: &Plan, log_segment_bytes: u64) -> Result<Op
 pub(super) const NOTE: &str = "DEPLOY";
 
 /// Write the deploy note whole or not at all: a temporary file, synced,
-/// renamed over the old one, the folder synced.
-fn write_note(dir: &Path, note: &str) -> std::result::Result<(), String> {
+/// renamed over the old one, the folder synced. Without a note, an old one
+/// is removed (it would describe another deploy).
+fn write_note(dir: &Path, note: Option<&str>) -> std::result::Result<(), String> {
+    let Some(note) = note else {
+        return match std::fs::remove_file(dir.join(NOTE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(format!("cannot remove {}: {e}", dir.join(NOTE).display()))
+            }
+            _ => Ok(()),
+        };
+    };
     if note.len() > MAX_DEPLOY_NOTE {
         return Err(format!(
             "its deploy note is {} bytes, over {MAX_DEPLOY_NOTE}",

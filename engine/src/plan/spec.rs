@@ -87,8 +87,9 @@ impl App {
     /// A note on how the app was made (a catalog's kind and parameters,
     /// say): a durable deploy writes it to `DEPLOY` in the app's folder,
     /// where tools read it back (`inspect::AppFolder::deploy_note`) to
-    /// build the same app again and read its state. At most
-    /// `limits::MAX_DEPLOY_NOTE` bytes (a longer one fails the deploy).
+    /// build the same app again and read its state, once the deploy has
+    /// restored the folder. At most `limits::MAX_DEPLOY_NOTE` bytes (a
+    /// longer one fails the deploy).
     pub fn with_deploy_note(mut self, note: impl Into<String>) -> App {
         self.note = Some(note.into());
         self

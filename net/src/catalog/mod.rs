@@ -229,6 +229,16 @@ impl Catalog {
             .ok_or_else(|| CatalogError::UnknownKind(kind.to_owned()))?;
         let params = schema::validate(&k.schema, params)?;
         let note = serde_json::json!({"kind": kind, "params": params}).to_string();
+        if spec.durable && note.len() > dirigo_engine::limits::MAX_DEPLOY_NOTE {
+            return Err(CatalogError::Factory {
+                kind: kind.to_owned(),
+                reason: format!(
+                    "a durable app's parameters are at most {} bytes of JSON; these are {}",
+                    dirigo_engine::limits::MAX_DEPLOY_NOTE,
+                    note.len()
+                ),
+            });
+        }
         let mut built = (k.factory)(spec, &params).map_err(|reason| CatalogError::Factory {
             kind: kind.to_owned(),
             reason,
