@@ -35,17 +35,39 @@ pub struct SegmentReport {
     pub payload_bytes: u64,
     /// The first damage: file, byte offset, what.
     pub damage: Option<StorageError>,
+    /// The damage runs to the end of the file: a record cut short, or
+    /// nothing but zeros from it on (a write not yet whole on disk). What a
+    /// crash or a write in progress leaves; a flipped byte with records
+    /// after it is not this.
+    pub ends_torn: bool,
 }
 
 /// Check a segment's header and every record's framing and checksums (not
-/// what the payloads hold: that needs their type). `Err` only when the
-/// file cannot be read.
+/// what the payloads hold: that needs their type), through a read-only
+/// map (a checkpoint segment may be gigabytes). `Err` only when the file
+/// cannot be read.
 pub fn segment(path: &Path) -> Result<SegmentReport> {
-    let bytes = fs::read(path).map_err(|source| StorageError::Io {
-        path: path.to_path_buf(),
-        op: "read",
-        source,
-    })?;
+    let io = |op| {
+        move |source| StorageError::Io {
+            path: path.to_path_buf(),
+            op,
+            source,
+        }
+    };
+    let file = fs::File::open(path).map_err(io("open"))?;
+    // An empty file cannot be mapped; it has no header either.
+    let map = if file.metadata().map_err(io("stat"))?.len() == 0 {
+        None
+    } else {
+        // SAFETY: memmap2 requires that the mapped bytes are not changed
+        // while the map lives. Segment files are never changed in place,
+        // only appended to past their end (the crate's invariant), which
+        // does not touch the bytes mapped here; a file truncated by another
+        // process would fault (SIGBUS), not hand out changed bytes. The
+        // map is read once, below, and dropped.
+        Some(unsafe { memmap2::Mmap::map(&file) }.map_err(io("mmap"))?)
+    };
+    let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
     let file_len = bytes.len() as u64;
     let mut r = SegmentReport {
         path: path.to_path_buf(),
@@ -54,8 +76,9 @@ pub fn segment(path: &Path) -> Result<SegmentReport> {
         records: 0,
         payload_bytes: 0,
         damage: None,
+        ends_torn: false,
     };
-    let header = match SegmentHeader::decode(&bytes) {
+    let header = match SegmentHeader::decode(bytes) {
         Ok(h) => h,
         Err(f) => {
             r.damage = Some(f.at(path, file_len));
@@ -65,14 +88,17 @@ pub fn segment(path: &Path) -> Result<SegmentReport> {
     r.id = Some(header.id);
     let mut at = HEADER_LEN;
     while at < bytes.len() {
-        match format::check_record(&bytes, at, header.id) {
+        match format::check_record(bytes, at, header.id) {
             Ok(frame) => {
                 r.records += 1;
                 r.payload_bytes += frame.payload.len() as u64;
                 at = frame.end;
             }
             Err(f) => {
-                r.damage = Some(f.at(path, file_len));
+                let e = f.at(path, file_len);
+                r.ends_torn = matches!(e, StorageError::Truncated { .. })
+                    || bytes[at..].iter().all(|&b| b == 0);
+                r.damage = Some(e);
                 break;
             }
         }
@@ -167,19 +193,32 @@ pub struct LogSegment {
     /// Its framing: `records` whole records hold seqs
     /// `first_seq .. first_seq + records`.
     pub report: SegmentReport,
+    /// Its damage is a torn tail: it runs to the end of the file
+    /// (`SegmentReport::ends_torn`: a crash's cut, or the record being
+    /// written beside a live node), in the last segment or where the next
+    /// segment starts exactly at the seq the valid prefix ends. What follows it was never
+    /// acknowledged; recovery keeps the records before it.
+    ///
+    /// [`IngressLog::open`]: crate::IngressLog::open
+    pub torn_tail: bool,
 }
 
 /// Report on the ingress log folder `dir`, its segments in seq order.
 pub fn log(dir: &Path) -> Result<Vec<LogSegment>> {
-    numbered_files(dir, crate::log::PREFIX)?
-        .into_iter()
-        .map(|(first_seq, path)| {
-            Ok(LogSegment {
-                first_seq,
-                report: segment(&path)?,
-            })
-        })
-        .collect()
+    let files = numbered_files(dir, crate::log::PREFIX)?;
+    let mut out = Vec::with_capacity(files.len());
+    for (i, (first_seq, path)) in files.iter().enumerate() {
+        let report = segment(path)?;
+        let end = first_seq.saturating_add(report.records);
+        let next = files.get(i + 1).map(|f| f.0);
+        let torn_tail = report.ends_torn && next.is_none_or(|n| n == end);
+        out.push(LogSegment {
+            first_seq: *first_seq,
+            report,
+            torn_tail,
+        });
+    }
+    Ok(out)
 }
 
 /// Whether `dir` holds a checkpoint manifest.
@@ -259,6 +298,40 @@ mod tests {
         let f = checkpoints(app).unwrap();
         let d = f.listed[0].damage.as_ref().expect("damaged");
         assert!(d.offset().is_some(), "{d}");
+    }
+
+    #[test]
+    fn a_cut_or_zeroed_tail_is_torn_and_a_flip_before_records_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = IngressLog::<u64>::open(dir.path().join("log"), 1 << 20).unwrap();
+        for i in 0..8 {
+            log.append(&i).unwrap();
+        }
+        log.commit().unwrap();
+        drop(log);
+        let seg = log_report(dir.path())[0].report.path.clone();
+        let whole = fs::read(&seg).unwrap();
+        let check = |bytes: &[u8]| {
+            fs::write(&seg, bytes).unwrap();
+            let l = log_report(dir.path());
+            (
+                l[0].report.records,
+                l[0].torn_tail,
+                l[0].report.damage.is_some(),
+            )
+        };
+        // Cut inside the last record: torn, seven records before it.
+        assert_eq!(check(&whole[..whole.len() - 5]), (7, true, true));
+        // Zeros where the last record should be: torn.
+        let mut zeroed = whole.clone();
+        let n = zeroed.len();
+        zeroed[n - 32..].fill(0);
+        assert_eq!(check(&zeroed), (7, true, true));
+        // A flipped byte with records after it: damage, not a tail.
+        let mut flipped = whole.clone();
+        flipped[HEADER_LEN + 4] ^= 1;
+        assert_eq!(check(&flipped), (0, false, true));
+        assert_eq!(check(&whole), (8, false, false));
     }
 
     fn log_report(app: &Path) -> Vec<LogSegment> {

@@ -226,7 +226,7 @@ fn app_text(f: &AppFolder) -> String {
     }
     for u in &f.unlisted {
         t += &format!(
-            "    not listed (an unfinished commit's): {}",
+            "    not listed (a commit in progress, or an interrupted one's; never used): {}",
             segment_line(u)
         );
     }
@@ -240,7 +240,12 @@ fn app_text(f: &AppFolder) -> String {
             s.first_seq + r.records,
             r.path.display(),
             r.file_len,
-            status(&r.damage)
+            match (&r.damage, s.torn_tail) {
+                (Some(e), true) => format!(
+                    "torn tail (being written, or cut by a crash; recovery keeps the records before it): {e}"
+                ),
+                (d, _) => status(d),
+            }
         );
     }
     t += &format!("  spill files: {}\n", f.spills.len());
@@ -292,7 +297,7 @@ fn app_json(f: &AppFolder) -> Value {
         .iter()
         .map(|s| {
             json!({
-                "first_seq": s.first_seq, "end_seq": s.first_seq + s.report.records,
+                "first_seq": s.first_seq, "end_seq": s.first_seq + s.report.records, "torn_tail": s.torn_tail,
                 "segment": segment_json(&s.report),
             })
         })

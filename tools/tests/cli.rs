@@ -285,6 +285,18 @@ fn bad_input_gets_one_line_and_its_exit_code() {
         2,
         "--addr",
     );
+    e(
+        &["apps", "--connect-timeout", "0"],
+        "",
+        2,
+        "--connect-timeout",
+    );
+    e(
+        &["send", "a", "events", "--window", "100000"],
+        "",
+        2,
+        "--window",
+    );
     // Failed (1): unknown kind, app, sink; a taken name.
     e(&["deploy", "nokind", "b"], "", 1, "nokind");
     e(

@@ -94,15 +94,14 @@ pub struct AppFolder {
 }
 
 impl AppFolder {
-    /// Every damage found, each naming its file and offset.
+    /// Every damage found that recovery would not get past, each naming its
+    /// file and offset: not a log's torn tail (`LogSegment::torn_tail`),
+    /// nor an unlisted checkpoint segment (a commit in progress, or one an
+    /// interrupted commit left: never used).
     pub fn damage(&self) -> Vec<&StorageError> {
         let ckpts = self.checkpoints.iter().filter_map(|c| c.damage.as_ref());
-        let segs = self
-            .unlisted
-            .iter()
-            .chain(self.log.iter().map(|l| &l.report))
-            .chain(&self.spills)
-            .filter_map(|s| s.damage.as_ref());
+        let log = self.log.iter().filter(|l| !l.torn_tail).map(|l| &l.report);
+        let segs = log.chain(&self.spills).filter_map(|s| s.damage.as_ref());
         self.manifest_damage
             .iter()
             .chain(ckpts)

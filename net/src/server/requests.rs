@@ -36,6 +36,7 @@ pub(super) async fn handle(conn: &mut Conn, f: Frame) -> Result<(), String> {
         events,
     } = archived
     {
+        // The hot path: read in place, never deserialized.
         let values = events.iter().map(|e| e.value.as_slice()).collect();
         return ingest(
             conn,
@@ -54,6 +55,11 @@ pub(super) async fn handle(conn: &mut Conn, f: Frame) -> Result<(), String> {
             return Err(e.to_string());
         }
     };
+    owned(conn, req, request).await
+}
+
+/// A request other than a binary ingest, deserialized.
+async fn owned(conn: &mut Conn, req: u64, request: Request) -> Result<(), String> {
     let answer = match request {
         Request::Subscribe {
             app,
@@ -72,47 +78,57 @@ pub(super) async fn handle(conn: &mut Conn, f: Frame) -> Result<(), String> {
             Ok(values) => return ingest(conn, req, &app, &source, Batch::Json(values)).await,
             Err(refusal) => refusal,
         },
-        Request::Barrier { app, window } => {
-            ops::barrier(&conn.ctx, &conn.token, &app, window).await
-        }
-        // Read in place above; the owned form is the same ingest.
         Request::Ingest {
             app,
             source,
             events,
         } => {
+            // `handle` reads these in place; the owned form is the same.
             let values = events.iter().map(|e| e.value.as_slice()).collect();
             return ingest(conn, req, &app, &source, Batch::Binary(values)).await;
         }
-        Request::Deploy {
-            kind,
-            name,
-            params_json,
-            slo_us,
-            durable,
-            ingest_token,
-            read_token,
-        } => {
-            let spec = DeploySpec {
-                name,
-                slo: slo_us.map(Duration::from_micros),
-                durable,
-            };
-            let d = DeployReq {
-                kind,
-                spec,
-                params_json,
-                ingest_token,
-                read_token,
-            };
-            control(conn, Control::Deploy(d)).await
+        Request::Barrier { app, window } => {
+            ops::barrier(&conn.ctx, &conn.token, &app, window).await
         }
+        r @ Request::Deploy { .. } => match deploy_control(r) {
+            Some(c) => control(conn, c).await,
+            None => ops::refusal(ErrorCode::Failed, "a deploy that is not one"),
+        },
         Request::Undeploy { app } => control(conn, Control::Undeploy(app)).await,
         Request::Apps => control(conn, Control::Apps).await,
         Request::Stats { app } => control(conn, Control::Stats(app)).await,
         Request::Checkpoint { app } => control(conn, Control::Checkpoint(app)).await,
     };
     conn.send(frame(&answer, req)).await
+}
+
+/// A `Deploy` request as the control thread's operation (`None` for any
+/// other request).
+fn deploy_control(r: Request) -> Option<Control> {
+    let Request::Deploy {
+        kind,
+        name,
+        params_json,
+        slo_us,
+        durable,
+        ingest_token,
+        read_token,
+    } = r
+    else {
+        return None;
+    };
+    let spec = DeploySpec {
+        name,
+        slo: slo_us.map(Duration::from_micros),
+        durable,
+    };
+    Some(Control::Deploy(DeployReq {
+        kind,
+        spec,
+        params_json,
+        ingest_token,
+        read_token,
+    }))
 }
 
 /// The JSON texts of an `IngestJson` parsed, or its refusal naming the

@@ -16,6 +16,12 @@
 //! | 2 | usage or config error (a flag, a parameter, a file that cannot be read) |
 //! | 3 | the node cannot be reached (nothing listens, no handshake in time) |
 //! | 4 | refused: the token does not allow it, or a limit (batch, subscribers, backpressure) |
+//!
+//! The limits of what a command keeps in flight live here too.
+
+/// Most batches a command keeps unacknowledged (`--window`): the node's
+/// answers to them wait in the connection's buffers meanwhile.
+pub(crate) const MAX_WINDOW: usize = 1024;
 
 pub(crate) mod admin;
 pub(crate) mod load;
@@ -101,34 +107,51 @@ pub(crate) fn refusal(code: ErrorCode) -> bool {
 }
 
 impl Remote {
-    /// The first address `addr` resolves to.
-    fn socket_addr(&self) -> Result<SocketAddr, CliError> {
-        let mut addrs = self
+    /// Every address `addr` resolves to (`localhost` may be `::1` and
+    /// `127.0.0.1`).
+    fn socket_addrs(&self) -> Result<Vec<SocketAddr>, CliError> {
+        let addrs: Vec<SocketAddr> = self
             .addr
             .to_socket_addrs()
-            .map_err(|e| CliError::Usage(format!("--addr {:?}: {e}", self.addr)))?;
-        addrs
-            .next()
-            .ok_or_else(|| CliError::Usage(format!("--addr {:?} resolves to nothing", self.addr)))
+            .map_err(|e| CliError::Usage(format!("--addr {:?}: {e}", self.addr)))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(CliError::Usage(format!(
+                "--addr {:?} resolves to nothing",
+                self.addr
+            )));
+        }
+        Ok(addrs)
     }
 
-    /// Connect and shake hands. A refusal of the handshake (a wrong token)
-    /// is the node's answer, not an unreachable node.
+    /// Connect and shake hands, trying each address in turn. A refusal of
+    /// the handshake (a wrong token) is the node's answer, not an
+    /// unreachable node.
     pub(crate) fn connect(&self) -> Result<Client, CliError> {
-        let addr = self.socket_addr()?;
-        tracing::debug!(%addr, "connecting");
-        let c = Client::connect_within(addr, &self.token, self.connect_timeout).map_err(
-            |e| match e {
-                ClientError::Node { .. } => CliError::node("the node refused the connection", e),
-                e => CliError::Unreachable {
-                    addr: self.addr.clone(),
-                    source: e,
-                },
-            },
-        )?;
-        let a = c.accepted();
-        tracing::debug!(%addr, shard = a.shard, max_batch = a.max_batch, max_frame = a.max_frame, "connected");
-        Ok(c)
+        if self.connect_timeout.is_zero() {
+            return Err(CliError::Usage(
+                "--connect-timeout must be more than 0".into(),
+            ));
+        }
+        let mut last = None;
+        for addr in self.socket_addrs()? {
+            tracing::debug!(%addr, "connecting");
+            match Client::connect_within(addr, &self.token, self.connect_timeout) {
+                Ok(c) => {
+                    let a = c.accepted();
+                    tracing::debug!(%addr, shard = a.shard, max_batch = a.max_batch, "connected");
+                    return Ok(c);
+                }
+                Err(e @ ClientError::Node { .. }) => {
+                    return Err(CliError::node("the node refused the connection", e))
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(CliError::Unreachable {
+            addr: self.addr.clone(),
+            source: last.unwrap_or(ClientError::Closed),
+        })
     }
 }
 

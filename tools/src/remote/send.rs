@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use dirigo_net::{Client, ClientError, ErrorCode, Response};
 
-use super::{CliError, Remote};
+use super::{CliError, Remote, MAX_WINDOW};
 
 /// How long one batch may wait for its acknowledgement.
 const ACK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -112,10 +112,10 @@ struct Sender {
 }
 
 pub(crate) fn send(a: SendArgs) -> Result<(), CliError> {
-    if a.batch == 0 || a.window == 0 {
-        return Err(CliError::Usage(
-            "--batch and --window must be at least 1".into(),
-        ));
+    if a.batch == 0 || !(1..=MAX_WINDOW).contains(&a.window) {
+        return Err(CliError::Usage(format!(
+            "--batch must be at least 1 and --window in 1..={MAX_WINDOW}"
+        )));
     }
     let input: Box<dyn BufRead> = match &a.file {
         Some(p) => {

@@ -46,7 +46,7 @@ use dirigo_net::{Client, ClientError, ErrorCode, Request, Response};
 
 use self::arrivals::Arrivals;
 use self::receiver::{Receiver, Shared};
-use super::{parse_duration, refusal, CliError, Remote};
+use super::{parse_duration, refusal, CliError, Remote, MAX_WINDOW};
 
 /// The longest run: its schedule of batches is kept in memory.
 const MAX_DURATION: Duration = Duration::from_secs(3600);
@@ -178,8 +178,8 @@ fn check(a: &LoadArgs) -> Result<(), CliError> {
             MAX_DURATION.as_secs()
         )));
     }
-    if a.window == 0 {
-        return Err(CliError::Usage("--window must be at least 1".into()));
+    if !(1..=MAX_WINDOW).contains(&a.window) {
+        return Err(CliError::Usage(format!("--window is in 1..={MAX_WINDOW}")));
     }
     if a.pattern == Pattern::Bursts && a.on.is_zero() {
         return Err(CliError::Usage("--on must be more than 0".into()));
