@@ -200,28 +200,44 @@ fn info(l: disk::ListedCheckpoint) -> CheckpointInfo {
     }
 }
 
-/// Each incremental checkpoint's chain: the listed ones after it (older),
-/// up to and including the first full one.
+/// Each incremental checkpoint's chain, as recovery walks it per operator
+/// (`recovery::Chain::of`): for every operator saved as changes, the
+/// listed checkpoints after it (older), down to the first that holds that
+/// operator's whole state; the chain is the longest of those. Its base is
+/// missing when some operator's walk meets a damaged checkpoint or runs
+/// out of listed ones.
 fn chain_up(cs: &mut [CheckpointInfo]) {
     for i in 0..cs.len() {
         if cs[i].kind != Some(CheckpointKind::Incremental) {
             continue;
         }
-        let mut chain = Vec::new();
-        let mut reached = false;
-        for older in &cs[i + 1..] {
-            chain.push(older.epoch);
-            if older.kind == Some(CheckpointKind::Full) {
-                reached = true;
-                break;
-            }
-            if older.kind.is_none() {
-                break;
+        let (mut depth, mut missing) = (0, false);
+        for o in cs[i].operators.iter().filter(|o| o.delta) {
+            match walk(&cs[i + 1..], o.op) {
+                Some(d) => depth = depth.max(d),
+                None => missing = true,
             }
         }
-        cs[i].base_missing = !reached;
-        cs[i].chain = chain;
+        if missing {
+            // Show as far as the listed ones go.
+            depth = cs.len() - i - 1;
+        }
+        cs[i].chain = cs[i + 1..i + 1 + depth].iter().map(|c| c.epoch).collect();
+        cs[i].base_missing = missing;
     }
+}
+
+/// How many of `older` (newest first) operator `op`'s changes need, down
+/// to the one with its whole state; `None` if none has it before a
+/// damaged one or the end.
+fn walk(older: &[CheckpointInfo], op: u16) -> Option<usize> {
+    for (n, c) in older.iter().enumerate() {
+        c.kind?;
+        if c.operators.iter().any(|o| o.op == op && !o.delta) {
+            return Some(n + 1);
+        }
+    }
+    None
 }
 
 /// The spill files, each checked.
