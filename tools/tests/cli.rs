@@ -254,60 +254,45 @@ fn bad_input_gets_one_line_and_its_exit_code() {
         );
     };
     e(&["deploy", "aggregate", "a", "-p", "fn=sum"], "", 0, "");
-    // Usage: flags, parameters (2).
-    e(
-        &["deploy", "aggregate", "b", "--slo", "fast"],
-        "",
-        2,
-        "not a duration",
-    );
-    e(
-        &["deploy", "aggregate", "b", "-p", "fn"],
-        "",
-        2,
-        "KEY=VALUE",
-    );
-    e(
-        &["deploy", "aggregate", "b", "-p", "fn=nosuch"],
-        "",
-        2,
-        "params.fn",
-    );
-    e(
-        &["send", "a", "events", "--file", "/no/such/file"],
-        "",
-        2,
-        "/no/such/file",
-    );
-    e(
-        &["stats", "--addr", "no-such-host.invalid:1"],
-        "",
-        2,
-        "--addr",
-    );
-    e(
-        &["apps", "--connect-timeout", "0"],
-        "",
-        2,
-        "--connect-timeout",
-    );
-    e(
-        &["send", "a", "events", "--window", "100000"],
-        "",
-        2,
-        "--window",
-    );
-    // Failed (1): unknown kind, app, sink; a taken name.
-    e(&["deploy", "nokind", "b"], "", 1, "nokind");
-    e(
-        &["deploy", "aggregate", "a", "-p", "fn=sum"],
-        "",
-        1,
-        "already deployed",
-    );
-    e(&["stats", "nope"], "", 1, "nope");
-    e(&["tail", "a", "nosink", "--count", "1"], "", 1, "nosink");
-    e(&["checkpoint", "a"], "", 1, "not durable");
+    // Usage: flags, parameters (2); failed (1): unknown kind, app, sink, a
+    // taken name. Each with the words its one line must say.
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["deploy", "aggregate", "b", "--slo", "fast"],
+            2,
+            "not a duration",
+        ),
+        (&["deploy", "aggregate", "b", "-p", "fn"], 2, "KEY=VALUE"),
+        (
+            &["deploy", "aggregate", "b", "-p", "fn=nosuch"],
+            2,
+            "params.fn",
+        ),
+        (
+            &["send", "a", "events", "--file", "/no/such/file"],
+            2,
+            "/no/such/file",
+        ),
+        (&["stats", "--addr", "no-such-host.invalid:1"], 2, "--addr"),
+        (&["apps", "--connect-timeout", "0"], 2, "--connect-timeout"),
+        (
+            &["send", "a", "events", "--window", "100000"],
+            2,
+            "--window",
+        ),
+        (&["deploy", "nokind", "b"], 1, "nokind"),
+        (
+            &["deploy", "aggregate", "a", "-p", "fn=sum"],
+            1,
+            "already deployed",
+        ),
+        (&["stats", "nope"], 1, "nope"),
+        (&["tail", "a", "nosink", "--count", "1"], 1, "nosink"),
+        (&["checkpoint", "a"], 1, "not durable"),
+    ];
+    for &(args, code, says) in cases {
+        e(args, "", code, says);
+    }
     // A line that is not JSON: named by number; the rest sent (skip) or
     // not (stop), and the count acknowledged says which.
     let input = "{\"key\":\"x\",\"value\":1}\nnot json\n{\"key\":\"y\",\"value\":2}\n";
