@@ -31,7 +31,7 @@ use dirigo_engine::{
 
 use crate::codec::WireValue;
 use crate::error::{CodecError, PortError};
-use crate::wire::Lag;
+use crate::wire::{ErrorCode, Lag};
 
 /// A future a port returns, run on the connection's shard.
 pub(crate) type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -169,9 +169,10 @@ pub(crate) enum Delivery {
     Barrier { window: u64 },
     /// This many outputs were dropped before the next one.
     Lagged { dropped: u64 },
-    /// The subscription ended (fell behind under `Lag::Disconnect`, or
-    /// the app was undeployed); nothing follows.
-    Closed { reason: String },
+    /// The subscription ended (fell behind under `Lag::Disconnect`: a
+    /// `Limit`; the app was undeployed: `NotFound`; an output that does
+    /// not encode: `Failed`); nothing follows.
+    Closed { code: ErrorCode, reason: String },
 }
 
 /// A subscriber's bounded buffer.
@@ -179,7 +180,8 @@ struct SubState {
     items: VecDeque<Delivery>,
     /// Dropped since the last `Lagged` delivered.
     dropped: u64,
-    closed: Option<String>,
+    /// Why the subscription ends, once it does.
+    closed: Option<(ErrorCode, String)>,
     /// `Closed` was delivered: nothing more comes.
     done: bool,
     waker: Option<Waker>,
@@ -212,10 +214,11 @@ impl Subscriber {
                 }
                 Lag::Disconnect => {
                     st.items.clear();
-                    st.closed = Some(format!(
+                    let why = format!(
                         "the subscriber fell {} outputs behind its sink",
                         self.capacity
-                    ));
+                    );
+                    st.closed = Some((ErrorCode::Limit, why));
                     return;
                 }
             }
@@ -231,9 +234,9 @@ impl Subscriber {
         if let Some(d) = st.items.pop_front() {
             return Some(d);
         }
-        let reason = st.closed.take()?;
+        let (code, reason) = st.closed.take()?;
         st.done = true;
-        Some(Delivery::Closed { reason })
+        Some(Delivery::Closed { code, reason })
     }
 }
 
@@ -248,7 +251,7 @@ pub(crate) trait SubscribePort: Send + Sync {
         format: Format,
         max: usize,
     ) -> Result<(Subscription, Option<LocalFuture<'static, ()>>), PortError>;
-    /// End every subscription (the app is going away).
+    /// End every subscription (the app is going away: `NotFound`).
     fn close(&self, reason: &str);
 }
 
@@ -336,6 +339,7 @@ impl<T: WireValue> Hub<T> {
                         ingress_ns: at_ns.saturating_sub(*latency_ns),
                     },
                     Err(e) => Delivery::Closed {
+                        code: ErrorCode::Failed,
                         reason: format!("an output does not encode: {e}"),
                     },
                 })
@@ -462,7 +466,8 @@ impl<T: WireValue> SubscribePort for SinkPort<T> {
         }
         for s in subs {
             let mut st = lock(&s.state);
-            st.closed.get_or_insert_with(|| reason.to_owned());
+            st.closed
+                .get_or_insert_with(|| (ErrorCode::NotFound, reason.to_owned()));
             if let Some(w) = st.waker.take() {
                 w.wake();
             }

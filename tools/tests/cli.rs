@@ -140,6 +140,9 @@ fn deploy_send_tail_stats_checkpoint_and_undeploy_round_trip() {
     let (out, _) = expect(&node, ADMIN, &["stats", "totals", "--json"], "", 0);
     let s: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(s["delivered"], 5);
+    let (one, _) = expect(&node, ADMIN, &["stats", "totals"], "", 0);
+    assert_eq!(one.lines().count(), 2, "a header and the app's row: {one}");
+    assert!(one.lines().nth(1).unwrap().starts_with("totals "), "{one}");
     let (table, _) = expect(&node, ADMIN, &["stats"], "", 0);
     assert!(table.lines().any(|l| l.starts_with("totals ")), "{table}");
     assert!(table.contains("shard"), "{table}");
@@ -328,8 +331,39 @@ fn bad_input_gets_one_line_and_its_exit_code() {
     // One subscriber per sink in this node's config: a second is refused.
     let mut first = subscribed(&node, &["tail", "a", "out", "--duration", "60s"]);
     e(&["tail", "a", "out", "--count", "1"], "", 4, "subscribers");
-    first.kill().unwrap();
-    first.wait().unwrap();
+    // Its app undeployed, a tail ends with 1 (failed), not 4 (refused).
+    e(&["undeploy", "a"], "", 0, "");
+    assert_eq!(first.wait().unwrap().code(), Some(1));
+    // --with-key and --barriers: a window's row with its key, then its
+    // barrier, as JSON lines.
+    e(&["deploy", "aggregate", "c", "-p", "fn=sum"], "", 0, "");
+    let keyed = [
+        "tail",
+        "c",
+        "out",
+        "--with-key",
+        "--barriers",
+        "--duration",
+        "2s",
+    ];
+    let tail = subscribed(&node, &keyed);
+    e(
+        &["send", "c", "events"],
+        "{\"key\":\"x\",\"value\":1}\n",
+        0,
+        "",
+    );
+    e(&["barrier", "c", "--window", "7"], "", 0, "");
+    let got = tail.wait_with_output().unwrap();
+    assert_eq!(got.status.code(), Some(0));
+    let lines: Vec<Value> = text(&got.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0]["key"].is_u64(), "{lines:?}");
+    assert_eq!(lines[0]["value"], serde_json::json!([7, "x", 1.0]));
+    assert_eq!(lines[1], serde_json::json!({"barrier": 7}));
     // Unreachable (3): nothing listens there.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = dead.local_addr().unwrap().to_string();
@@ -467,4 +501,35 @@ fn load_and_top_against_a_node_report_latency_and_an_hgrm_that_parses() {
     ];
     let (_, err) = expect(&node, ADMIN, &replay, "", 2);
     assert!(err.contains("--replay"), "{err}");
+    // A barrier-closed app: every window's rows are timed, the last one's
+    // too (empty batches follow the last barrier while its rows come).
+    expect(
+        &node,
+        ADMIN,
+        &["deploy", "aggregate", "t", "-p", "fn=count"],
+        "",
+        0,
+    );
+    let windows = [
+        "load",
+        "t",
+        "events",
+        "--generator",
+        "rows",
+        "--rate",
+        "2000",
+        "--duration",
+        "1s",
+        "--barrier-every",
+        "100ms",
+        "--drain",
+        "1s",
+        "--hgrm",
+        hgrm_s,
+    ];
+    let (out, _) = expect(&node, ADMIN, &windows, "", 0);
+    assert!(
+        out.contains("(0 untimed)") && out.contains("0 shed"),
+        "{out}"
+    );
 }

@@ -262,15 +262,12 @@ fn output(d: Delivery) -> (Output, bool) {
         ),
         Delivery::Barrier { window } => (Output::Barrier { window }, false),
         Delivery::Lagged { dropped } => (Output::Lagged { dropped }, false),
-        Delivery::Closed { reason } => {
-            let code = ErrorCode::Limit;
-            (
-                Output::Closed {
-                    code,
-                    message: reason,
-                },
-                true,
-            )
-        }
+        Delivery::Closed { code, reason } => (
+            Output::Closed {
+                code,
+                message: reason,
+            },
+            true,
+        ),
     }
 }

@@ -366,9 +366,9 @@ fn sse_event(d: Delivery) -> (Bytes, bool) {
         }
         Delivery::Barrier { window } => ("barrier", json!({ "window": window }), false),
         Delivery::Lagged { dropped } => ("lagged", json!({ "dropped": dropped }), false),
-        Delivery::Closed { reason } => (
+        Delivery::Closed { code, reason } => (
             "closed",
-            json!({"code": code_name(ErrorCode::Limit), "message": reason}),
+            json!({"code": code_name(code), "message": reason}),
             true,
         ),
     };

@@ -23,8 +23,8 @@
 //! stands for its first event; a durable app answers at commit, which may
 //! come before its events enter the engine; what a barrier closes is timed
 //! from the first batch answered after the barrier reached the operator
-//! (an empty batch follows each barrier, and after the last one empty
-//! batches go on while the last outputs come, so there is one). Outputs no batch of the run
+//! (after the last barrier, empty batches go on while the last outputs
+//! come, so there is one). Outputs no batch of the run
 //! accounts for (another client's, or after the last answer) are counted
 //! as untimed, not timed. Batches the node refused for
 //! backpressure or a limit are *shed*, counted and reported, never resent.
@@ -332,15 +332,7 @@ impl Run {
             app: self.app.clone(),
             window: self.barriers,
         };
-        self.request(r, 0, due)?;
-        // A barrier's answer carries no node clock: an empty batch right
-        // after it does, so what the barrier closes is timed from it.
-        let marker = Request::IngestJson {
-            app: self.app.clone(),
-            source: self.source.clone(),
-            events: Vec::new(),
-        };
-        self.request(marker, 0, due)
+        self.request(r, 0, due)
     }
 
     /// Send `r` (of `n` events, the first due at `due`), first waiting for
