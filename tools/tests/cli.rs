@@ -152,6 +152,24 @@ fn deploy_send_tail_stats_checkpoint_and_undeploy_round_trip() {
     let (out, _) = expect(&node, ADMIN, &["checkpoint", "totals"], "", 0);
     assert!(out.starts_with("checkpoint "), "{out}");
     inspect_the_data_folder(&node, &dir.path().join("data"), &open_sums);
+    // A durable word count's open window, through --dump.
+    let wc = ["deploy", "wordcount", "w", "--durable"];
+    expect(&node, ADMIN, &wc, "", 0);
+    expect(
+        &node,
+        ADMIN,
+        &["send", "w", "lines"],
+        "\"a b a\"\n\"b a\"\n",
+        0,
+    );
+    expect(&node, ADMIN, &["checkpoint", "w"], "", 0);
+    let w = dir.path().join("data").join("w");
+    let dump = ["inspect", "--dump", "count", w.to_str().unwrap()];
+    let (out, _) = expect(&node, "", &dump, "", 0);
+    let d: Value = serde_json::from_str(&out).unwrap();
+    let words = serde_json::json!([{"word": "a", "count": 3}, {"word": "b", "count": 2}]);
+    assert_eq!(d["state"], words, "{d}");
+    expect(&node, ADMIN, &["undeploy", "w"], "", 0);
     expect(&node, ADMIN, &["undeploy", "totals"], "", 0);
     let (out, _) = expect(&node, ADMIN, &["apps", "--json"], "", 0);
     assert_eq!(out.trim(), "[]");
